@@ -1,0 +1,188 @@
+//! The journal: `journal.sqlite` in the state directory (WAL), the durable
+//! record of server runs and migrations. One actor on its own thread owns
+//! the connection on a thread of its own (an arbiter nothing else uses);
+//! everything else writes through its messages.
+
+use std::path::Path;
+
+use actix::{Actor, ActorContext, Context, Handler, Message};
+use rusqlite::{params, Connection, OptionalExtension};
+
+/// The schema this build writes; older files are upgraded step by step.
+pub const SCHEMA_VERSION: i64 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot open the journal {path}: {source}")]
+    Open {
+        path: String,
+        source: rusqlite::Error,
+    },
+    #[error("the journal {path} has schema version {found}, newer than this hostmig ({SCHEMA_VERSION}); run the newer hostmig or move the file away")]
+    TooNew { path: String, found: i64 },
+    #[error("the journal is closed")]
+    Closed,
+    #[error("journal write failed: {0}")]
+    Sql(#[from] rusqlite::Error),
+}
+
+pub struct Journal {
+    conn: Option<Connection>,
+    run_id: Option<i64>,
+}
+
+/// Opens (creating or upgrading) the journal at `path`.
+pub fn open(path: &Path) -> Result<Journal, JournalError> {
+    let shown = path.display().to_string();
+    let open_err = |source| JournalError::Open {
+        path: shown.clone(),
+        source,
+    };
+    let mut conn = Connection::open(path).map_err(open_err)?;
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(open_err)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(open_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(open_err)?;
+    let found: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(open_err)?;
+    if found > SCHEMA_VERSION {
+        return Err(JournalError::TooNew { path: shown, found });
+    }
+    let tx = conn.transaction().map_err(open_err)?;
+    if found < 1 {
+        tx.execute_batch(SCHEMA_V1).map_err(open_err)?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(open_err)?;
+    tx.commit().map_err(open_err)?;
+    Ok(Journal {
+        conn: Some(conn),
+        run_id: None,
+    })
+}
+
+const SCHEMA_V1: &str = "
+CREATE TABLE server_runs (
+    id          INTEGER PRIMARY KEY,
+    started_at  TEXT NOT NULL,
+    stopped_at  TEXT,
+    pid         INTEGER NOT NULL,
+    version     TEXT NOT NULL
+);
+CREATE TABLE migrations (
+    id           INTEGER PRIMARY KEY,
+    state        TEXT NOT NULL,
+    source_host  TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    plan         TEXT,
+    result       TEXT
+);
+CREATE TABLE migration_events (
+    id            INTEGER PRIMARY KEY,
+    migration_id  INTEGER NOT NULL REFERENCES migrations(id),
+    at            TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    detail        TEXT NOT NULL
+);
+CREATE INDEX migration_events_by_migration ON migration_events(migration_id, id);
+";
+
+impl Actor for Journal {
+    type Context = Context<Self>;
+}
+
+/// Records that this server process started; answers whether the previous
+/// run ended without recording its stop (a crash or a kill).
+#[derive(Message)]
+#[rtype(result = "Result<RunStarted, JournalError>")]
+pub struct RecordRunStarted {
+    pub pid: u32,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunStarted {
+    pub run_id: i64,
+    pub previous_run_unclean: bool,
+}
+
+/// Records a clean stop and closes the connection (checkpointing the WAL).
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct Close;
+
+impl Handler<RecordRunStarted> for Journal {
+    type Result = Result<RunStarted, JournalError>;
+
+    fn handle(&mut self, msg: RecordRunStarted, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let previous: Option<Option<String>> = conn
+            .query_row(
+                "SELECT stopped_at FROM server_runs ORDER BY id DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        conn.execute(
+            "INSERT INTO server_runs (started_at, pid, version) VALUES (strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?1, ?2)",
+            params![msg.pid, msg.version],
+        )?;
+        let run_id = conn.last_insert_rowid();
+        self.run_id = Some(run_id);
+        Ok(RunStarted {
+            run_id,
+            previous_run_unclean: matches!(previous, Some(None)),
+        })
+    }
+}
+
+impl Handler<Close> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, _: Close, ctx: &mut Self::Context) -> Self::Result {
+        let result = match (self.conn.take(), self.run_id) {
+            (Some(conn), Some(run_id)) => {
+                let res = conn.execute(
+                    "UPDATE server_runs SET stopped_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE id = ?1",
+                    params![run_id],
+                );
+                let closed = conn.close().map_err(|(_, e)| e);
+                res.map(|_| ()).and(closed).map_err(JournalError::from)
+            }
+            (Some(conn), None) => conn.close().map_err(|(_, e)| JournalError::from(e)),
+            (None, _) => Ok(()),
+        };
+        ctx.stop();
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creates_the_schema_once_and_refuses_newer_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("journal.sqlite");
+        drop(open(&path).expect("first open"));
+        drop(open(&path).expect("second open upgrades nothing"));
+        let conn = Connection::open(&path).expect("open");
+        let version: i64 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .expect("mode");
+        assert_eq!(mode, "wal");
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .expect("bump");
+        drop(conn);
+        assert!(matches!(open(&path), Err(JournalError::TooNew { .. })));
+    }
+}

@@ -1,0 +1,12 @@
+//! hostmig: moves web-hosting accounts between servers, speaking the Plesk
+//! API RPC `migration` operator. ARCHITECTURE.md has the map.
+
+pub mod config;
+pub mod journal;
+pub mod migration;
+pub mod mounts;
+pub mod readiness;
+pub mod rpc;
+pub mod serve;
+pub mod state;
+pub mod supervisor;

@@ -1,0 +1,144 @@
+//! The `hostmig` command line. Errors end here as one line on stderr and a
+//! non-zero exit.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use tracing_subscriber::{fmt, prelude::*, EnvFilter};
+
+#[derive(Parser)]
+#[command(
+    name = "hostmig",
+    version,
+    about = "Moves web-hosting accounts between servers"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API server (Plesk API RPC `migration` operator).
+    Serve {
+        /// The configuration file (see deploy/hostmig.example.toml).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Read a password on standard input and print its argon2id hash for api.admin_password_hash.
+    HashPassword,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config } => serve(&config),
+        Command::HashPassword => hash_password(),
+    };
+    if let Err(e) = result {
+        eprintln!("hostmig: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn serve(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = hostmig::config::Config::load(path)?;
+    hostmig::serve::serve(config)?;
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_writer(std::io::stderr),
+            )
+            .init(),
+    }
+    std::panic::set_hook(Box::new(|info| {
+        tracing::error!(panic = %info, "a thread panicked");
+    }));
+}
+
+fn hash_password() -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let terminal = stdin.is_terminal();
+    let echo = if terminal {
+        eprint!("Password: ");
+        std::io::stderr().flush().ok();
+        EchoOff::new()
+    } else {
+        None
+    };
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    drop(echo);
+    if terminal {
+        eprintln!();
+    }
+    read.context("cannot read the password from standard input")?;
+    let password = line
+        .strip_suffix('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .unwrap_or(&line);
+    if password.is_empty() {
+        bail!("the password is empty; type a password (or pipe one in) and press Enter");
+    }
+    let hash = hostmig::rpc::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+    println!("{hash}");
+    Ok(())
+}
+
+/// Turns terminal echo off while a password is typed; restores it on drop.
+struct EchoOff {
+    saved: libc::termios,
+}
+
+impl EchoOff {
+    fn new() -> Option<Self> {
+        let mut saved = std::mem::MaybeUninit::<libc::termios>::uninit();
+        // SAFETY: tcgetattr fills the termios struct for fd 0 when it returns 0.
+        if unsafe { libc::tcgetattr(0, saved.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: initialised by the successful tcgetattr above.
+        let saved = unsafe { saved.assume_init() };
+        let mut quiet = saved;
+        quiet.c_lflag &= !libc::ECHO;
+        // SAFETY: sets fd 0's attributes from a valid termios value.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &quiet) };
+        Some(EchoOff { saved })
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes read in `new`.
+        unsafe { libc::tcsetattr(0, libc::TCSANOW, &self.saved) };
+    }
+}

@@ -1,0 +1,190 @@
+//! The HTTP endpoint: `POST /enterprise/control/agent.php`. It reads the
+//! body under the size limit, authenticates, decodes, hands the packet to
+//! RpcFront and writes the answer. It never waits on anything slow itself:
+//! argon2, `check` and `get_fs` run on blocking threads.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix::Addr;
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{web, HttpRequest, HttpResponse};
+use futures_util::StreamExt;
+use tracing::{field, Instrument};
+
+use super::auth::{Authenticator, Credentials};
+use super::code::{Code, RpcError};
+use super::front::{HandlePacket, RpcFront};
+use super::packet::{self, Operator, Secret, NEWEST_VERSION_TEXT};
+use super::response::{ResponseBody, ResponsePacket};
+
+pub const AGENT_PATH: &str = "/enterprise/control/agent.php";
+
+/// An oversized body is read to its end (so the client receives the 1014
+/// packet, not a reset), but never more than this; past it the connection
+/// is closed after the answer.
+const DRAIN_MAX: usize = 64 * 1024 * 1024;
+
+pub struct AppState {
+    pub auth: Arc<Authenticator>,
+    pub front: Addr<RpcFront>,
+    pub max_packet_bytes: usize,
+}
+
+/// Routes: the agent endpoint (POST only) and 404 for every other path.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource(AGENT_PATH)
+            .route(web::post().to(agent))
+            .default_service(web::to(|| async {
+                HttpResponse::MethodNotAllowed()
+                    .insert_header((header::ALLOW, "POST"))
+                    .finish()
+            })),
+    )
+    .default_service(web::to(|| async { HttpResponse::NotFound().finish() }));
+}
+
+async fn agent(
+    req: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> HttpResponse {
+    let client = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    let span = tracing::info_span!(
+        "rpc",
+        client = %client,
+        operators = field::Empty,
+        operations = field::Empty
+    );
+    let pretty = header_text(req.headers(), "HTTP_PRETTY_PRINT")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let answer = answer(&req, payload, &state, client).instrument(span).await;
+    HttpResponse::Ok()
+        .content_type("text/xml; charset=UTF-8")
+        .body(answer.to_xml(pretty))
+}
+
+async fn answer(
+    req: &HttpRequest,
+    payload: web::Payload,
+    state: &AppState,
+    client: IpAddr,
+) -> ResponsePacket {
+    let started = Instant::now();
+    let system = |error: RpcError| ResponsePacket::system(NEWEST_VERSION_TEXT, error);
+
+    let body = match read_body(payload, state.max_packet_bytes).await {
+        Ok(body) => body,
+        Err(error) => {
+            tracing::warn!(code = error.code.number(), error = %error.text, "packet refused");
+            return system(error);
+        }
+    };
+    if let Err(error) = state
+        .auth
+        .authenticate(credentials(req.headers()), client)
+        .await
+    {
+        tracing::warn!(code = error.code.number(), "authentication refused");
+        return system(error);
+    }
+    let packet = match packet::decode(&body) {
+        Ok(packet) => packet,
+        Err(refusal) => {
+            tracing::info!(code = refusal.error.code.number(), error = %refusal.error.text, "packet refused");
+            return ResponsePacket::system(&refusal.version, refusal.error);
+        }
+    };
+    let span = tracing::Span::current();
+    span.record("operators", packet.operators.len());
+    let operations: Vec<&str> = packet
+        .operators
+        .iter()
+        .flat_map(|Operator::Migration(ops)| ops.iter().map(|op| op.name()))
+        .collect();
+    span.record("operations", field::display(operations.join(",")));
+    let changes_state = operations
+        .iter()
+        .any(|name| matches!(*name, "start" | "finish" | "resync"));
+
+    let version = packet.version;
+    let results = match state.front.send(HandlePacket(packet.operators)).await {
+        Ok(results) => results,
+        Err(e) => {
+            return ResponsePacket::system(
+                &version,
+                RpcError::new(
+                    Code::OperationFailed,
+                    format!("hostmig is shutting down ({e}); try again when it is back"),
+                ),
+            )
+        }
+    };
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    if changes_state {
+        tracing::info!(elapsed_us, "packet answered");
+    } else {
+        tracing::debug!(elapsed_us, "packet answered");
+    }
+    ResponsePacket {
+        version,
+        body: ResponseBody::Operators(results),
+    }
+}
+
+/// Reads the body; one over `limit` bytes is drained and refused with 1014.
+async fn read_body(mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, RpcError> {
+    let mut body = web::BytesMut::new();
+    let mut total = 0usize;
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| {
+            RpcError::new(
+                Code::Parse,
+                format!("the request body could not be read: {e}"),
+            )
+        })?;
+        total = total.saturating_add(chunk.len());
+        if total <= limit {
+            body.extend_from_slice(&chunk);
+        } else {
+            body = web::BytesMut::new();
+            if total > DRAIN_MAX {
+                break;
+            }
+        }
+    }
+    if total > limit {
+        return Err(RpcError::new(
+            Code::Parse,
+            format!("the packet is larger than the limit of {limit} bytes (api.max_packet_bytes)"),
+        ));
+    }
+    Ok(body)
+}
+
+/// A header as text; a value that is not UTF-8 reads as absent-but-present
+/// (empty), so it fails authentication instead of passing as no header.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .map(|v| String::from_utf8(v.as_bytes().to_vec()).unwrap_or_default())
+}
+
+fn credentials(headers: &HeaderMap) -> Credentials {
+    if let Some(key) = header_text(headers, "KEY") {
+        return Credentials::Key(Secret::new(key));
+    }
+    let login = header_text(headers, "HTTP_AUTH_LOGIN");
+    let password = header_text(headers, "HTTP_AUTH_PASSWD");
+    if login.is_none() && password.is_none() {
+        return Credentials::None;
+    }
+    Credentials::Password {
+        login: login.unwrap_or_default(),
+        password: Secret::new(password.unwrap_or_default()),
+    }
+}

@@ -1,0 +1,309 @@
+//! Response packets: the typed answer and its writer. Everything written
+//! here is valid against `schemas/agent_output.xsd`, whatever strings it
+//! carries (characters XML cannot hold are replaced).
+
+use super::code::RpcError;
+use super::xml::is_xml_char;
+use crate::migration::status::MigrationStatus;
+
+/// A whole response packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponsePacket {
+    pub version: String,
+    pub body: ResponseBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResponseBody {
+    /// The packet was refused as a whole.
+    System(RpcError),
+    /// One entry per request operator, each with one answer per operation.
+    Operators(Vec<Vec<OperationResult>>),
+}
+
+/// The answer to one operation, named like the request element.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OperationResult {
+    Check(Result<(), RpcError>),
+    GetFs(Result<Vec<FsInfo>, RpcError>),
+    Start(Result<String, RpcError>),
+    GetStatus(Result<MigrationStatus, RpcError>),
+    Finish(Result<(), RpcError>),
+    Resync(Result<String, RpcError>),
+}
+
+/// One mounted file system, as `get_fs` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsInfo {
+    pub mountpoint: String,
+    pub device: String,
+    pub read_only: bool,
+    pub size: u64,
+    pub free: u64,
+    pub fs_type: String,
+}
+
+impl ResponsePacket {
+    pub fn system(version: &str, error: RpcError) -> Self {
+        ResponsePacket {
+            version: version.to_owned(),
+            body: ResponseBody::System(error),
+        }
+    }
+
+    /// Writes the packet; `pretty` indents it (`HTTP_PRETTY_PRINT`).
+    pub fn to_xml(&self, pretty: bool) -> Vec<u8> {
+        let mut w = Writer::new(pretty);
+        w.raw("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+        w.newline();
+        w.open_with_version(&self.version);
+        match &self.body {
+            ResponseBody::System(err) => {
+                w.open("system");
+                w.leaf("status", "error");
+                error_fields(&mut w, err);
+                w.close("system");
+            }
+            ResponseBody::Operators(ops) => {
+                for results in ops {
+                    w.open("migration");
+                    for result in results {
+                        operation(&mut w, result);
+                    }
+                    w.close("migration");
+                }
+            }
+        }
+        w.close("packet");
+        w.out
+    }
+}
+
+fn error_fields(w: &mut Writer, err: &RpcError) {
+    w.leaf("errcode", &err.code.number().to_string());
+    w.leaf("errtext", &err.text);
+}
+
+/// `<name><result>…</result></name>`, with `ok` and `body`, or the error.
+fn result<T>(
+    w: &mut Writer,
+    name: &str,
+    res: &Result<T, RpcError>,
+    body: impl FnOnce(&mut Writer, &T),
+) {
+    w.open(name);
+    w.open("result");
+    match res {
+        Ok(value) => {
+            w.leaf("status", "ok");
+            body(w, value);
+        }
+        Err(err) => {
+            w.leaf("status", "error");
+            error_fields(w, err);
+        }
+    }
+    w.close("result");
+    w.close(name);
+}
+
+fn operation(w: &mut Writer, res: &OperationResult) {
+    match res {
+        OperationResult::Check(r) => result(w, "check", r, |_, _| {}),
+        OperationResult::Finish(r) => result(w, "finish", r, |_, _| {}),
+        OperationResult::Start(r) => result(w, "start", r, |w, id| w.leaf("migration_id", id)),
+        OperationResult::Resync(r) => result(w, "resync", r, |w, id| w.leaf("migration_id", id)),
+        OperationResult::GetFs(r) => result(w, "get_fs", r, |w, list| {
+            for fs in list {
+                w.open("fs");
+                w.leaf("mountpoint", &fs.mountpoint);
+                w.leaf("device", &fs.device);
+                w.leaf("mode", if fs.read_only { "ro" } else { "rw" });
+                w.leaf("size", &fs.size.to_string());
+                w.leaf("free", &fs.free.to_string());
+                w.leaf("type", &fs.fs_type);
+                w.close("fs");
+            }
+        }),
+        OperationResult::GetStatus(r) => result(w, "get_status", r, status_body),
+    }
+}
+
+fn status_body(w: &mut Writer, status: &MigrationStatus) {
+    match status {
+        MigrationStatus::InProgress {
+            total,
+            completed,
+            description,
+        } => {
+            w.open("migration_status");
+            w.leaf("total", &total.to_string());
+            w.leaf("completed", &completed.to_string());
+            w.leaf("description", description);
+            w.close("migration_status");
+        }
+        MigrationStatus::Finished { errors } => {
+            w.open("finished");
+            if errors.is_empty() {
+                w.empty("success");
+            }
+            for err in errors {
+                w.open("error");
+                if let Some(object) = &err.object {
+                    w.open("object");
+                    w.leaf("type", object.kind.as_str());
+                    w.leaf("name", &object.name);
+                    w.close("object");
+                }
+                for message in &err.messages {
+                    w.leaf("message", message);
+                }
+                w.close("error");
+            }
+            w.close("finished");
+        }
+    }
+}
+
+/// A minimal XML writer: elements and escaped text, optionally indented.
+struct Writer {
+    out: Vec<u8>,
+    pretty: bool,
+    depth: usize,
+}
+
+impl Writer {
+    fn new(pretty: bool) -> Self {
+        Writer {
+            out: Vec::with_capacity(256),
+            pretty,
+            depth: 0,
+        }
+    }
+
+    fn raw(&mut self, s: &str) {
+        self.out.extend_from_slice(s.as_bytes());
+    }
+
+    fn newline(&mut self) {
+        if self.pretty {
+            self.out.push(b'\n');
+        }
+    }
+
+    fn indent(&mut self) {
+        if self.pretty {
+            self.out.extend(std::iter::repeat_n(b' ', self.depth * 2));
+        }
+    }
+
+    fn open_with_version(&mut self, version: &str) {
+        self.raw("<packet version=\"");
+        self.text(version);
+        self.raw("\">");
+        self.newline();
+        self.depth += 1;
+    }
+
+    fn open(&mut self, name: &str) {
+        self.indent();
+        self.raw("<");
+        self.raw(name);
+        self.raw(">");
+        self.newline();
+        self.depth += 1;
+    }
+
+    fn close(&mut self, name: &str) {
+        self.depth -= 1;
+        self.indent();
+        self.raw("</");
+        self.raw(name);
+        self.raw(">");
+        self.newline();
+    }
+
+    fn empty(&mut self, name: &str) {
+        self.indent();
+        self.raw("<");
+        self.raw(name);
+        self.raw("/>");
+        self.newline();
+    }
+
+    fn leaf(&mut self, name: &str, value: &str) {
+        self.indent();
+        self.raw("<");
+        self.raw(name);
+        self.raw(">");
+        self.text(value);
+        self.raw("</");
+        self.raw(name);
+        self.raw(">");
+        self.newline();
+    }
+
+    /// Escaped character data; characters XML 1.0 cannot carry become U+FFFD.
+    fn text(&mut self, value: &str) {
+        for c in value.chars() {
+            match c {
+                '&' => self.raw("&amp;"),
+                '<' => self.raw("&lt;"),
+                '>' => self.raw("&gt;"),
+                '"' => self.raw("&quot;"),
+                '\r' => self.raw("&#13;"),
+                c if is_xml_char(c) => {
+                    let mut buf = [0u8; 4];
+                    self.out
+                        .extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+                _ => self.raw("\u{FFFD}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::status::{ObjectKind, ObjectRef, StatusError};
+    use crate::rpc::code::Code;
+
+    fn xml(p: &ResponsePacket, pretty: bool) -> String {
+        String::from_utf8(p.to_xml(pretty)).expect("writer emits UTF-8")
+    }
+
+    #[test]
+    fn writes_system_errors() {
+        let p = ResponsePacket::system("1.6.9.1", RpcError::new(Code::Parse, "bad <x> & \u{1}"));
+        assert_eq!(
+            xml(&p, false),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><packet version=\"1.6.9.1\"><system><status>error</status>\
+             <errcode>1014</errcode><errtext>bad &lt;x&gt; &amp; \u{FFFD}</errtext></system></packet>"
+        );
+    }
+
+    #[test]
+    fn writes_operations_in_order_and_pretty() {
+        let p = ResponsePacket {
+            version: "1.4.0.0".into(),
+            body: ResponseBody::Operators(vec![vec![
+                OperationResult::Start(Ok("7".into())),
+                OperationResult::GetStatus(Ok(MigrationStatus::Finished {
+                    errors: vec![StatusError {
+                        object: Some(ObjectRef {
+                            kind: ObjectKind::Domain,
+                            name: "a.example".into(),
+                        }),
+                        messages: vec!["m1".into(), "m2".into()],
+                    }],
+                })),
+                OperationResult::Finish(Err(RpcError::new(Code::NotFound, "no"))),
+            ]]),
+        };
+        assert_eq!(
+            xml(&p, true),
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<packet version=\"1.4.0.0\">\n  <migration>\n    <start>\n      <result>\n        <status>ok</status>\n        <migration_id>7</migration_id>\n      </result>\n    </start>\n    <get_status>\n      <result>\n        <status>ok</status>\n        <finished>\n          <error>\n            <object>\n              <type>domain</type>\n              <name>a.example</name>\n            </object>\n            <message>m1</message>\n            <message>m2</message>\n          </error>\n        </finished>\n      </result>\n    </get_status>\n    <finish>\n      <result>\n        <status>error</status>\n        <errcode>1013</errcode>\n        <errtext>no</errtext>\n      </result>\n    </finish>\n  </migration>\n</packet>\n"
+        );
+    }
+}

@@ -1,0 +1,132 @@
+//! `hostmig serve`: the daemon. Startup checks everything that can fail
+//! before anything listens (state directory, lock, TLS, journal, bind), and
+//! SIGINT or SIGTERM stops it in order: listeners close, in-flight requests
+//! are answered, the Supervisor stops, the journal is closed last.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix::{Actor, Arbiter};
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::journal::{self, Journal, JournalError};
+use crate::rpc::auth::Authenticator;
+use crate::rpc::front::RpcFront;
+use crate::rpc::http::{self, AppState};
+use crate::rpc::tls::{self, TlsError};
+use crate::state;
+use crate::supervisor::{Shutdown, Supervisor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot use state directory {dir}: {source}")]
+    StateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another hostmig is running with state directory {dir}; stop it or choose another state.dir")]
+    Locked { dir: PathBuf },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no randomness available for the credential cache: {0}")]
+    Random(getrandom::Error),
+    #[error("the server stopped with an error: {0}")]
+    Run(std::io::Error),
+}
+
+/// Runs the server until SIGINT or SIGTERM.
+pub fn serve(config: Config) -> Result<(), ServeError> {
+    let dir = config.state.dir.clone();
+    let state_err = |source| ServeError::StateDir {
+        dir: dir.clone(),
+        source,
+    };
+    state::ensure_dir(&dir).map_err(state_err)?;
+    let _lock = state::lock(&dir)
+        .map_err(state_err)?
+        .ok_or_else(|| ServeError::Locked { dir: dir.clone() })?;
+    let tls_config = if config.api.listen.is_empty() {
+        None
+    } else {
+        let files = tls::files(config.api.tls.as_ref(), &dir)?;
+        Some(tls::server_config(&files)?)
+    };
+    let journal = journal::open(&dir.join("journal.sqlite"))?;
+    let auth = Authenticator::new(&config.api).map_err(ServeError::Random)?;
+    let config = Arc::new(config);
+
+    actix_web::rt::System::new().block_on(async move {
+        let journal_thread = Arbiter::new();
+        let journal = Journal::start_in_arbiter(&journal_thread.handle(), |_| journal);
+        let supervisor = Supervisor::new(journal).start();
+        let front = RpcFront::new(config.clone(), supervisor.clone()).start();
+        let data = web::Data::new(AppState {
+            auth,
+            front,
+            max_packet_bytes: config.api.max_packet_bytes,
+        });
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let mut server =
+            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
+                .workers(workers)
+                .disable_signals()
+                .shutdown_timeout(30);
+        for &addr in &config.api.listen {
+            let tls = tls_config
+                .clone()
+                .expect("TLS is configured when HTTPS listeners exist");
+            server = server
+                .bind_rustls_0_23(addr, tls)
+                .map_err(|source| ServeError::Listen { addr, source })?;
+        }
+        for &addr in &config.api.listen_http {
+            server = server
+                .bind(addr)
+                .map_err(|source| ServeError::Listen { addr, source })?;
+        }
+        for (addr, scheme) in server.addrs_with_scheme() {
+            let scheme = if scheme == "http" { "http" } else { "https" };
+            tracing::info!(%addr, scheme, "listening");
+            println!("listening on {scheme}://{addr}");
+        }
+        let running = server.run();
+        let handle = running.handle();
+        actix_web::rt::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutting down: answering in-flight requests");
+            handle.stop(true).await;
+        });
+        let result = running.await.map_err(ServeError::Run);
+        if supervisor.send(Shutdown).await.is_err() {
+            tracing::error!("the supervisor had already stopped");
+        }
+        journal_thread.stop();
+        tracing::info!("stopped");
+        result
+    })
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot watch SIGTERM; only SIGINT stops the server");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

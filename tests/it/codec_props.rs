@@ -1,0 +1,265 @@
+//! Property test of the packet codec: random bytes and mutated valid
+//! packets never make it panic, and every answer it leads to is valid
+//! against `schemas/agent_output.xsd`. Packets it accepts must be valid
+//! against `schemas/agent_input.xsd` too, so codec and schema cannot drift.
+//!
+//! `HOSTMIG_PROP_CASES` (default 3000) and `HOSTMIG_PROP_SEED` set the run.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hostmig::migration::request;
+use hostmig::rpc::code::{Code, RpcError};
+use hostmig::rpc::packet::{self, Operation, Operator, RequestPacket};
+use hostmig::rpc::response::{FsInfo, OperationResult, ResponseBody, ResponsePacket};
+
+const SEEDS: &[&str] = &[
+    "<packet version=\"1.6.3.0\"><migration><check/><get_fs/><get_status><migration_id>12</migration_id></get_status></migration></packet>",
+    "<?xml version=\"1.0\" encoding=\"UTF-8\"?><packet><request-settings><setting><name>a</name><value>b</value></setting></request-settings><migration><finish><migration_id>3</migration_id></finish><resync><migration_id>4</migration_id><password>p</password></resync></migration><migration><check/></migration></packet>",
+    "<packet version=\"1.4.0.0\"><migration><start><host>192.0.2.10:2222</host><login>root</login><password>s3cret</password><destination-host-directory/><content-transport>rsync</content-transport><selected-objects><migrate-clients><target-owner>admin</target-owner><client><name>jdoe</name><ip><old><ip-type>shared</ip-type><ip-address>192.0.2.10</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip><domain><name>jdoe.example</name><ip><old><ip-type>shared</ip-type><ip-address>192.0.2.10</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip><db-server><old><host>localhost</host><port>3306</port><type>mysql</type></old><new><host>localhost</host><port>3306</port><type>mysql</type></new></db-server></domain></client></migrate-clients></selected-objects></start></migration></packet>",
+    "<packet version=\"1.6.9.1\"><migration><start><host>src.example</host><login>root</login><password></password><destination-host-directory>/var/dumps</destination-host-directory><system-type>unix</system-type><only-hosting/><selected-objects><migrate-webspaces><target-owner>admin</target-owner><webspace><name>a.example</name></webspace></migrate-webspaces><migrate-domains><target-owner>jdoe</target-owner><domain><name>b.example</name><ip><old><ip-type>exclusive</ip-type><ip-address>192.0.2.5</ip-address></old><new><ip-type>exclusive</ip-type><ip-address>203.0.113.5</ip-address></new></ip></domain></migrate-domains></selected-objects></start></migration></packet>",
+    "<packet><migration><start><host>[::1]</host><login>root</login><password>x</password><destination-host-directory/><only-mail/><selected-objects><migrate-resellers><reseller><name>r</name><customer><name>c</name><webspace><name>w.example</name></webspace></customer><domain><name>d.example</name></domain></reseller></migrate-resellers></selected-objects></start></migration></packet>",
+];
+
+const TOKENS: &[&str] = &[
+    "<",
+    ">",
+    "</",
+    "/>",
+    "&",
+    "&amp;",
+    "&#0;",
+    "&#x41;",
+    "&lt;",
+    "\"",
+    "'",
+    "=",
+    " ",
+    "\n",
+    "\t",
+    "<!DOCTYPE p [<!ENTITY e \"x\">]>",
+    "<![CDATA[",
+    "]]>",
+    "<!--",
+    "-->",
+    "<?pi?>",
+    "\u{0}",
+    "\u{1}",
+    "é",
+    "😀",
+    "\u{FFFE}",
+    "<check/>",
+    "<get_fs/>",
+    "<migration>",
+    "</migration>",
+    "<host>",
+    "</host>",
+    "<name>x</name>",
+    "<ip-type>shared</ip-type>",
+    "<ip-address>1.2.3.4</ip-address>",
+    "<migration_id>1</migration_id>",
+    "<only-mail/>",
+    "<webspace>",
+    "<domain>",
+    "version=\"1.5.0.0\"",
+    "<packet>",
+    "</packet>",
+    "<x a='1'>",
+    "999.1.1.1",
+    "<port>0</port>",
+    "<port>65536</port>",
+    "<type>oracle</type>",
+    "<system-type>windows</system-type>",
+];
+
+fn mutate(rng: &mut fastrand::Rng, input: &[u8]) -> Vec<u8> {
+    let mut out = input.to_vec();
+    for _ in 0..rng.usize(1..=4) {
+        let len = out.len();
+        let at = if len == 0 { 0 } else { rng.usize(0..=len) };
+        match rng.u8(0..8) {
+            0 if len > 0 => {
+                let i = rng.usize(0..len);
+                out[i] ^= 1 << rng.u8(0..8);
+            }
+            1 if len > 0 => {
+                let end = (at + rng.usize(1..40)).min(len);
+                out.drain(at.min(end)..end);
+            }
+            2 if len > 0 => {
+                let start = rng.usize(0..len);
+                let end = (start + rng.usize(1..80)).min(len);
+                let piece = out[start..end].to_vec();
+                out.splice(at..at, piece);
+            }
+            3 => out.truncate(at),
+            4 => {
+                out.insert(at, rng.u8(..));
+            }
+            5 if len > 1 => {
+                // Swap two elements' worth of text: children out of order.
+                let a = rng.usize(0..len);
+                let b = rng.usize(0..len);
+                let (a, b) = (a.min(b), a.max(b));
+                let piece_len = rng.usize(1..60).min(len - b);
+                let first = out[a..(a + piece_len).min(b)].to_vec();
+                let second = out[b..b + piece_len].to_vec();
+                out.splice(b..b + piece_len, first);
+                out.splice(a..(a + piece_len).min(b), second);
+            }
+            _ => {
+                let token = TOKENS[rng.usize(0..TOKENS.len())].as_bytes();
+                out.splice(at..at, token.iter().copied());
+            }
+        }
+    }
+    out
+}
+
+/// What the server answers, without the server: packet refusals as system
+/// errors, operations with the answers an engine-less hostmig gives.
+fn respond(decoded: &Result<RequestPacket, packet::PacketError>) -> ResponsePacket {
+    match decoded {
+        Err(refusal) => ResponsePacket::system(&refusal.version, refusal.error.clone()),
+        Ok(packet) => ResponsePacket {
+            version: packet.version.clone(),
+            body: ResponseBody::Operators(
+                packet
+                    .operators
+                    .iter()
+                    .map(|Operator::Migration(ops)| ops.iter().map(answer).collect())
+                    .collect(),
+            ),
+        },
+    }
+}
+
+fn answer(op: &Operation) -> OperationResult {
+    let unknown =
+        |id: &str| RpcError::new(Code::NotFound, format!("migration {id} does not exist"));
+    match op {
+        Operation::Check => OperationResult::Check(Err(RpcError::new(Code::NotReady, "not ready"))),
+        Operation::GetFs => OperationResult::GetFs(Ok(vec![FsInfo {
+            mountpoint: "/".into(),
+            device: "/dev/vda".into(),
+            read_only: false,
+            size: 100,
+            free: 50,
+            fs_type: "ext4".into(),
+        }])),
+        Operation::Start(req) => OperationResult::Start(
+            request::check(req).and_then(|_| Err(RpcError::new(Code::NotReady, "no engine"))),
+        ),
+        Operation::GetStatus(id) => OperationResult::GetStatus(Err(unknown(&id.0))),
+        Operation::Finish(id) => OperationResult::Finish(Err(unknown(&id.0))),
+        Operation::Resync { id, .. } => OperationResult::Resync(Err(unknown(&id.0))),
+    }
+}
+
+/// Validates files in batches; answers the files xmllint refused.
+fn invalid_files(files: &[PathBuf], schema: &str) -> Vec<(PathBuf, String)> {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("schemas")
+        .join(schema);
+    let mut bad = Vec::new();
+    for batch in files.chunks(200) {
+        let out = Command::new("xmllint")
+            .args(["--noout", "--nonet", "--schema"])
+            .arg(&schema)
+            .args(batch)
+            .output()
+            .unwrap_or_else(|e| panic!("xmllint is needed ({e}): apt-get install libxml2-utils"));
+        if out.status.success() {
+            continue;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        for file in batch {
+            let name = file.display().to_string();
+            if stderr
+                .lines()
+                .any(|l| l.starts_with(&name) && !l.ends_with(" validates"))
+            {
+                let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with(&name)).collect();
+                bad.push((file.clone(), lines.join("\n")));
+            }
+        }
+    }
+    bad
+}
+
+#[test]
+fn codec_never_panics_and_every_answer_is_schema_valid() {
+    let cases: usize = std::env::var("HOSTMIG_PROP_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3000);
+    let seed: u64 = std::env::var("HOSTMIG_PROP_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut seen = HashSet::new();
+    let mut responses = Vec::new();
+    let mut accepted_requests = Vec::new();
+    let (mut accepted, mut refused) = (0usize, 0usize);
+    for case in 0..cases {
+        let input = if rng.u8(0..4) == 0 {
+            (0..rng.usize(0..600)).map(|_| rng.u8(..)).collect()
+        } else {
+            let seed_packet = SEEDS[rng.usize(0..SEEDS.len())];
+            mutate(&mut rng, seed_packet.as_bytes())
+        };
+        let decoded = std::panic::catch_unwind(|| packet::decode(&input)).unwrap_or_else(|_| {
+            panic!(
+                "decode panicked on case {case} (seed {seed}): {:?}",
+                String::from_utf8_lossy(&input)
+            )
+        });
+        match &decoded {
+            Ok(_) => accepted += 1,
+            Err(_) => refused += 1,
+        }
+        let xml = respond(&decoded).to_xml(case % 2 == 0);
+        if seen.insert(xml.clone()) {
+            let path = dir.path().join(format!("response-{case}.xml"));
+            std::fs::write(&path, &xml).expect("write");
+            responses.push(path);
+        }
+        if decoded.is_ok() && seen.insert(input.clone()) {
+            let path = dir.path().join(format!("request-{case}.xml"));
+            std::fs::write(&path, &input).expect("write");
+            accepted_requests.push(path);
+        }
+    }
+    let bad_responses = invalid_files(&responses, "agent_output.xsd");
+    assert!(
+        bad_responses.is_empty(),
+        "responses refused by agent_output.xsd: {bad_responses:#?}"
+    );
+    let bad_requests = invalid_files(&accepted_requests, "agent_input.xsd");
+    let shown: Vec<(String, String)> = bad_requests
+        .iter()
+        .map(|(p, e)| {
+            (
+                String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned(),
+                e.clone(),
+            )
+        })
+        .collect();
+    assert!(
+        shown.is_empty(),
+        "packets the codec accepts but agent_input.xsd refuses: {shown:#?}"
+    );
+    assert!(
+        refused > 0 && accepted > 0,
+        "the generator must reach both outcomes"
+    );
+    eprintln!(
+        "codec property run: {cases} cases (seed {seed}): {accepted} accepted, {refused} refused; \
+         {} distinct responses and {} distinct accepted requests validated",
+        responses.len(),
+        accepted_requests.len()
+    );
+}

@@ -1,0 +1,5 @@
+//! One integration-test binary (links once): each module is an area.
+
+mod codec_props;
+mod harness;
+mod rpc;
