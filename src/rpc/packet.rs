@@ -861,9 +861,9 @@ fn db_server_spec(el: &Element, path: &str) -> Decoded<DbServerSpec> {
     Ok(DbServerSpec { host, port, kind })
 }
 
-/// An `xs:unsignedShort` of at least 1 (leading zeros and `+` allowed, as XSD does).
-fn parse_port(text: &str) -> Option<u16> {
-    let digits = text.strip_prefix('+').unwrap_or(text);
+/// A port from 1 to 65535, leading zeros allowed (the `Port` type of
+/// `schemas/plesk_migration.xsd`).
+fn parse_port(digits: &str) -> Option<u16> {
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }

@@ -127,6 +127,11 @@ pub fn parse(body: &[u8]) -> Result<Element, XmlError> {
             }
             Event::Text(t) => {
                 let content = t.xml10_content();
+                if content.contains("]]>") {
+                    return Err(XmlError::Malformed(
+                        "the sequence ]]> is not allowed in text".into(),
+                    ));
+                }
                 match stack.last_mut() {
                     Some(el) => el.text.push_str(&content),
                     None if content.chars().all(is_xml_space) => {}
@@ -240,6 +245,11 @@ fn element(start: &BytesStart<'_>) -> Result<Element, XmlError> {
     let mut attrs = Vec::new();
     for attr in start.attributes().with_checks(true) {
         let attr = attr.map_err(|e| XmlError::Malformed(short(&e.to_string())))?;
+        if attr.value.contains('<') {
+            return Err(XmlError::Malformed(
+                "< is not allowed in an attribute value".into(),
+            ));
+        }
         let key = attr.key.as_ref().to_owned();
         if !is_name(&key) {
             return Err(XmlError::Malformed(format!(

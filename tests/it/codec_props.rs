@@ -3,7 +3,7 @@
 //! against `schemas/agent_output.xsd`. Packets it accepts must be valid
 //! against `schemas/agent_input.xsd` too, so codec and schema cannot drift.
 //!
-//! `HOSTMIG_PROP_CASES` (default 3000) and `HOSTMIG_PROP_SEED` set the run.
+//! `HOSTMIG_PROP_CASES` (default 10000) and `HOSTMIG_PROP_SEED` set the run.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,6 +13,7 @@ use hostmig::migration::request;
 use hostmig::rpc::code::{Code, RpcError};
 use hostmig::rpc::packet::{self, Operation, Operator, RequestPacket};
 use hostmig::rpc::response::{FsInfo, OperationResult, ResponseBody, ResponsePacket};
+use hostmig::rpc::xml::{self, Element};
 
 const SEEDS: &[&str] = &[
     "<packet version=\"1.6.3.0\"><migration><check/><get_fs/><get_status><migration_id>12</migration_id></get_status></migration></packet>",
@@ -117,6 +118,249 @@ fn mutate(rng: &mut fastrand::Rng, input: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Values a mutated leaf may take: on both sides of every simple type's edge.
+const VALUES: &[&str] = &[
+    "",
+    " ",
+    "x",
+    "shared",
+    "exclusive",
+    " shared ",
+    "mysql",
+    "oracle",
+    "postgresql",
+    "1.2.3.4",
+    "256.1.1.1",
+    "01.2.3.4",
+    "1.2.3",
+    "65535",
+    "0",
+    "65536",
+    "+22",
+    "0022",
+    "-1",
+    "a b",
+    "[::1]",
+    "[::1]:22",
+    "[::1]x",
+    "host:99999",
+    "host:0",
+    "host:22",
+    "é.example",
+    "xn--bcher-kva.example",
+    "rsync",
+    "archive",
+    "unix",
+    "windows",
+    "1",
+    "abc",
+    "\t5\n",
+    "1.6.3.0",
+    "a/b",
+    "Ⅻ",
+    "٣",
+    "_a",
+    "a.b-c",
+];
+
+const NAMES: &[&str] = &[
+    "check",
+    "get_fs",
+    "start",
+    "get_status",
+    "finish",
+    "resync",
+    "migration_id",
+    "password",
+    "host",
+    "login",
+    "destination-host-directory",
+    "system-type",
+    "content-transport",
+    "only-hosting",
+    "only-mail",
+    "selected-objects",
+    "migrate-domains",
+    "migrate-webspaces",
+    "migrate-clients",
+    "migrate-customers",
+    "migrate-resellers",
+    "target-owner",
+    "domain",
+    "webspace",
+    "client",
+    "customer",
+    "reseller",
+    "name",
+    "ip",
+    "old",
+    "new",
+    "ip-type",
+    "ip-address",
+    "db-server",
+    "port",
+    "type",
+    "migration",
+    "bogus",
+];
+
+/// Edge values for a leaf, by its name; other leaves draw from [`VALUES`].
+fn edge_values(name: &str) -> Vec<String> {
+    let owned = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    match name {
+        "port" => owned(&[
+            "0", "1", "65535", "65536", "+22", "0022", "-1", "x", "", " 22 ", "2 2",
+        ]),
+        "ip-address" => owned(&[
+            "0.0.0.0",
+            "255.255.255.255",
+            "256.1.1.1",
+            "01.2.3.4",
+            "1.2.3",
+            "1.2.3.4.5",
+            " 1.2.3.4 ",
+            "::1",
+            "",
+        ]),
+        "ip-type" | "type" | "system-type" | "content-transport" => owned(&[
+            "shared",
+            "exclusive",
+            "mysql",
+            "mssql",
+            "postgresql",
+            "oracle",
+            "unix",
+            "windows",
+            "rsync",
+            "archive",
+            " rsync ",
+            "Rsync",
+            "",
+        ]),
+        "host" => owned(&[
+            "h",
+            "h:1",
+            "h:65535",
+            "h:65536",
+            "h:0",
+            "h:",
+            "[::1]",
+            "[::1]:22",
+            "[::1]x",
+            "[zz]",
+            "é.example",
+            "a_b.c-d",
+            "a b",
+            "a/b",
+            "",
+        ]),
+        "migration_id" | "name" | "login" | "target-owner" => {
+            let mut v = owned(&["1", "a b", " a ", ""]);
+            v.extend([
+                "x".repeat(64),
+                "x".repeat(65),
+                "x".repeat(255),
+                "x".repeat(256),
+            ]);
+            v
+        }
+        _ => owned(VALUES),
+    }
+}
+
+/// Mutates a packet as a tree: elements removed, repeated, swapped,
+/// renamed, nested, or given other values; the result is well-formed XML.
+fn mutate_tree(rng: &mut fastrand::Rng, seed: &str) -> String {
+    let mut root = xml::parse(seed.as_bytes()).expect("seed packets are well-formed");
+    for _ in 0..rng.usize(1..=3) {
+        let count = count_nodes(&root);
+        let target = rng.usize(1..count.max(2));
+        let op = rng.u8(0..12);
+        let pick = rng.usize(0..1000);
+        let name = NAMES[rng.usize(0..NAMES.len())];
+        edit(
+            &mut root,
+            &mut { target },
+            &mut |parent: &mut Element, i: usize| match op {
+                0 => {
+                    parent.children.remove(i);
+                }
+                1 => {
+                    let copy = parent.children[i].clone();
+                    parent.children.insert(i, copy);
+                }
+                2 if i + 1 < parent.children.len() => parent.children.swap(i, i + 1),
+                3 => parent.children[i].name = name.to_owned(),
+                4 if i + 1 < parent.children.len() => {
+                    let moved = parent.children.remove(i);
+                    parent.children[i].children.insert(0, moved);
+                }
+                5 => parent.children[i].attrs.push(("a".into(), "1".into())),
+                6 => parent.children[i].children.push(Element {
+                    name: name.to_owned(),
+                    attrs: Vec::new(),
+                    children: Vec::new(),
+                    text: String::new(),
+                }),
+                _ => {
+                    let el = &mut parent.children[i];
+                    let values = edge_values(&el.name);
+                    el.text = values[pick % values.len()].clone();
+                }
+            },
+        );
+    }
+    if rng.u8(0..10) == 0 {
+        root.attrs = vec![("version".into(), VALUES[rng.usize(0..VALUES.len())].into())];
+    }
+    let mut out = String::new();
+    write_tree(&root, &mut out);
+    out
+}
+
+fn count_nodes(el: &Element) -> usize {
+    1 + el.children.iter().map(count_nodes).sum::<usize>()
+}
+
+/// Calls `f(parent, index)` for the `target`-th node in document order.
+fn edit(el: &mut Element, target: &mut usize, f: &mut dyn FnMut(&mut Element, usize)) -> bool {
+    for i in 0..el.children.len() {
+        *target -= 1;
+        if *target == 0 {
+            f(el, i);
+            return true;
+        }
+        if edit(&mut el.children[i], target, f) {
+            return true;
+        }
+    }
+    false
+}
+
+fn write_tree(el: &Element, out: &mut String) {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+    };
+    out.push('<');
+    out.push_str(&el.name);
+    for (k, v) in &el.attrs {
+        out.push_str(&format!(" {k}=\"{}\"", esc(v)));
+    }
+    if el.children.is_empty() && el.text.is_empty() {
+        out.push_str("/>");
+        return;
+    }
+    out.push('>');
+    out.push_str(&esc(&el.text));
+    for child in &el.children {
+        write_tree(child, out);
+    }
+    out.push_str(&format!("</{}>", el.name));
+}
+
 /// What the server answers, without the server: packet refusals as system
 /// errors, operations with the answers an engine-less hostmig gives.
 fn respond(decoded: &Result<RequestPacket, packet::PacketError>) -> ResponsePacket {
@@ -188,12 +432,29 @@ fn invalid_files(files: &[PathBuf], schema: &str) -> Vec<(PathBuf, String)> {
     bad
 }
 
+fn read_lossy(path: &Path) -> String {
+    String::from_utf8_lossy(&std::fs::read(path).unwrap_or_default()).into_owned()
+}
+
+/// The files xmllint accepts.
+fn valid_files(files: &[PathBuf], schema: &str) -> Vec<PathBuf> {
+    let refused: HashSet<PathBuf> = invalid_files(files, schema)
+        .into_iter()
+        .map(|(p, _)| p)
+        .collect();
+    files
+        .iter()
+        .filter(|f| !refused.contains(*f))
+        .cloned()
+        .collect()
+}
+
 #[test]
 fn codec_never_panics_and_every_answer_is_schema_valid() {
     let cases: usize = std::env::var("HOSTMIG_PROP_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3000);
+        .unwrap_or(10_000);
     let seed: u64 = std::env::var("HOSTMIG_PROP_SEED")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -203,13 +464,14 @@ fn codec_never_panics_and_every_answer_is_schema_valid() {
     let mut seen = HashSet::new();
     let mut responses = Vec::new();
     let mut accepted_requests = Vec::new();
+    let mut refused_requests = Vec::new();
     let (mut accepted, mut refused) = (0usize, 0usize);
     for case in 0..cases {
-        let input = if rng.u8(0..4) == 0 {
-            (0..rng.usize(0..600)).map(|_| rng.u8(..)).collect()
-        } else {
-            let seed_packet = SEEDS[rng.usize(0..SEEDS.len())];
-            mutate(&mut rng, seed_packet.as_bytes())
+        let seed_packet = SEEDS[rng.usize(0..SEEDS.len())];
+        let (input, well_formed): (Vec<u8>, bool) = match rng.u8(0..8) {
+            0 => ((0..rng.usize(0..600)).map(|_| rng.u8(..)).collect(), false),
+            1..=3 => (mutate(&mut rng, seed_packet.as_bytes()), false),
+            _ => (mutate_tree(&mut rng, seed_packet).into_bytes(), true),
         };
         let decoded = std::panic::catch_unwind(|| packet::decode(&input)).unwrap_or_else(|_| {
             panic!(
@@ -232,25 +494,41 @@ fn codec_never_panics_and_every_answer_is_schema_valid() {
             std::fs::write(&path, &input).expect("write");
             accepted_requests.push(path);
         }
+        // Well-formed packets the codec refuses for their content (1014)
+        // must be refused by the schema too.
+        let content_refusal = matches!(&decoded, Err(e) if e.error.code == Code::Parse);
+        if well_formed && content_refusal && seen.insert(input.clone()) {
+            let path = dir.path().join(format!("refused-{case}.xml"));
+            std::fs::write(&path, &input).expect("write");
+            refused_requests.push(path);
+        }
     }
     let bad_responses = invalid_files(&responses, "agent_output.xsd");
     assert!(
         bad_responses.is_empty(),
         "responses refused by agent_output.xsd: {bad_responses:#?}"
     );
-    let bad_requests = invalid_files(&accepted_requests, "agent_input.xsd");
-    let shown: Vec<(String, String)> = bad_requests
-        .iter()
-        .map(|(p, e)| {
-            (
-                String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned(),
-                e.clone(),
-            )
+    let bad_requests: Vec<(String, String)> = invalid_files(&accepted_requests, "agent_input.xsd")
+        .into_iter()
+        .map(|(p, why)| (read_lossy(&p), why))
+        .collect();
+    assert!(
+        bad_requests.is_empty(),
+        "packets the codec accepts but agent_input.xsd refuses: {bad_requests:#?}"
+    );
+    let schema_accepts: Vec<(String, String)> = valid_files(&refused_requests, "agent_input.xsd")
+        .into_iter()
+        .map(|p| {
+            let why = packet::decode(read_lossy(&p).as_bytes())
+                .err()
+                .map(|e| e.error.text)
+                .unwrap_or_default();
+            (read_lossy(&p), why)
         })
         .collect();
     assert!(
-        shown.is_empty(),
-        "packets the codec accepts but agent_input.xsd refuses: {shown:#?}"
+        schema_accepts.is_empty(),
+        "packets the codec refuses with 1014 but agent_input.xsd accepts: {schema_accepts:#?}"
     );
     assert!(
         refused > 0 && accepted > 0,
@@ -258,8 +536,9 @@ fn codec_never_panics_and_every_answer_is_schema_valid() {
     );
     eprintln!(
         "codec property run: {cases} cases (seed {seed}): {accepted} accepted, {refused} refused; \
-         {} distinct responses and {} distinct accepted requests validated",
+         {} distinct responses, {} distinct accepted and {} distinct refused requests checked against the schemas",
         responses.len(),
-        accepted_requests.len()
+        accepted_requests.len(),
+        refused_requests.len()
     );
 }

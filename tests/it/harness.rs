@@ -57,6 +57,8 @@ pub struct Options {
     pub with_http: bool,
     /// Reuse this state directory (for restarts).
     pub state_dir: Option<PathBuf>,
+    /// `--log-format json`.
+    pub json_logs: bool,
 }
 
 pub fn config_text(opts: &Options, state: &Path) -> String {
@@ -88,7 +90,11 @@ impl Server {
         let config = dir.path().join("hostmig.toml");
         std::fs::write(&config, config_text(&opts, &state)).expect("write config");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hostmig"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_hostmig"));
+        if opts.json_logs {
+            command.args(["--log-format", "json"]);
+        }
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&config)
             .env("RUST_LOG", "debug")

@@ -406,6 +406,37 @@ fn pretty_print_and_http_methods_and_paths() {
 }
 
 #[test]
+fn json_logs_carry_one_span_per_request() {
+    let server = Server::start_with(Options {
+        json_logs: true,
+        ..Options::default()
+    });
+    exchange(
+        &server,
+        &packet("1.6.9.1", &format!("<check/>{}", status("9"))),
+    );
+    let log = server.log();
+    let lines: Vec<&str> = log.lines().collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not a JSON line: {line}"
+        );
+    }
+    let answered = lines
+        .iter()
+        .find(|l| l.contains("\"packet answered\""))
+        .expect("the packet is logged");
+    assert!(answered.contains("\"client\":\"127.0.0.1\""), "{answered}");
+    assert!(
+        answered.contains("\"operations\":\"check,get_status\""),
+        "{answered}"
+    );
+    assert!(answered.contains("\"operators\":1"), "{answered}");
+}
+
+#[test]
 fn sigterm_answers_in_flight_requests_then_closes_the_journal() {
     let mut server = Server::start_with(Options {
         with_http: true,
