@@ -5,17 +5,30 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use, as "command package" pairs.
+# Debian packages the tests use, as "file-or-command package" pairs: the
+# sandbox's private sshd and MariaDB servers, the peers the benchmarks
+# measure, xmllint for the schemas, and what the build links.
 needs=(
+  "/usr/sbin/sshd openssh-server"
+  "ssh-keygen openssh-client"
+  "/usr/sbin/mariadbd mariadb-server"
+  "mariadb mariadb-client"
+  "mysqldump mariadb-client"
+  "rsync rsync"
+  "mydumper mydumper"
   "xmllint libxml2-utils"
   "pkg-config pkg-config"
+  "/usr/include/openssl/ssl.h libssl-dev"
   "cc gcc"
 )
 
 missing=()
 for pair in "${needs[@]}"; do
-  read -r cmd pkg <<<"$pair"
-  command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  read -r what pkg <<<"$pair"
+  case "$what" in
+    /*) [ -e "$what" ] || missing+=("$pkg") ;;
+    *) command -v "$what" >/dev/null 2>&1 || missing+=("$pkg") ;;
+  esac
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "deploy/test.sh: installing ${missing[*]}"
@@ -32,7 +45,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   printf '#!/bin/sh\nexit 101\n' >"$policy"
   chmod 755 "$policy"
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # shellcheck disable=SC2046
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
   restore
   trap - EXIT
 fi

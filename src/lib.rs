@@ -7,6 +7,7 @@ pub mod migration;
 pub mod mounts;
 pub mod readiness;
 pub mod rpc;
+pub mod sandbox;
 pub mod serve;
 pub mod state;
 pub mod supervisor;

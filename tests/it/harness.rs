@@ -87,8 +87,19 @@ impl Server {
             .state_dir
             .clone()
             .unwrap_or_else(|| dir.path().join("state"));
+        let config = config_text(&opts, &state);
+        Server::spawn(dir, &config, &state, &opts)
+    }
+
+    /// A server with this whole configuration (its state directory given).
+    pub fn start_config(config: &str, state: &Path) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Server::spawn(dir, config, state, &Options::default())
+    }
+
+    fn spawn(dir: tempfile::TempDir, config_text: &str, state: &Path, opts: &Options) -> Server {
         let config = dir.path().join("hostmig.toml");
-        std::fs::write(&config, config_text(&opts, &state)).expect("write config");
+        std::fs::write(&config, config_text).expect("write config");
         let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
         let mut command = Command::new(env!("CARGO_BIN_EXE_hostmig"));
         if opts.json_logs {

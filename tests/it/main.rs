@@ -3,3 +3,4 @@
 mod codec_props;
 mod harness;
 mod rpc;
+mod sandbox;

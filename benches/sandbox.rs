@@ -1,0 +1,391 @@
+//! The benchmark runner (not a test): builds a sandbox fixture once per
+//! profile and seed (kept in target/bench-fixtures/), then runs named
+//! scenarios against it and measures, in the same run and on the same
+//! fixture, the tools an operator would use instead of hostmig:
+//!
+//! * `tar-ssh`: `ssh src 'tar c' | tar x` of the largest domain's web tree;
+//! * `rsync-initial` and `rsync-nochange`: `rsync -a` over ssh, then again;
+//! * `mysqldump`: `mysqldump --single-transaction | mysql` of the largest database;
+//! * `mydumper`: `mydumper -t 2` then `myloader -t 2` of the same database.
+//!
+//! Each row: wall time, throughput, peak RSS of the local processes
+//! (wait4's ru_maxrss, largest process of the pipeline). hostmig's own
+//! scenarios join the table as the engine lands; until then the ratio
+//! column says n/a. Prints a table and writes target/bench/sandbox-PROFILE.json.
+//!
+//! `HOSTMIG_BENCH_PROFILE` (tiny|small|medium|large, default small),
+//! `HOSTMIG_BENCH_SEED` (default 1), `HOSTMIG_BENCH_ONLY` (comma-separated
+//! scenario names). Run: `cargo bench --bench sandbox`.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hostmig::sandbox::{Destination, Profile, Source};
+use mysql_async::prelude::Queryable;
+
+struct Row {
+    scenario: &'static str,
+    tool: String,
+    wall: Duration,
+    amount: f64,
+    unit: &'static str,
+    peak_rss_kib: u64,
+}
+
+fn main() {
+    let profile: Profile = std::env::var("HOSTMIG_BENCH_PROFILE")
+        .unwrap_or_else(|_| "small".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seed: u64 = std::env::var("HOSTMIG_BENCH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    let only: Option<Vec<String>> = std::env::var("HOSTMIG_BENCH_ONLY")
+        .ok()
+        .map(|s| s.split(',').map(str::to_owned).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let fixture = target.join(format!("bench-fixtures/{}-{seed}", profile.as_str()));
+    let work = tempfile::tempdir_in(&target).expect("work dir");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+
+    let t = Instant::now();
+    let source = rt
+        .block_on(Source::start(&fixture, profile, seed))
+        .expect("source");
+    let source_start = t.elapsed();
+    let t = Instant::now();
+    let dest = rt
+        .block_on(Destination::start(&work.path().join("dst"), 2))
+        .expect("destination");
+    let dest_start = t.elapsed();
+    println!(
+        "profile {} seed {seed}: fixture in {}",
+        profile.as_str(),
+        fixture.display()
+    );
+    match source.generated_in {
+        Some(g) => println!(
+            "generated the source in {:.1} s (start-up and generation: {:.1} s)",
+            g.as_secs_f64(),
+            source_start.as_secs_f64()
+        ),
+        None => println!(
+            "reused the kept fixture; source start-up {:.2} s",
+            source_start.as_secs_f64()
+        ),
+    }
+    println!(
+        "destination start-up (2 MariaDB servers, panel schema): {:.2} s",
+        dest_start.as_secs_f64()
+    );
+
+    // The largest web tree and the largest database of the source.
+    let domain = source
+        .model
+        .hosting_domains()
+        .max_by_key(|d| tree_size(&source.layout.vhosts.join(&d.name)).0)
+        .expect("a hosting domain")
+        .name
+        .clone();
+    let (bytes, files) = tree_size(&source.layout.vhosts.join(&domain));
+    let database = rt.block_on(largest_database(&source)).expect("a database");
+    let rows = rt.block_on(row_count(&source, &database));
+    println!(
+        "content: {domain} ({:.1} MiB in {files} files); database: {database} ({rows} rows)",
+        bytes as f64 / 1048576.0
+    );
+
+    let ssh = ssh_options(&source);
+    let mut table = Vec::new();
+    let mib = bytes as f64 / 1048576.0;
+    if wanted("tar-ssh") {
+        let out = work.path().join("tar-ssh");
+        std::fs::create_dir_all(&out).expect("out");
+        let mut remote = Command::new("ssh");
+        remote.args(&ssh).arg("root@127.0.0.1").arg(format!(
+            "tar -C {} -cf - {domain}",
+            source.layout.vhosts.display()
+        ));
+        let mut local = Command::new("tar");
+        local.arg("-C").arg(&out).arg("-xf").arg("-");
+        let (wall, rss) = pipeline(vec![remote, local]);
+        table.push(Row {
+            scenario: "content",
+            tool: "ssh src 'tar c' | tar x".into(),
+            wall,
+            amount: mib,
+            unit: "MiB",
+            peak_rss_kib: rss,
+        });
+    }
+    if wanted("rsync-initial") || wanted("rsync-nochange") {
+        let out = work.path().join("rsync");
+        let run = || {
+            let mut cmd = Command::new("rsync");
+            cmd.arg("-a")
+                .arg("-e")
+                .arg(format!("ssh {}", ssh.join(" ")))
+                .arg(format!(
+                    "root@127.0.0.1:{}/{domain}/",
+                    source.layout.vhosts.display()
+                ))
+                .arg(&out);
+            pipeline(vec![cmd])
+        };
+        let (wall, rss) = run();
+        table.push(Row {
+            scenario: "content",
+            tool: "rsync -a over ssh (initial)".into(),
+            wall,
+            amount: mib,
+            unit: "MiB",
+            peak_rss_kib: rss,
+        });
+        let (wall, rss) = run();
+        table.push(Row {
+            scenario: "resync",
+            tool: "rsync -a over ssh (no change)".into(),
+            wall,
+            amount: files as f64,
+            unit: "files",
+            peak_rss_kib: rss,
+        });
+    }
+    let dst = &dest.db_servers[0];
+    if wanted("mysqldump") {
+        rt.block_on(fresh_database(dst, "copy_mysqldump"));
+        let mut dump = db_client("mysqldump", source.db.port);
+        dump.args([
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+        ])
+        .arg(&database);
+        let mut load = db_client("mariadb", dst.port);
+        load.arg("copy_mysqldump");
+        let (wall, rss) = pipeline(vec![dump, load]);
+        table.push(Row {
+            scenario: "database",
+            tool: "mysqldump --single-transaction | mysql".into(),
+            wall,
+            amount: rows as f64,
+            unit: "rows",
+            peak_rss_kib: rss,
+        });
+    }
+    if wanted("mydumper") {
+        rt.block_on(fresh_database(dst, "copy_mydumper"));
+        let dir = work.path().join("mydumper");
+        let mut dump = db_client("mydumper", source.db.port);
+        dump.args(["-t", "2", "-R", "-G", "-E", "-B"])
+            .arg(&database)
+            .arg("-o")
+            .arg(&dir);
+        let mut load = db_client("myloader", dst.port);
+        load.args(["-t", "2", "-o", "-B", "copy_mydumper", "-d"])
+            .arg(&dir);
+        let t = Instant::now();
+        let (_, rss_dump) = pipeline(vec![dump]);
+        let (_, rss_load) = pipeline(vec![load]);
+        table.push(Row {
+            scenario: "database",
+            tool: "mydumper -t 2 then myloader -t 2".into(),
+            wall: t.elapsed(),
+            amount: rows as f64,
+            unit: "rows",
+            peak_rss_kib: rss_dump.max(rss_load),
+        });
+    }
+
+    print_table(&table);
+    let mut json = format!(
+        "{{\"benchmark\":\"sandbox\",\"profile\":\"{}\",\"seed\":{seed},\"source_start_s\":{:.3},\"generation_s\":{},\"destination_start_s\":{:.3},\
+         \"content_domain\":\"{domain}\",\"content_bytes\":{bytes},\"content_files\":{files},\"database\":\"{database}\",\"database_rows\":{rows},\"rows\":[",
+        profile.as_str(),
+        source_start.as_secs_f64(),
+        source.generated_in.map_or("null".to_owned(), |g| format!("{:.3}", g.as_secs_f64())),
+        dest_start.as_secs_f64(),
+    );
+    for (i, r) in table.iter().enumerate() {
+        let _ = write!(
+            json,
+            "{}{{\"scenario\":\"{}\",\"tool\":\"{}\",\"wall_s\":{:.3},\"amount\":{},\"unit\":\"{}\",\"per_s\":{:.1},\"peak_rss_kib\":{},\"hostmig_ratio\":null}}",
+            if i > 0 { "," } else { "" },
+            r.scenario,
+            r.tool.replace('\'', "\\u0027"),
+            r.wall.as_secs_f64(),
+            r.amount,
+            r.unit,
+            r.amount / r.wall.as_secs_f64(),
+            r.peak_rss_kib
+        );
+    }
+    json.push_str("]}\n");
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out).expect("bench dir");
+    let path = out.join(format!("sandbox-{}.json", profile.as_str()));
+    std::fs::write(&path, json).expect("json");
+    println!("written: {}", path.display());
+}
+
+fn print_table(rows: &[Row]) {
+    println!(
+        "{:<10} {:<42} {:>10} {:>18} {:>14} {:>8}",
+        "scenario", "tool", "wall s", "throughput", "peak RSS MiB", "hostmig"
+    );
+    for r in rows {
+        println!(
+            "{:<10} {:<42} {:>10.2} {:>18} {:>14.1} {:>8}",
+            r.scenario,
+            r.tool,
+            r.wall.as_secs_f64(),
+            format!("{:.1} {}/s", r.amount / r.wall.as_secs_f64(), r.unit),
+            r.peak_rss_kib as f64 / 1024.0,
+            "n/a"
+        );
+    }
+}
+
+/// A MySQL client tool pointed at root on a sandbox server.
+fn db_client(program: &str, port: u16) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root"]);
+    cmd
+}
+
+/// ssh options for the source, trusting its throwaway host key.
+fn ssh_options(source: &Source) -> Vec<String> {
+    vec![
+        "-i".into(),
+        source.ssh.client_key.display().to_string(),
+        "-p".into(),
+        source.ssh.port.to_string(),
+        "-o".into(),
+        "StrictHostKeyChecking=no".into(),
+        "-o".into(),
+        "UserKnownHostsFile=/dev/null".into(),
+        "-o".into(),
+        "BatchMode=yes".into(),
+        "-o".into(),
+        "LogLevel=ERROR".into(),
+    ]
+}
+
+/// Runs the commands as a pipeline; answers the wall time and the largest
+/// peak RSS among them. Panics when any fails.
+fn pipeline(mut commands: Vec<Command>) -> (Duration, u64) {
+    let started = Instant::now();
+    let mut children = Vec::new();
+    let mut previous: Option<std::process::ChildStdout> = None;
+    let last = commands.len() - 1;
+    for (i, cmd) in commands.iter_mut().enumerate() {
+        if let Some(out) = previous.take() {
+            cmd.stdin(Stdio::from(out));
+        }
+        cmd.stdout(if i < last {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("start {cmd:?}: {e}"));
+        previous = child.stdout.take();
+        children.push(child);
+    }
+    let mut peak = 0;
+    for child in children {
+        let (status, rss) = wait4(child.id());
+        assert!(status.success(), "a benchmark command failed: {status}");
+        peak = peak.max(rss);
+    }
+    (started.elapsed(), peak)
+}
+
+fn wait4(pid: u32) -> (std::process::ExitStatus, u64) {
+    let mut status = 0;
+    // SAFETY: rusage is plain data that wait4 fills for a child of ours.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waits for our own child process.
+    let rc = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
+    assert_eq!(rc, pid as i32, "wait4 failed");
+    (
+        std::process::ExitStatus::from_raw(status),
+        usage.ru_maxrss as u64,
+    )
+}
+
+fn tree_size(root: &Path) -> (u64, u64) {
+    let mut bytes = 0;
+    let mut files = 0;
+    let mut stack: Vec<PathBuf> = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else {
+                files += 1;
+                if meta.is_file() {
+                    bytes += meta.size();
+                }
+            }
+        }
+    }
+    (bytes, files)
+}
+
+async fn largest_database(source: &Source) -> Option<String> {
+    let mut conn = source.db.connect(None).await.expect("source");
+    let mut best: Option<(u64, String)> = None;
+    for db in source.databases() {
+        let size: Option<u64> = conn
+            .exec_first(
+                "SELECT CAST(SUM(DATA_LENGTH + INDEX_LENGTH) AS UNSIGNED) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+                (&db,),
+            )
+            .await
+            .expect("size");
+        let size = size.unwrap_or(0);
+        if best.as_ref().is_none_or(|(b, _)| size > *b) {
+            best = Some((size, db));
+        }
+    }
+    best.map(|(_, db)| db)
+}
+
+async fn row_count(source: &Source, db: &str) -> u64 {
+    let mut conn = source.db.connect(Some(db)).await.expect("source");
+    let mut total = 0;
+    for table in ["types", "nopk", "counters", "counters_log", "posts"] {
+        let n: Option<u64> = conn
+            .query_first(format!("SELECT COUNT(*) FROM `{table}`"))
+            .await
+            .expect("count");
+        total += n.unwrap_or(0);
+    }
+    total
+}
+
+async fn fresh_database(server: &hostmig::sandbox::mariadb::MariaDb, name: &str) {
+    let mut conn = server.connect(None).await.expect("destination");
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{name}`; CREATE DATABASE `{name}`"
+    ))
+    .await
+    .expect("create");
+}

@@ -1,0 +1,227 @@
+//! A private OpenSSH server: its own host key, config, pid file and
+//! authorized keys, on a free loopback port; never the system service.
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use super::process::{log_tail, run, ServerProcess};
+use super::{free_port, require, Result, SandboxError};
+
+/// The dedicated local login for password tests (created when missing, as root).
+pub const TEST_LOGIN: &str = "hostmig-test";
+/// Its password: a throwaway credential for this machine's private sshd only.
+pub const TEST_PASSWORD: &str = "hostmig-test-pw-7d1f";
+
+pub struct SshServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    /// Private key accepted for `root` (and the current user).
+    pub client_key: PathBuf,
+    /// The server's public host key line (`ssh-ed25519 AAAA…`).
+    pub host_key: String,
+    process: ServerProcess,
+}
+
+impl SshServer {
+    pub fn start(dir: &Path) -> Result<SshServer> {
+        let sshd = require("sshd", "openssh-server")?;
+        let keygen = require("ssh-keygen", "openssh-client")?;
+        std::fs::create_dir_all(dir.join("authorized_keys"))
+            .map_err(SandboxError::io("create the sshd directory"))?;
+        let host_key = dir.join("ssh_host_ed25519_key");
+        let client_key = dir.join("id_ed25519");
+        for (key, comment) in [
+            (&host_key, "hostmig-sandbox-host"),
+            (&client_key, "hostmig-sandbox-client"),
+        ] {
+            if !key.exists() {
+                let mut cmd = Command::new(&keygen);
+                cmd.args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+                    .arg(key);
+                run(cmd, "ssh-keygen")?;
+            }
+        }
+        let read = |p: PathBuf| {
+            std::fs::read_to_string(&p).map_err(SandboxError::io(format!("read {}", p.display())))
+        };
+        let client_pub = read(client_key.with_extension("pub"))?;
+        let host_pub = read(host_key.with_extension("pub"))?;
+        let host_key_line = host_pub
+            .split_whitespace()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let server = |port: u16| -> Result<ServerProcess> {
+            write_authorized_keys(dir, client_pub.trim(), None)?;
+            let config = dir.join("sshd_config");
+            std::fs::write(&config, sshd_config(dir, port))
+                .map_err(SandboxError::io("write sshd_config"))?;
+            // sshd wants its privilege-separation directory to exist.
+            std::fs::create_dir_all("/run/sshd").ok();
+            let mut cmd = Command::new(&sshd);
+            cmd.args(["-D", "-e", "-f"]).arg(&config);
+            ServerProcess::spawn("sshd", cmd, dir.join("sshd.log"))
+        };
+        let mut last_error = None;
+        for _ in 0..3 {
+            let port = free_port()?;
+            let mut process = server(port)?;
+            match wait_for_banner(port, &mut process) {
+                Ok(()) => {
+                    return Ok(SshServer {
+                        port,
+                        dir: dir.to_owned(),
+                        client_key,
+                        host_key: host_key_line,
+                        process,
+                    })
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| SandboxError::Start {
+            what: "sshd".into(),
+            detail: "no port could be bound".into(),
+        }))
+    }
+
+    /// Makes every command run for the key see `PATH=<dir>:/usr/bin:/bin`, so
+    /// a test's own `tar` (say) stands in for the source's; `None` restores it.
+    pub fn set_command_path(&self, dir: Option<&Path>) -> Result<()> {
+        let public = std::fs::read_to_string(self.client_key.with_extension("pub"))
+            .map_err(SandboxError::io("read the client key"))?;
+        write_authorized_keys(&self.dir, public.trim(), dir)
+    }
+
+    /// The sshd process id (for tests that prove it is gone after a stop).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
+    pub fn stop(&mut self) {
+        self.process.stop(Duration::from_secs(10));
+    }
+}
+
+fn write_authorized_keys(dir: &Path, public: &str, path_dir: Option<&Path>) -> Result<()> {
+    let line = match path_dir {
+        Some(d) => format!(
+            "environment=\"PATH={}:/usr/bin:/bin\" {public}\n",
+            d.display()
+        ),
+        None => format!("{public}\n"),
+    };
+    let mut users = vec!["root".to_owned()];
+    if let Some(me) = current_user().filter(|u| u != "root") {
+        users.push(me);
+    }
+    for user in users {
+        let path = dir.join("authorized_keys").join(user);
+        std::fs::write(&path, &line)
+            .map_err(SandboxError::io(format!("write {}", path.display())))?;
+    }
+    Ok(())
+}
+
+fn current_user() -> Option<String> {
+    std::env::var("USER").ok().filter(|u| !u.is_empty())
+}
+
+fn sshd_config(dir: &Path, port: u16) -> String {
+    format!(
+        "Port {port}\n\
+         ListenAddress 127.0.0.1\n\
+         HostKey {dir}/ssh_host_ed25519_key\n\
+         PidFile {dir}/sshd.pid\n\
+         AuthorizedKeysFile {dir}/authorized_keys/%u\n\
+         StrictModes no\n\
+         PermitRootLogin yes\n\
+         PubkeyAuthentication yes\n\
+         PasswordAuthentication yes\n\
+         KbdInteractiveAuthentication no\n\
+         UsePAM no\n\
+         PermitUserEnvironment yes\n\
+         MaxStartups 200:30:400\n\
+         MaxSessions 200\n\
+         MaxAuthTries 10\n\
+         LoginGraceTime 30\n\
+         UseDNS no\n\
+         PrintMotd no\n\
+         Subsystem sftp internal-sftp\n\
+         LogLevel INFO\n",
+        dir = dir.display()
+    )
+}
+
+fn wait_for_banner(port: u16, process: &mut ServerProcess) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        process.check_alive()?;
+        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut banner = [0u8; 8];
+            if stream.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-2.0") {
+                return Ok(());
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(SandboxError::Start {
+                what: "sshd".into(),
+                detail: format!(
+                    "no SSH banner on port {port} within 20 s: {}",
+                    log_tail(&process.log)
+                ),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Creates [`TEST_LOGIN`] with [`TEST_PASSWORD`] when it is missing; needs
+/// root. Answers `false` when not root (password logins cannot be tested).
+pub fn ensure_test_login() -> Result<bool> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Ok(false);
+    }
+    let exists = Command::new("id")
+        .arg(TEST_LOGIN)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !exists {
+        let mut cmd = Command::new(require("useradd", "passwd")?);
+        cmd.args([
+            "--system",
+            "--create-home",
+            "--shell",
+            "/bin/sh",
+            TEST_LOGIN,
+        ]);
+        run(cmd, "useradd")?;
+    }
+    let mut child = Command::new(require("chpasswd", "passwd")?)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .map_err(SandboxError::io("run chpasswd"))?;
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin
+            .write_all(format!("{TEST_LOGIN}:{TEST_PASSWORD}\n").as_bytes())
+            .map_err(SandboxError::io("feed chpasswd"))?;
+    }
+    let status = child
+        .wait()
+        .map_err(SandboxError::io("wait for chpasswd"))?;
+    if !status.success() {
+        return Err(SandboxError::Command {
+            command: "chpasswd".into(),
+            detail: status.to_string(),
+        });
+    }
+    Ok(true)
+}
