@@ -9,5 +9,6 @@ pub mod readiness;
 pub mod rpc;
 pub mod sandbox;
 pub mod serve;
+pub mod ssh;
 pub mod state;
 pub mod supervisor;

@@ -4,3 +4,4 @@ mod codec_props;
 mod harness;
 mod rpc;
 mod sandbox;
+mod ssh;

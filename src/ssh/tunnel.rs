@@ -1,0 +1,238 @@
+//! A tunnel to a host:port as the source sees it (a direct-tcpip channel),
+//! bridged to a socket on 127.0.0.1 that mysql_async connects to. Each
+//! local connection gets an SSH session of its own on a thread of its own,
+//! so parallel database connections are never serialised by one session.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{Login, Options, Session, SshError};
+
+/// Open while the value lives; dropping it closes the listener and every
+/// bridged connection.
+pub struct Tunnel {
+    /// Where to connect locally.
+    pub local: SocketAddr,
+    stop: Arc<AtomicBool>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+impl Tunnel {
+    /// Logs in once now (so a refused login or host key fails here), then
+    /// listens on a free loopback port.
+    pub fn open(
+        login: Login,
+        opts: Options,
+        remote_host: &str,
+        remote_port: u16,
+    ) -> Result<Tunnel, SshError> {
+        let first = Session::connect(&login, &opts)?;
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| SshError::Failed {
+            host: login.target.display(),
+            what: "tunnel".into(),
+            reason: format!("cannot listen on 127.0.0.1: {e}"),
+        })?;
+        let local = listener.local_addr().map_err(|e| SshError::Failed {
+            host: login.target.display(),
+            what: "tunnel".into(),
+            reason: e.to_string(),
+        })?;
+        listener.set_nonblocking(true).ok();
+        let stop = Arc::new(AtomicBool::new(false));
+        let remote_host = remote_host.to_owned();
+        let stop_flag = stop.clone();
+        let acceptor = std::thread::Builder::new()
+            .name("ssh-tunnel".into())
+            .spawn(move || {
+                accept_loop(
+                    listener,
+                    first,
+                    login,
+                    opts,
+                    remote_host,
+                    remote_port,
+                    stop_flag,
+                )
+            })
+            .map_err(|e| SshError::Failed {
+                host: "tunnel".into(),
+                what: "thread".into(),
+                reason: e.to_string(),
+            })?;
+        Ok(Tunnel {
+            local,
+            stop,
+            acceptor: Some(acceptor),
+        })
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.acceptor.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    first: Session,
+    login: Login,
+    opts: Options,
+    remote_host: String,
+    remote_port: u16,
+    stop: Arc<AtomicBool>,
+) {
+    let mut spare = Some(first);
+    let mut bridges = Vec::new();
+    while !stop.load(Ordering::SeqCst) {
+        match listener.accept() {
+            Ok((local, _)) => {
+                let session = match spare.take() {
+                    Some(s) => Ok(s),
+                    None => Session::connect(&login, &opts),
+                };
+                match session {
+                    Ok(session) => {
+                        let (host, stop) = (remote_host.clone(), stop.clone());
+                        bridges.push(std::thread::spawn(move || {
+                            if let Err(e) = bridge(local, &session, &host, remote_port, &stop) {
+                                tracing::debug!(error = %e, "tunnel connection ended with an error");
+                            }
+                            session.shutdown();
+                        }));
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "tunnel: cannot open an SSH session for a new connection");
+                        let _ = local.shutdown(Shutdown::Both);
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "tunnel: accept failed");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        bridges.retain(|b: &JoinHandle<()>| !b.is_finished());
+    }
+    for b in bridges {
+        let _ = b.join();
+    }
+}
+
+/// Copies both ways between the local socket and a direct-tcpip channel
+/// until both sides are closed (or the tunnel stops).
+fn bridge(
+    mut local: TcpStream,
+    session: &Session,
+    host: &str,
+    port: u16,
+    stop: &AtomicBool,
+) -> std::io::Result<()> {
+    let mut channel = session
+        .raw()
+        .channel_direct_tcpip(host, port, None)
+        .map_err(|e| std::io::Error::other(e.message().to_owned()))?;
+    session.raw().set_blocking(false);
+    local.set_nonblocking(true)?;
+    local.set_nodelay(true).ok();
+    let mut up: Vec<u8> = Vec::new(); // local → remote, not yet written
+    let mut down: Vec<u8> = Vec::new(); // remote → local, not yet written
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut local_eof, mut remote_eof) = (false, false);
+    let fds = [local.as_raw_fd(), session.tcp().as_raw_fd()];
+    while !stop.load(Ordering::Relaxed) {
+        let mut moved = false;
+        if up.is_empty() && !local_eof {
+            match local.read(&mut buf) {
+                Ok(0) => {
+                    local_eof = true;
+                    let _ = channel.send_eof();
+                }
+                Ok(n) => {
+                    up.extend_from_slice(&buf[..n]);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !up.is_empty() {
+            match channel.write(&up) {
+                Ok(n) => {
+                    up.drain(..n);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if down.is_empty() && !remote_eof {
+            match channel.read(&mut buf) {
+                Ok(0) if channel.eof() => {
+                    remote_eof = true;
+                    let _ = local.shutdown(Shutdown::Write);
+                }
+                Ok(0) => {}
+                Ok(n) => {
+                    down.extend_from_slice(&buf[..n]);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !down.is_empty() {
+            match local.write(&down) {
+                Ok(n) => {
+                    down.drain(..n);
+                    moved = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if remote_eof && down.is_empty() {
+            break;
+        }
+        if !moved {
+            wait(&fds, !down.is_empty(), 50);
+        }
+    }
+    let _ = channel.close();
+    Ok(())
+}
+
+/// Sleeps until a socket is readable (or the local one writable, when
+/// data waits for it), at most `timeout_ms`.
+fn wait(fds: &[i32; 2], local_writable: bool, timeout_ms: i32) {
+    let local_events = if local_writable {
+        libc::POLLIN | libc::POLLOUT
+    } else {
+        libc::POLLIN
+    };
+    let mut polls = [
+        libc::pollfd {
+            fd: fds[0],
+            events: local_events,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: fds[1],
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    // SAFETY: polls is a valid array of pollfd for the duration of the call.
+    unsafe { libc::poll(polls.as_mut_ptr(), polls.len() as libc::nfds_t, timeout_ms) };
+}
