@@ -5,6 +5,7 @@ pub mod config;
 pub mod journal;
 pub mod migration;
 pub mod mounts;
+pub mod panel;
 pub mod readiness;
 pub mod rpc;
 pub mod sandbox;

@@ -2,6 +2,7 @@
 
 mod codec_props;
 mod harness;
+mod panel;
 mod rpc;
 mod sandbox;
 mod ssh;
