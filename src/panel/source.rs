@@ -324,6 +324,14 @@ async fn set(
     ))
 }
 
+async fn account(conn: &mut Conn, id: &Value) -> Result<Option<Fields>, PanelError> {
+    one(conn, "accounts", ACCOUNT_COLUMNS, id).await
+}
+
+async fn permissions(conn: &mut Conn, id: &Value) -> Result<Option<Set>, PanelError> {
+    set(conn, "Permissions", "permission", id).await
+}
+
 /// A column's value as text (`None` for NULL).
 pub fn text(value: Option<&Value>) -> Option<String> {
     match value? {
@@ -365,17 +373,11 @@ pub async fn clients(
             missing.push(login.clone());
             continue;
         };
-        let account = one(
-            conn,
-            "accounts",
-            ACCOUNT_COLUMNS,
-            field(&fields, "account_id"),
-        )
-        .await?;
+        let account = account(conn, field(&fields, "account_id")).await?;
         let limits = set(conn, "Limits", "limit_name", field(&fields, "limits_id"))
             .await?
             .unwrap_or_default();
-        let permissions = set(conn, "Permissions", "permission", field(&fields, "perm_id")).await?;
+        let permissions = permissions(conn, field(&fields, "perm_id")).await?;
         let mut pool = Vec::new();
         if !matches!(field(&fields, "pool_id"), Value::NULL) {
             for r in select(
@@ -488,13 +490,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
                     text(fields.get("name")).unwrap_or_default()
                 ),
             })?;
-            let sys_account = one(
-                conn,
-                "accounts",
-                ACCOUNT_COLUMNS,
-                field(&sys_user, "account_id"),
-            )
-            .await?;
+            let sys_account = account(conn, field(&sys_user, "account_id")).await?;
             Some(Hosting {
                 fields: h,
                 ip,
@@ -533,9 +529,9 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
     .next()
     {
         Some(a) => Some(DomainAdmin {
-            account: one(conn, "accounts", ACCOUNT_COLUMNS, field(&a, "account_id")).await?,
+            account: account(conn, field(&a, "account_id")).await?,
             card: one(conn, "Cards", CARD_COLUMNS, field(&a, "card_id")).await?,
-            permissions: set(conn, "Permissions", "permission", field(&a, "perm_id")).await?,
+            permissions: permissions(conn, field(&a, "perm_id")).await?,
             fields: a,
         }),
         None => None,
@@ -568,7 +564,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
         )
         .await?;
         mail.push(MailName {
-            account: one(conn, "accounts", ACCOUNT_COLUMNS, field(&m, "account_id")).await?,
+            account: account(conn, field(&m, "account_id")).await?,
             aliases: aliases
                 .iter()
                 .filter_map(|r| text(r.get("alias")))
@@ -577,7 +573,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
                 .iter()
                 .filter_map(|r| text(r.get("address")))
                 .collect(),
-            permissions: set(conn, "Permissions", "permission", field(&m, "perm_id")).await?,
+            permissions: permissions(conn, field(&m, "perm_id")).await?,
             fields: m,
         });
     }
@@ -663,7 +659,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
         )
         .await?
         {
-            let account = one(conn, "accounts", ACCOUNT_COLUMNS, field(&u, "account_id")).await?;
+            let account = account(conn, field(&u, "account_id")).await?;
             users.push((u, account));
         }
         databases.push(Database {
