@@ -1,0 +1,286 @@
+//! The plan of a migration as a plain value, built by pure functions from
+//! the request, what the source has and what the destination has; every
+//! refusal `start` can give about records and addresses comes from here,
+//! before an id is returned (PROTOCOL.md §3).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::rpc::code::{Code, RpcError};
+use crate::rpc::packet::{IpType, MappedDomain, MappedIp, Selection, StartRequest};
+
+/// What the source holds of the selected objects.
+#[derive(Debug, Clone, Default)]
+pub struct SourceFacts {
+    /// Client login → its domains' names.
+    pub clients: BTreeMap<String, Vec<String>>,
+    /// Domain name → the addresses it uses (hosting or forwarding).
+    pub domains: BTreeMap<String, Vec<String>>,
+    /// Client login → its IP pool.
+    pub pools: BTreeMap<String, Vec<String>>,
+}
+
+/// What the destination holds.
+#[derive(Debug, Clone, Default)]
+pub struct DestinationFacts {
+    pub client_logins: BTreeSet<String>,
+    pub domains: BTreeSet<String>,
+    /// Address → `shared` or `exclusive`.
+    pub ips: BTreeMap<String, IpType>,
+}
+
+/// Objects held by running or queued migrations: (`domain`|`client`, name) → id.
+pub type Busy = HashMap<(&'static str, String), String>;
+
+/// One object to migrate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// A client with the domains named under it.
+    Client { login: String, domains: Vec<String> },
+    /// A domain given to `owner` (a client login, or `admin`).
+    Domain { name: String, owner: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub objects: Vec<Object>,
+    /// Old address → new address, for every address the objects use.
+    pub addresses: BTreeMap<String, String>,
+}
+
+impl Plan {
+    /// Work steps: the plan itself, then one deploy per client and domain.
+    pub fn total_steps(&self) -> u64 {
+        1 + self
+            .objects
+            .iter()
+            .map(|o| match o {
+                Object::Client { domains, .. } => 1 + domains.len() as u64,
+                Object::Domain { .. } => 1,
+            })
+            .sum::<u64>()
+    }
+
+    /// Every (kind, name) this plan holds, for the busy check of others.
+    pub fn holds(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for o in &self.objects {
+            match o {
+                Object::Client { login, domains } => {
+                    out.push(("client", login.clone()));
+                    out.extend(domains.iter().map(|d| ("domain", d.clone())));
+                }
+                Object::Domain { name, .. } => out.push(("domain", name.clone())),
+            }
+        }
+        out
+    }
+}
+
+fn refuse(code: Code, text: impl Into<String>) -> RpcError {
+    RpcError::new(code, text)
+}
+
+/// Builds the plan, or the first refusal in the order of PROTOCOL.md §3.
+pub fn build(
+    req: &StartRequest,
+    source: &SourceFacts,
+    dest: &DestinationFacts,
+    busy: &Busy,
+) -> Result<Plan, RpcError> {
+    super::request::check(req)?;
+    let (objects, mappings) = objects(req);
+
+    // 1013: everything missing on the source, named in one text.
+    let mut missing_domains = Vec::new();
+    let mut missing_clients = Vec::new();
+    for o in &objects {
+        match o {
+            Object::Client { login, domains } => match source.clients.get(login) {
+                None => missing_clients.push(login.clone()),
+                Some(owned) => {
+                    missing_domains.extend(domains.iter().filter(|d| !owned.contains(d)).cloned())
+                }
+            },
+            Object::Domain { name, .. } => {
+                if !source.domains.contains_key(name) {
+                    missing_domains.push(name.clone());
+                }
+            }
+        }
+    }
+    if !missing_clients.is_empty() || !missing_domains.is_empty() {
+        let mut parts = Vec::new();
+        if !missing_clients.is_empty() {
+            parts.push(format!(
+                "the following clients do not exist on the source: {}",
+                missing_clients.join(", ")
+            ));
+        }
+        if !missing_domains.is_empty() {
+            parts.push(format!(
+                "the following domains do not exist on the source{}: {}",
+                if missing_clients.is_empty() {
+                    ""
+                } else {
+                    " (or not under the client named)"
+                },
+                missing_domains.join(", ")
+            ));
+        }
+        return Err(refuse(
+            Code::NotFound,
+            format!("Unable to start migration: {}", parts.join("; ")),
+        ));
+    }
+
+    // 1023: target owners that the destination does not have.
+    for o in &objects {
+        if let Object::Domain { owner, .. } = o {
+            if owner != "admin" && !dest.client_logins.contains(owner) {
+                return Err(refuse(
+                    Code::OperationFailed,
+                    format!("Unable to start migration: the target owner \"{owner}\" does not exist on the destination"),
+                ));
+            }
+        }
+    }
+
+    // 15012 and 15006: objects that already exist on the destination.
+    for o in &objects {
+        let (client, domains): (Option<&String>, Vec<&String>) = match o {
+            Object::Client { login, domains } => (Some(login), domains.iter().collect()),
+            Object::Domain { name, .. } => (None, vec![name]),
+        };
+        if let Some(login) = client.filter(|l| dest.client_logins.contains(*l)) {
+            return Err(refuse(
+                Code::ClientExists,
+                format!("client with login \"{login}\" already exists"),
+            ));
+        }
+        if let Some(name) = domains.into_iter().find(|d| dest.domains.contains(*d)) {
+            return Err(refuse(
+                Code::DomainExists,
+                format!("domain \"{name}\" already exists"),
+            ));
+        }
+    }
+
+    // The address map: mappings must agree, their new addresses exist with
+    // the same type; addresses without a mapping must exist as they are.
+    let mut map: BTreeMap<String, (String, IpType)> = BTreeMap::new();
+    for m in &mappings {
+        let (old, new) = (m.old.address.to_string(), m.new.address.to_string());
+        if let Some((earlier, _)) = map.get(&old).filter(|(n, _)| *n != new) {
+            return Err(refuse(
+                Code::InvalidValue,
+                format!("IP address {old} is mapped to both {earlier} and {new}; map it once"),
+            ));
+        }
+        match dest.ips.get(&new) {
+            None => {
+                return Err(refuse(
+                    Code::IpNotFound,
+                    format!("IP address {new} does not exist on the destination"),
+                ))
+            }
+            Some(kind) if *kind != m.new.kind => {
+                return Err(refuse(
+                    Code::InvalidValue,
+                    format!(
+                        "IP address {new} is {} on the destination, not {}",
+                        type_name(*kind),
+                        type_name(m.new.kind)
+                    ),
+                ))
+            }
+            Some(_) => {}
+        }
+        map.insert(old, (new, m.new.kind));
+    }
+    let mut addresses = BTreeMap::new();
+    for used in used_addresses(&objects, source) {
+        let new = match map.get(&used) {
+            Some((new, _)) => new.clone(),
+            None if dest.ips.contains_key(&used) => used.clone(),
+            None => {
+                return Err(refuse(
+                    Code::IpNotFound,
+                    format!("IP address {used} does not exist on the destination; map it to one of the destination's addresses"),
+                ))
+            }
+        };
+        addresses.insert(used, new);
+    }
+
+    // 1023: objects another running or queued migration holds.
+    let plan = Plan { objects, addresses };
+    for (kind, name) in plan.holds() {
+        if let Some(id) = busy.get(&(kind, name.clone())) {
+            return Err(refuse(
+                Code::OperationFailed,
+                format!("{kind} \"{name}\" is already being migrated by migration {id}"),
+            ));
+        }
+    }
+    Ok(plan)
+}
+
+fn type_name(kind: IpType) -> &'static str {
+    match kind {
+        IpType::Shared => "shared",
+        IpType::Exclusive => "exclusive",
+    }
+}
+
+/// The objects a request selects and every address mapping it gives.
+fn objects(req: &StartRequest) -> (Vec<Object>, Vec<MappedIp>) {
+    let mut objects = Vec::new();
+    let mut mappings = Vec::new();
+    let domain_maps = |domains: &[MappedDomain], mappings: &mut Vec<MappedIp>| {
+        mappings.extend(domains.iter().filter_map(|d| d.ip));
+    };
+    match &req.selection {
+        Selection::Domains(groups) => {
+            for g in groups {
+                domain_maps(&g.domains, &mut mappings);
+                objects.extend(g.domains.iter().map(|d| Object::Domain {
+                    name: d.name.clone(),
+                    owner: g.target_owner.clone(),
+                }));
+            }
+        }
+        Selection::Clients { clients, .. } => {
+            for c in clients {
+                mappings.extend(c.ips.iter().copied());
+                domain_maps(&c.domains, &mut mappings);
+                objects.push(Object::Client {
+                    login: c.name.clone(),
+                    domains: c.domains.iter().map(|d| d.name.clone()).collect(),
+                });
+            }
+        }
+        Selection::Resellers(_) => {}
+    }
+    (objects, mappings)
+}
+
+/// Every address the selected objects use on the source.
+fn used_addresses(objects: &[Object], source: &SourceFacts) -> BTreeSet<String> {
+    let mut used = BTreeSet::new();
+    for o in objects {
+        let domains: Vec<&String> = match o {
+            Object::Client { login, domains } => {
+                used.extend(source.pools.get(login).into_iter().flatten().cloned());
+                domains.iter().collect()
+            }
+            Object::Domain { name, .. } => vec![name],
+        };
+        for d in domains {
+            used.extend(source.domains.get(d).into_iter().flatten().cloned());
+        }
+    }
+    used
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,266 @@
+use super::*;
+use crate::rpc::packet::{decode, Operation, Operator};
+
+fn request(selection: &str) -> StartRequest {
+    let body = format!(
+        "<packet><migration><start><host>192.0.2.1</host><login>root</login><password>x</password>\
+         <destination-host-directory/><selected-objects>{selection}</selected-objects></start></migration></packet>"
+    );
+    let packet = decode(body.as_bytes()).expect("valid test packet");
+    let Operator::Migration(ops) = &packet.operators[0];
+    match &ops[0] {
+        Operation::Start(s) => (**s).clone(),
+        other => panic!("not a start: {other:?}"),
+    }
+}
+
+fn source() -> SourceFacts {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    SourceFacts {
+        clients: [
+            (
+                "jdoe".to_owned(),
+                s(&["jdoe.example", "xn--bcher-kva.example"]),
+            ),
+            ("mrsmith".to_owned(), s(&["smith-fwd.example"])),
+            ("nodomains".to_owned(), vec![]),
+        ]
+        .into(),
+        domains: [
+            ("jdoe.example".to_owned(), s(&["192.0.2.10"])),
+            ("xn--bcher-kva.example".to_owned(), s(&["192.0.2.10"])),
+            ("smith-fwd.example".to_owned(), s(&["192.0.2.21"])),
+            ("admin-site.example".to_owned(), s(&["192.0.2.100"])),
+        ]
+        .into(),
+        pools: [
+            ("jdoe".to_owned(), s(&["192.0.2.10", "192.0.2.20"])),
+            ("mrsmith".to_owned(), s(&["192.0.2.100", "192.0.2.21"])),
+        ]
+        .into(),
+    }
+}
+
+fn destination() -> DestinationFacts {
+    DestinationFacts {
+        client_logins: ["admin".to_owned(), "neo".to_owned()].into(),
+        domains: ["taken.example".to_owned()].into(),
+        ips: [
+            ("198.51.100.4".to_owned(), IpType::Shared),
+            ("198.51.100.5".to_owned(), IpType::Shared),
+            ("203.0.113.5".to_owned(), IpType::Exclusive),
+        ]
+        .into(),
+    }
+}
+
+fn ip(kind: &str, old: &str, new_kind: &str, new: &str) -> String {
+    format!(
+        "<ip><old><ip-type>{kind}</ip-type><ip-address>{old}</ip-address></old>\
+         <new><ip-type>{new_kind}</ip-type><ip-address>{new}</ip-address></new></ip>"
+    )
+}
+
+fn domains(owner: &str, inner: &str) -> String {
+    format!("<migrate-domains><target-owner>{owner}</target-owner>{inner}</migrate-domains>")
+}
+
+fn domain(name: &str, extra: &str) -> String {
+    format!("<domain><name>{name}</name>{extra}</domain>")
+}
+
+const JDOE_IPS: &str = "<ip><old><ip-type>shared</ip-type><ip-address>192.0.2.10</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip>\
+                        <ip><old><ip-type>exclusive</ip-type><ip-address>192.0.2.20</ip-address></old><new><ip-type>exclusive</ip-type><ip-address>203.0.113.5</ip-address></new></ip>";
+
+fn check(
+    selection: &str,
+    dest: &DestinationFacts,
+    busy: &Busy,
+    expected: Result<&str, (u32, &str)>,
+) {
+    let got =
+        build(&request(selection), &source(), dest, busy).map_err(|e| (e.code.number(), e.text));
+    match (got, expected) {
+        (Ok(plan), Ok(summary)) => assert_eq!(summarise(&plan), summary, "{selection}"),
+        (Err((code, text)), Err((want_code, want_text))) => {
+            assert_eq!((code, text.as_str()), (want_code, want_text), "{selection}")
+        }
+        (got, want) => panic!("{selection}\n got: {got:?}\nwant: {want:?}"),
+    }
+}
+
+fn summarise(plan: &Plan) -> String {
+    let objects: Vec<String> = plan
+        .objects
+        .iter()
+        .map(|o| match o {
+            Object::Client { login, domains } => format!("client {login} [{}]", domains.join(" ")),
+            Object::Domain { name, owner } => format!("domain {name} to {owner}"),
+        })
+        .collect();
+    let map: Vec<String> = plan
+        .addresses
+        .iter()
+        .map(|(o, n)| format!("{o}>{n}"))
+        .collect();
+    format!(
+        "{}; {}; steps {}",
+        objects.join(", "),
+        map.join(" "),
+        plan.total_steps()
+    )
+}
+
+#[test]
+fn plans_and_refusals() {
+    let dest = destination();
+    let none = Busy::new();
+    let clients = |inner: &str| {
+        format!("<migrate-clients><target-owner>admin</target-owner>{inner}</migrate-clients>")
+    };
+    let jdoe = |extra: &str| format!("<client><name>jdoe</name>{JDOE_IPS}{extra}</client>");
+
+    check(
+        &clients(&jdoe(&domain("jdoe.example", ""))),
+        &dest,
+        &none,
+        Ok("client jdoe [jdoe.example]; 192.0.2.10>198.51.100.4 192.0.2.20>203.0.113.5; steps 3"),
+    );
+    check(
+        &clients(&jdoe("")),
+        &dest,
+        &none,
+        Ok("client jdoe []; 192.0.2.10>198.51.100.4 192.0.2.20>203.0.113.5; steps 2"),
+    );
+    check(
+        &clients("<client><name>nodomains</name></client>"),
+        &dest,
+        &none,
+        Ok("client nodomains []; ; steps 2"),
+    );
+    check(&clients("<client><name>jdoe</name></client>"), &dest, &none,
+        Err((1018, "IP address 192.0.2.10 does not exist on the destination; map it to one of the destination's addresses")));
+    check(&clients(&format!("<client><name>ghost</name></client>{}", jdoe(&domain("nope.example", "")))), &dest, &none,
+        Err((1013, "Unable to start migration: the following clients do not exist on the source: ghost; the following domains do not exist on the source (or not under the client named): nope.example")));
+    check(&domains("admin", &format!("{}{}", domain("ghost.example", ""), domain("nope.example", ""))), &dest, &none,
+        Err((1013, "Unable to start migration: the following domains do not exist on the source: ghost.example, nope.example")));
+    check(&domains("trinity", &domain("jdoe.example", "")), &dest, &none,
+        Err((1023, "Unable to start migration: the target owner \"trinity\" does not exist on the destination")));
+    let to_neo = domains(
+        "neo",
+        &domain(
+            "jdoe.example",
+            &ip("shared", "192.0.2.10", "shared", "198.51.100.5"),
+        ),
+    );
+    check(
+        &to_neo,
+        &dest,
+        &none,
+        Ok("domain jdoe.example to neo; 192.0.2.10>198.51.100.5; steps 2"),
+    );
+    // A whole address only: 192.0.2.100 is not 192.0.2.10.
+    check(&domains("admin", &domain("admin-site.example", &ip("shared", "192.0.2.10", "shared", "198.51.100.5"))), &dest, &none,
+        Err((1018, "IP address 192.0.2.100 does not exist on the destination; map it to one of the destination's addresses")));
+
+    let mut has_jdoe = destination();
+    has_jdoe.client_logins.insert("jdoe".into());
+    check(
+        &clients(&jdoe("")),
+        &has_jdoe,
+        &none,
+        Err((15012, "client with login \"jdoe\" already exists")),
+    );
+    let mut has_domain = destination();
+    has_domain.domains.insert("jdoe.example".into());
+    check(
+        &to_neo,
+        &has_domain,
+        &none,
+        Err((15006, "domain \"jdoe.example\" already exists")),
+    );
+
+    check(
+        &domains(
+            "admin",
+            &domain(
+                "jdoe.example",
+                &ip("shared", "192.0.2.10", "shared", "203.0.113.9"),
+            ),
+        ),
+        &dest,
+        &none,
+        Err((
+            1018,
+            "IP address 203.0.113.9 does not exist on the destination",
+        )),
+    );
+    check(
+        &domains(
+            "admin",
+            &domain(
+                "jdoe.example",
+                &ip("shared", "192.0.2.10", "shared", "203.0.113.5"),
+            ),
+        ),
+        &dest,
+        &none,
+        Err((
+            1019,
+            "IP address 203.0.113.5 is exclusive on the destination, not shared",
+        )),
+    );
+    check(
+        &domains(
+            "admin",
+            &format!(
+                "{}{}",
+                domain(
+                    "jdoe.example",
+                    &ip("shared", "192.0.2.10", "shared", "198.51.100.4")
+                ),
+                domain(
+                    "xn--bcher-kva.example",
+                    &ip("shared", "192.0.2.10", "shared", "198.51.100.5")
+                )
+            ),
+        ),
+        &dest,
+        &none,
+        Err((
+            1019,
+            "IP address 192.0.2.10 is mapped to both 198.51.100.4 and 198.51.100.5; map it once",
+        )),
+    );
+
+    let busy: Busy = [(("domain", "jdoe.example".to_owned()), "12".to_owned())].into();
+    check(
+        &to_neo,
+        &dest,
+        &busy,
+        Err((
+            1023,
+            "domain \"jdoe.example\" is already being migrated by migration 12",
+        )),
+    );
+    check(
+        &clients(&jdoe(&domain("jdoe.example", ""))),
+        &dest,
+        &busy,
+        Err((
+            1023,
+            "domain \"jdoe.example\" is already being migrated by migration 12",
+        )),
+    );
+    // The packet's own rules still come first.
+    check(
+        &clients("<client><name>jdoe</name></client>")
+            .replace("<target-owner>admin", "<target-owner>neo"),
+        &dest,
+        &none,
+        Err((
+            1023,
+            "Unable to start migration: clients can only be migrated to admin, not to \"neo\"",
+        )),
+    );
+}
