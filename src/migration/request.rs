@@ -98,20 +98,9 @@ fn db_type_name(kind: DbType) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rpc::packet::{decode, Operation, Operator};
 
-    /// Decodes a packet holding one `start` whose `selected-objects` is `sel`.
     fn start_with(extra: &str, sel: &str) -> StartRequest {
-        let body = format!(
-            "<packet><migration><start><host>192.0.2.1</host><login>root</login><password>x</password>\
-             <destination-host-directory/>{extra}<selected-objects>{sel}</selected-objects></start></migration></packet>"
-        );
-        let packet = decode(body.as_bytes()).expect("test packet is valid");
-        let Operator::Migration(ops) = &packet.operators[0];
-        match &ops[0] {
-            Operation::Start(s) => (**s).clone(),
-            other => panic!("not a start: {other:?}"),
-        }
+        crate::migration::start_request(extra, sel)
     }
 
     fn check_case(extra: &str, sel: &str, expected: Result<(), (u32, &str)>) {

@@ -1,10 +1,14 @@
 //! The panel database (PANEL.md): discovering where a source keeps it, and
 //! reading a source's accounts by column name, for exactly the selected
-//! objects. Writing the destination's panel arrives with the deploy step.
+//! objects; and writing migrated accounts into a destination's panel.
 
+pub mod deploy;
 pub mod discover;
 pub mod psa_conf;
 pub mod source;
+
+/// The panel schema of PANEL.md (`schemas/panel.sql`), idempotent.
+pub const SCHEMA_SQL: &str = include_str!("../../schemas/panel.sql");
 
 #[derive(Debug, thiserror::Error)]
 pub enum PanelError {

@@ -682,3 +682,32 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
         databases,
     })
 }
+
+/// What a plan needs to know of these records.
+pub fn facts(
+    clients: &[ClientRecord],
+    domains: &[DomainRecord],
+) -> crate::migration::plan::SourceFacts {
+    let mut facts = crate::migration::plan::SourceFacts::default();
+    for c in clients {
+        let login = text(c.fields.get("login")).unwrap_or_default();
+        facts.pools.insert(
+            login.clone(),
+            c.pool.iter().map(|(a, _)| a.clone()).collect(),
+        );
+        facts.clients.insert(login, c.domains.clone());
+    }
+    for d in domains {
+        let addresses = d
+            .hosting
+            .as_ref()
+            .and_then(|h| h.ip.clone())
+            .into_iter()
+            .chain(d.forwarding.as_ref().and_then(|(_, ip)| ip.clone()))
+            .collect();
+        facts
+            .domains
+            .insert(text(d.fields.get("name")).unwrap_or_default(), addresses);
+    }
+    facts
+}

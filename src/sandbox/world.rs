@@ -13,9 +13,6 @@ use super::rng::Rng;
 use super::sshd::SshServer;
 use super::{content, data, panel_rows, sql_literal, Result, SandboxError};
 
-/// The panel schema of PANEL.md.
-pub const PANEL_SQL: &str = include_str!("../../schemas/panel.sql");
-
 /// The destination's addresses: data only, never connected to.
 pub const DESTINATION_IPS: &[(&str, IpKind)] = &[
     ("198.51.100.4", IpKind::Shared),
@@ -79,7 +76,7 @@ async fn create_panel(
     }
     conn.query_drop("CREATE DATABASE psa CHARACTER SET utf8mb4; USE psa")
         .await?;
-    conn.query_drop(PANEL_SQL).await
+    conn.query_drop(crate::panel::SCHEMA_SQL).await
 }
 
 /// Where a source keeps what `psa.conf` names, under the sandbox root.

@@ -1,6 +1,7 @@
 //! One integration-test binary (links once): each module is an area.
 
 mod codec_props;
+mod deploy;
 mod harness;
 mod panel;
 mod rpc;

@@ -1,17 +1,7 @@
 use super::*;
-use crate::rpc::packet::{decode, Operation, Operator};
 
 fn request(selection: &str) -> StartRequest {
-    let body = format!(
-        "<packet><migration><start><host>192.0.2.1</host><login>root</login><password>x</password>\
-         <destination-host-directory/><selected-objects>{selection}</selected-objects></start></migration></packet>"
-    );
-    let packet = decode(body.as_bytes()).expect("valid test packet");
-    let Operator::Migration(ops) = &packet.operators[0];
-    match &ops[0] {
-        Operation::Start(s) => (**s).clone(),
-        other => panic!("not a start: {other:?}"),
-    }
+    crate::migration::start_request("", selection)
 }
 
 fn source() -> SourceFacts {

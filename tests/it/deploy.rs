@@ -1,0 +1,227 @@
+//! Records and remapping: accounts read from the sandbox source, planned,
+//! and written into the sandbox destination, compared row by row with ids
+//! resolved to names.
+
+use std::collections::BTreeMap;
+
+use hostmig::migration::plan::{self, Busy};
+use hostmig::panel::deploy::{self, Rewrite};
+use hostmig::panel::source;
+use hostmig::rpc::packet::{decode, Operation, Operator, StartRequest};
+use hostmig::sandbox::compare;
+use hostmig::sandbox::{Destination, Profile, Source};
+use mysql_async::prelude::Queryable;
+
+use crate::sandbox::rt;
+
+fn start(selection: &str) -> StartRequest {
+    let body = format!(
+        "<packet><migration><start><host>127.0.0.1</host><login>root</login><password/>\
+         <destination-host-directory/><selected-objects>{selection}</selected-objects></start></migration></packet>"
+    );
+    let packet = decode(body.as_bytes()).expect("valid packet");
+    let Operator::Migration(ops) = &packet.operators[0];
+    match &ops[0] {
+        Operation::Start(s) => (**s).clone(),
+        other => panic!("not a start: {other:?}"),
+    }
+}
+
+fn ip(kind: &str, old: &str, new: &str) -> String {
+    format!("<ip><old><ip-type>{kind}</ip-type><ip-address>{old}</ip-address></old><new><ip-type>{kind}</ip-type><ip-address>{new}</ip-address></new></ip>")
+}
+
+/// A source dump line as the destination should have it: whole addresses
+/// mapped, source roots moved, owner renamed.
+fn expected_line(
+    line: &str,
+    map: &BTreeMap<String, String>,
+    roots: &[(String, String)],
+    owner: Option<(&str, &str)>,
+) -> String {
+    let out: Vec<String> = line
+        .split(' ')
+        .map(|token| map.get(token).cloned().unwrap_or_else(|| token.to_owned()))
+        .collect();
+    let mut line = out.join(" ");
+    if let Some((from, to)) = owner {
+        // The owner is a cell of the domain's own line: `| owner |`.
+        line = line.replace(&format!(" | {from} | "), &format!(" | {to} | "));
+    }
+    for (from, to) in roots {
+        line = line.replace(&format!("{from}/"), &format!("{to}/"));
+    }
+    line
+}
+
+#[test]
+fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = rt();
+    let (src, dst) = rt.block_on(async {
+        (
+            Source::start(&dir.path().join("src"), Profile::Tiny, 31)
+                .await
+                .expect("source"),
+            Destination::start(&dir.path().join("dst"), 1)
+                .await
+                .expect("destination"),
+        )
+    });
+    let roots = vec![
+        (
+            src.layout.vhosts.display().to_string(),
+            dst.vhosts.display().to_string(),
+        ),
+        (
+            src.layout.mailnames.display().to_string(),
+            dst.mailnames.display().to_string(),
+        ),
+    ];
+    rt.block_on(async {
+        let mut s = src.db.connect(Some("psa")).await.expect("source panel");
+        let mut d = dst.db_servers[0].connect(Some("psa")).await.expect("destination panel");
+        deploy::ensure_schema(&mut d).await.expect("schema exists already: idempotent");
+
+        // A client migration with both its domains and its pool remapped.
+        let request = start(&format!(
+            "<migrate-clients><target-owner>admin</target-owner><client><name>jdoe</name>{}{}\
+             <domain><name>jdoe.example</name></domain><domain><name>xn--bcher-kva.example</name></domain></client></migrate-clients>",
+            ip("shared", "192.0.2.10", "198.51.100.4"),
+            ip("exclusive", "192.0.2.20", "203.0.113.5"),
+        ));
+        let (clients, _) = source::clients(&mut s, &["jdoe".into()]).await.expect("client");
+        let (domains, _) = source::domains(&mut s, &clients[0].domains).await.expect("domains");
+        let facts = deploy::facts(&mut d).await.expect("facts");
+        let plan = plan::build(&request, &source::facts(&clients, &domains), &facts, &Busy::new()).expect("plan");
+        let rw = Rewrite {
+            addresses: &plan.addresses,
+            source_vhosts: &src.layout.vhosts,
+            source_mailnames: &src.layout.mailnames,
+            vhosts: &dst.vhosts,
+            mailnames: &dst.mailnames,
+        };
+        deploy::client(&mut d, &clients[0], &rw).await.expect("deploy client");
+        for domain in &domains {
+            deploy::domain(&mut d, domain, "jdoe", &rw).await.expect("deploy domain");
+        }
+        let expected: Vec<String> = compare::panel_client(&mut s, "jdoe")
+            .await
+            .expect("source dump")
+            .iter()
+            .filter(|l| !l.contains(" database "))
+            .map(|l| expected_line(l, &plan.addresses, &roots, None))
+            .collect();
+        let mut expected = expected;
+        expected.sort();
+        let actual = compare::panel_client(&mut d, "jdoe").await.expect("destination dump");
+        assert_eq!(actual, expected);
+        // The longer address that shares a prefix stays as it was.
+        let legacy: Vec<String> = d
+            .query("SELECT val FROM dns_recs WHERE host = 'legacy.jdoe.example.'")
+            .await
+            .expect("legacy");
+        assert_eq!(legacy, ["192.0.2.100"]);
+        let a_records: Vec<String> = d.query("SELECT DISTINCT val FROM dns_recs WHERE type = 'A' AND host LIKE '%jdoe.example.'").await.expect("a");
+        assert!(!a_records.contains(&"192.0.2.10".to_owned()), "{a_records:?}");
+
+        // A domain migration to another client: admin's site goes to jdoe.
+        let request = start(&format!(
+            "<migrate-domains><target-owner>jdoe</target-owner><domain><name>admin-site.example</name>{}</domain></migrate-domains>",
+            ip("shared", "192.0.2.100", "198.51.100.5")
+        ));
+        let (domains, _) = source::domains(&mut s, &["admin-site.example".into()]).await.expect("domain");
+        let facts = deploy::facts(&mut d).await.expect("facts");
+        let plan = plan::build(&request, &source::facts(&[], &domains), &facts, &Busy::new()).expect("plan");
+        let rw = Rewrite { addresses: &plan.addresses, ..rw };
+        deploy::domain(&mut d, &domains[0], "jdoe", &rw).await.expect("deploy domain");
+        let mut expected: Vec<String> = compare::panel_domain(&mut s, "admin-site.example")
+            .await
+            .expect("dump")
+            .iter()
+            .filter(|l| !l.contains(" database "))
+            .map(|l| expected_line(l, &plan.addresses, &roots, Some(("admin", "jdoe"))))
+            .collect();
+        expected.sort();
+        assert_eq!(compare::panel_domain(&mut d, "admin-site.example").await.expect("dump"), expected);
+
+        // Planning the same client again is refused now that it exists.
+        let facts = deploy::facts(&mut d).await.expect("facts");
+        let again = plan::build(&start("<migrate-clients><target-owner>admin</target-owner><client><name>jdoe</name></client></migrate-clients>"),
+            &source::facts(&clients, &[]), &facts, &Busy::new());
+        assert_eq!(again.err().map(|e| e.code.number()), Some(15012));
+    });
+}
+
+/// login, limits_id, perm_id, pool_id of a client row.
+type ClientSets = (String, Option<u64>, Option<u64>, Option<u64>);
+
+#[test]
+fn concurrent_deploys_never_share_a_set_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = rt();
+    let (src, dst) = rt.block_on(async {
+        (
+            Source::start(&dir.path().join("src"), Profile::Tiny, 32)
+                .await
+                .expect("source"),
+            Destination::start(&dir.path().join("dst"), 1)
+                .await
+                .expect("destination"),
+        )
+    });
+    rt.block_on(async {
+        let mut s = src.db.connect(Some("psa")).await.expect("source panel");
+        let logins: Vec<String> = ["jdoe", "mrsmith", "nodomains"].iter().map(|l| l.to_string()).collect();
+        let (clients, _) = source::clients(&mut s, &logins).await.expect("clients");
+        let map: BTreeMap<String, String> = [
+            ("192.0.2.10", "198.51.100.4"),
+            ("192.0.2.20", "203.0.113.5"),
+            ("192.0.2.100", "198.51.100.5"),
+            ("192.0.2.21", "203.0.113.9"),
+        ]
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        let rw = Rewrite {
+            addresses: &map,
+            source_vhosts: &src.layout.vhosts,
+            source_mailnames: &src.layout.mailnames,
+            vhosts: &dst.vhosts,
+            mailnames: &dst.mailnames,
+        };
+        let mut conns = Vec::new();
+        for _ in &clients {
+            conns.push(dst.db_servers[0].connect(Some("psa")).await.expect("connection"));
+        }
+        let deploys = conns.iter_mut().zip(&clients).map(|(conn, c)| deploy::client(conn, c, &rw));
+        for result in futures_util::future::join_all(deploys).await {
+            result.expect("deploy");
+        }
+        let mut d = dst.db_servers[0].connect(Some("psa")).await.expect("destination");
+        let sets: Vec<ClientSets> = d
+            .query("SELECT login, limits_id, perm_id, pool_id FROM clients WHERE login <> 'admin' ORDER BY login")
+            .await
+            .expect("sets");
+        assert_eq!(sets.len(), 3);
+        let limit_ids: std::collections::BTreeSet<_> = sets.iter().map(|r| r.1).collect();
+        assert_eq!(limit_ids.len(), 3, "limits sets shared: {sets:?}");
+        let perm_ids: Vec<_> = sets.iter().filter_map(|r| r.2).collect();
+        assert_eq!(perm_ids.len(), 2, "nodomains keeps perm_id NULL: {sets:?}");
+        assert_ne!(perm_ids[0], perm_ids[1]);
+        let pools: Vec<_> = sets.iter().filter_map(|r| r.3).collect();
+        assert_eq!(pools.len(), 2);
+        assert_ne!(pools[0], pools[1]);
+        for login in &logins {
+            let mut expected: Vec<String> = compare::panel_client(&mut s, login)
+                .await
+                .expect("dump")
+                .iter()
+                .filter(|l| !l.starts_with("domain "))
+                .map(|l| expected_line(l, &map, &[], None))
+                .collect();
+            expected.sort();
+            assert_eq!(compare::panel_client(&mut d, login).await.expect("dump"), expected, "{login}");
+        }
+    });
+}
