@@ -161,6 +161,101 @@ impl Handler<Close> for Journal {
     }
 }
 
+/// A migration as the journal holds it.
+#[derive(Debug, Clone)]
+pub struct StoredMigration {
+    pub id: u64,
+    pub state: String,
+    /// The plan summary (JSON, no secrets).
+    pub plan: String,
+    /// The final status (JSON), once ended.
+    pub result: Option<String>,
+}
+
+/// Every migration, oldest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<StoredMigration>, JournalError>")]
+pub struct LoadMigrations;
+
+/// A migration admitted by the Supervisor (state `queued`).
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct RecordMigration {
+    pub id: u64,
+    pub source_host: String,
+    pub plan: String,
+}
+
+/// A migration's new state, with its final status once it ended.
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct UpdateMigration {
+    pub id: u64,
+    pub state: String,
+    pub result: Option<String>,
+}
+
+impl Handler<LoadMigrations> for Journal {
+    type Result = Result<Vec<StoredMigration>, JournalError>;
+
+    fn handle(&mut self, _: LoadMigrations, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let mut stmt = conn
+            .prepare("SELECT id, state, COALESCE(plan, ''), result FROM migrations ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(StoredMigration {
+                id: r.get::<_, i64>(0)? as u64,
+                state: r.get(1)?,
+                plan: r.get(2)?,
+                result: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+impl Handler<RecordMigration> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: RecordMigration, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        conn.execute(
+            "INSERT INTO migrations (id, state, source_host, created_at, updated_at, plan)
+             VALUES (?1, 'queued', ?2, strftime('%Y-%m-%dT%H:%M:%fZ','now'), strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?3)",
+            params![msg.id as i64, msg.source_host, msg.plan],
+        )?;
+        record_event(conn, msg.id, "queued", "")?;
+        Ok(())
+    }
+}
+
+impl Handler<UpdateMigration> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: UpdateMigration, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        conn.execute(
+            "UPDATE migrations SET state = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), result = COALESCE(?3, result) WHERE id = ?1",
+            params![msg.id as i64, msg.state, msg.result],
+        )?;
+        record_event(
+            conn,
+            msg.id,
+            &msg.state,
+            msg.result.as_deref().unwrap_or(""),
+        )?;
+        Ok(())
+    }
+}
+
+fn record_event(conn: &Connection, id: u64, kind: &str, detail: &str) -> Result<(), JournalError> {
+    conn.execute(
+        "INSERT INTO migration_events (migration_id, at, kind, detail) VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?2, ?3)",
+        params![id as i64, kind, detail],
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,42 @@
 //! What `check` reports: every piece missing for migrations to run on this
-//! destination, named so an operator can fix it. Blocking: it touches the
-//! file system, so it runs on a blocking thread.
+//! destination, named so an operator can fix it: the panel database
+//! reachable, the roots and staging writable, the SSH identity readable.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mysql_async::prelude::Queryable;
 
 use crate::config::Config;
 
 /// The missing pieces; empty when migrations can run.
-pub fn missing(config: &Config) -> Vec<String> {
-    let mut missing =
-        vec!["the migration engine is not available in this version of hostmig".to_owned()];
+pub async fn missing(config: Arc<Config>) -> Vec<String> {
+    let files = config.clone();
+    let mut missing = actix_web::rt::task::spawn_blocking(move || missing_files(&files))
+        .await
+        .unwrap_or_else(|e| vec![format!("the check of the file system failed: {e}")]);
+    if let Some(url) = config
+        .destination
+        .as_ref()
+        .and_then(|d| d.panel_db.as_ref())
+    {
+        let reach = async {
+            let mut conn = mysql_async::Conn::from_url(url.as_str()).await?;
+            conn.ping().await?;
+            conn.disconnect().await
+        };
+        match tokio::time::timeout(Duration::from_secs(10), reach).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => missing.push(format!("destination.panel_db is not reachable: {e}")),
+            Err(_) => missing.push("destination.panel_db did not answer within 10 s".to_owned()),
+        }
+    }
+    missing
+}
+
+fn missing_files(config: &Config) -> Vec<String> {
+    let mut missing = Vec::new();
     match &config.destination {
         None => missing.push(
             "the [destination] section is not configured (panel_db, vhosts_root, mailnames_root, dump_dir)"

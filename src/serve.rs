@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix::{Actor, Arbiter};
+use actix::{Actor, Arbiter, AsyncContext};
 use actix_web::{web, App, HttpServer};
 
 use crate::config::Config;
 use crate::journal::{self, Journal, JournalError};
 use crate::rpc::auth::Authenticator;
-use crate::rpc::front::RpcFront;
+use crate::rpc::front::{GetSupervisor, RpcFront};
 use crate::rpc::http::{self, AppState};
 use crate::rpc::tls::{self, TlsError};
 use crate::state;
@@ -67,8 +67,16 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     actix_web::rt::System::new().block_on(async move {
         let journal_thread = Arbiter::new();
         let journal = Journal::start_in_arbiter(&journal_thread.handle(), |_| journal);
-        let supervisor = Supervisor::new(journal).start();
-        let front = RpcFront::new(config.clone(), supervisor.clone()).start();
+        let board_config = config.clone();
+        let front = RpcFront::create(move |ctx| {
+            let supervisor =
+                Supervisor::new(board_config.clone(), journal, ctx.address().recipient()).start();
+            RpcFront::new(board_config, supervisor)
+        });
+        let supervisor = front
+            .send(GetSupervisor)
+            .await
+            .expect("RpcFront is running");
         let data = web::Data::new(AppState {
             auth,
             front,

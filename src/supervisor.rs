@@ -1,25 +1,151 @@
-//! The Supervisor: admits migrations and owns their lifecycle, and owns the
-//! journal's lifecycle (it records the server run and closes the journal
-//! last). Until the migration engine lands, it refuses every `start` after
-//! the packet's own rules with 1026, and knows no migration ids.
+//! The Supervisor: admits migrations after `prepare` validated them, runs
+//! at most `migrations.max_parallel` at once and queues the rest, hears
+//! how each ended (panics included), writes every transition to the
+//! journal and reports statuses to RpcFront's board. It also owns the
+//! journal's lifecycle: it records the server run, answers for migrations
+//! of earlier runs, and closes the journal last.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient,
     ResponseActFuture, WrapFuture,
 };
+use serde_json::json;
 
+use crate::config::Config;
 use crate::journal::{self, Journal};
-use crate::migration::request;
+use crate::migration::plan::{Busy, Object};
+use crate::migration::prepare::{prepare, Prepared};
+use crate::migration::run::{
+    event_log_path, log_event, Migration, MigrationEnded, StatusReport, StopNow,
+};
+use crate::migration::status::{MigrationStatus, StatusError};
 use crate::rpc::code::{Code, RpcError};
 use crate::rpc::packet::{MigrationId, Secret, StartRequest};
 
+struct Running {
+    addr: Addr<Migration>,
+    holds: Vec<(&'static str, String)>,
+    staging: PathBuf,
+}
+
+struct Queued {
+    id: u64,
+    prepared: Prepared,
+}
+
 pub struct Supervisor {
+    config: Arc<Config>,
     journal: Addr<Journal>,
+    board: Recipient<StatusReport>,
+    running: HashMap<u64, Running>,
+    queue: VecDeque<Queued>,
+    /// Ended migrations and where their staging was.
+    ended: HashMap<u64, PathBuf>,
+    /// Ids being validated right now are not known yet; this is the next one.
+    next_id: u64,
+    /// Queued objects, for the busy check (running ones are in `running`).
+    queued_holds: HashMap<u64, Vec<(&'static str, String)>>,
+    stopping: HashSet<u64>,
 }
 
 impl Supervisor {
-    pub fn new(journal: Addr<Journal>) -> Self {
-        Supervisor { journal }
+    pub fn new(
+        config: Arc<Config>,
+        journal: Addr<Journal>,
+        board: Recipient<StatusReport>,
+    ) -> Self {
+        Supervisor {
+            config,
+            journal,
+            board,
+            running: HashMap::new(),
+            queue: VecDeque::new(),
+            ended: HashMap::new(),
+            next_id: 1,
+            queued_holds: HashMap::new(),
+            stopping: HashSet::new(),
+        }
+    }
+
+    fn busy(&self) -> Busy {
+        let mut busy = Busy::new();
+        let running = self.running.iter().map(|(id, r)| (id, &r.holds));
+        for (id, holds) in running.chain(self.queued_holds.iter()) {
+            for h in holds {
+                busy.insert(h.clone(), id.to_string());
+            }
+        }
+        busy
+    }
+
+    fn report(&self, id: u64, status: MigrationStatus) {
+        self.board.do_send(StatusReport { id, status });
+    }
+
+    fn journal_state(&self, id: u64, state: &str, result: Option<&MigrationStatus>) {
+        let result = result.and_then(|r| serde_json::to_string(r).ok());
+        self.journal.do_send(journal::UpdateMigration {
+            id,
+            state: state.to_owned(),
+            result,
+        });
+    }
+
+    /// Starts queued migrations while there is room.
+    fn run_queued(&mut self, ctx: &mut Context<Self>) {
+        while self.running.len() < self.config.migrations.max_parallel {
+            let Some(next) = self.queue.pop_front() else {
+                break;
+            };
+            let holds = self.queued_holds.remove(&next.id).unwrap_or_default();
+            let staging = next.prepared.staging.clone();
+            let migration = Migration::new(
+                next.id,
+                next.prepared,
+                self.config.clone(),
+                self.board.clone(),
+                ctx.address().recipient(),
+            );
+            self.journal_state(next.id, "running", None);
+            self.running.insert(
+                next.id,
+                Running {
+                    addr: migration.start(),
+                    holds,
+                    staging,
+                },
+            );
+        }
+        let waiting = self.queue.len();
+        for (position, q) in self.queue.iter().enumerate() {
+            self.report(
+                q.id,
+                MigrationStatus::InProgress {
+                    total: q.prepared.plan.total_steps(),
+                    completed: 1,
+                    description: format!(
+                        "queued: {} of {waiting} waiting for one of the {} migration slots",
+                        position + 1,
+                        self.config.migrations.max_parallel
+                    ),
+                },
+            );
+        }
+    }
+
+    /// Deletes what a migration created under `<staging>/hostmig-<id>/`, and its event log.
+    fn clean_up(&self, id: u64, staging: &std::path::Path) {
+        let dir = staging.join(format!("hostmig-{id}"));
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(migration_id = id, dir = %dir.display(), error = %e, "cannot remove the staging directory");
+            }
+        }
+        let _ = std::fs::remove_file(event_log_path(&self.config, id));
     }
 }
 
@@ -49,6 +175,36 @@ impl Actor for Supervisor {
                     Err(e) => tracing::error!(error = %e, "the journal is not answering"),
                 }),
         );
+        // Migrations of earlier runs: ended ones answer as they ended; ones
+        // that were queued or running when hostmig stopped did not complete.
+        ctx.wait(self.journal.send(journal::LoadMigrations).into_actor(self).map(|res, act, _| {
+            let stored = match res {
+                Ok(Ok(stored)) => stored,
+                Ok(Err(e)) => return tracing::error!(error = %e, "cannot read migrations from the journal"),
+                Err(e) => return tracing::error!(error = %e, "the journal is not answering"),
+            };
+            for m in stored {
+                act.next_id = act.next_id.max(m.id + 1);
+                let staging = serde_json::from_str::<serde_json::Value>(&m.plan)
+                    .ok()
+                    .and_then(|p| p.get("staging").and_then(|s| s.as_str()).map(PathBuf::from))
+                    .unwrap_or_default();
+                let status = match (m.state.as_str(), m.result.as_deref().and_then(|r| serde_json::from_str(r).ok())) {
+                    ("finished" | "stopped", Some(status)) => status,
+                    _ => {
+                        let status = MigrationStatus::Finished {
+                            errors: vec![StatusError::general(
+                                "hostmig restarted during this migration; it did not complete, start it again",
+                            )],
+                        };
+                        act.journal_state(m.id, "finished", Some(&status));
+                        status
+                    }
+                };
+                act.report(m.id, status);
+                act.ended.insert(m.id, staging);
+            }
+        }));
     }
 }
 
@@ -83,22 +239,109 @@ fn unknown(id: &MigrationId) -> RpcError {
 }
 
 impl Handler<StartMigration> for Supervisor {
-    type Result = Result<String, RpcError>;
+    type Result = ResponseActFuture<Self, Result<String, RpcError>>;
 
     fn handle(&mut self, msg: StartMigration, _: &mut Self::Context) -> Self::Result {
-        request::check(&msg.0)?;
-        Err(RpcError::new(
-            Code::NotReady,
-            "Unable to start migration: the migration engine is not available in this version of hostmig; `check` lists what is missing",
-        ))
+        let validation = prepare(*msg.0, self.config.clone(), self.busy());
+        Box::pin(validation.into_actor(self).map(|res, act, ctx| {
+            let prepared = res?;
+            // Others may have been admitted while this one was validated.
+            let busy = act.busy();
+            let holds = prepared.plan.holds();
+            if let Some((kind, name, other)) = holds
+                .iter()
+                .find_map(|(k, n)| busy.get(&(*k, n.clone())).map(|o| (*k, n.clone(), o.clone())))
+            {
+                return Err(RpcError::new(
+                    Code::OperationFailed,
+                    format!("{kind} \"{name}\" is already being migrated by migration {other}"),
+                ));
+            }
+            let id = act.next_id;
+            act.next_id += 1;
+            let objects: Vec<String> = prepared
+                .plan
+                .objects
+                .iter()
+                .map(|o| match o {
+                    Object::Client { login, domains } => format!("client {login} with {}", domains.join(", ")),
+                    Object::Domain { name, owner } => format!("domain {name} to {owner}"),
+                })
+                .collect();
+            let summary = json!({
+                "host": &prepared.host,
+                "staging": prepared.staging.display().to_string(),
+                "objects": objects,
+                "addresses": &prepared.plan.addresses,
+            });
+            act.journal.do_send(journal::RecordMigration {
+                id,
+                source_host: prepared.host.clone(),
+                plan: summary.to_string(),
+            });
+            log_event(&event_log_path(&act.config, id), json!({"phase": "queued", "plan": summary}));
+            tracing::info!(migration_id = id, source = %prepared.host, objects = ?objects, "migration admitted");
+            act.queued_holds.insert(id, holds);
+            act.queue.push_back(Queued { id, prepared });
+            act.run_queued(ctx);
+            Ok(id.to_string())
+        }))
+    }
+}
+
+impl Handler<MigrationEnded> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, msg: MigrationEnded, ctx: &mut Self::Context) {
+        let staging = self
+            .running
+            .remove(&msg.id)
+            .map(|r| r.staging)
+            .unwrap_or_default();
+        let state = if msg.stopped { "stopped" } else { "finished" };
+        self.journal_state(msg.id, state, Some(&msg.status));
+        self.report(msg.id, msg.status);
+        if self.stopping.remove(&msg.id) {
+            self.clean_up(msg.id, &staging);
+        }
+        self.ended.insert(msg.id, staging);
+        tracing::info!(migration_id = msg.id, state, "migration ended");
+        self.run_queued(ctx);
     }
 }
 
 impl Handler<StopMigration> for Supervisor {
     type Result = Result<(), RpcError>;
 
-    fn handle(&mut self, msg: StopMigration, _: &mut Self::Context) -> Self::Result {
-        Err(unknown(&msg.0))
+    fn handle(&mut self, msg: StopMigration, ctx: &mut Self::Context) -> Self::Result {
+        let id: u64 = msg.0 .0.parse().map_err(|_| unknown(&msg.0))?;
+        if let Some(running) = self.running.get(&id) {
+            self.stopping.insert(id);
+            running.addr.do_send(StopNow);
+            return Ok(());
+        }
+        if let Some(pos) = self.queue.iter().position(|q| q.id == id) {
+            let queued = self.queue.remove(pos).expect("position is in range");
+            self.queued_holds.remove(&id);
+            let status = MigrationStatus::Finished {
+                errors: vec![StatusError::general(
+                    "the migration was stopped by finish before it started",
+                )],
+            };
+            self.journal_state(id, "stopped", Some(&status));
+            self.report(id, status);
+            self.clean_up(id, &queued.prepared.staging);
+            self.ended.insert(id, queued.prepared.staging);
+            self.run_queued(ctx);
+            return Ok(());
+        }
+        match self.ended.get(&id) {
+            Some(staging) => {
+                self.clean_up(id, staging);
+                Ok(())
+            }
+            None => Err(unknown(&msg.0)),
+        }
     }
 }
 
@@ -106,7 +349,20 @@ impl Handler<ResyncMigration> for Supervisor {
     type Result = Result<String, RpcError>;
 
     fn handle(&mut self, msg: ResyncMigration, _: &mut Self::Context) -> Self::Result {
-        Err(unknown(&msg.id))
+        let id: u64 = msg.id.0.parse().map_err(|_| unknown(&msg.id))?;
+        if self.running.contains_key(&id) || self.queue.iter().any(|q| q.id == id) {
+            return Err(RpcError::new(
+                Code::OperationFailed,
+                format!("migration {id} is still running; resync it after it ended"),
+            ));
+        }
+        if !self.ended.contains_key(&id) {
+            return Err(unknown(&msg.id));
+        }
+        Err(RpcError::new(
+            Code::NotReady,
+            "resync needs the content transfer, which is not available in this version of hostmig",
+        ))
     }
 }
 
@@ -114,6 +370,9 @@ impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
+        for running in self.running.values() {
+            running.addr.do_send(StopNow);
+        }
         Box::pin(
             self.journal
                 .send(journal::Close)

@@ -1,8 +1,11 @@
-//! Migrations as plain values: their status as clients see it. The
-//! Migration actor and its plan arrive with the migration engine.
+//! A migration: its plan and status as plain values (`plan`, `request`,
+//! `status`), the validation `start` runs before it answers (`prepare`),
+//! and the Migration actor that carries it out (`run`).
 
 pub mod plan;
+pub mod prepare;
 pub mod request;
+pub mod run;
 pub mod status;
 
 /// The `start` request of a packet with this selection (and optional

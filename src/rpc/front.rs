@@ -13,6 +13,7 @@ use super::code::{Code, RpcError};
 use super::packet::{Operation, Operator};
 use super::response::OperationResult;
 use crate::config::Config;
+use crate::migration::run::StatusReport;
 use crate::migration::status::MigrationStatus;
 use crate::supervisor::{ResyncMigration, StartMigration, StopMigration, Supervisor};
 
@@ -38,6 +39,59 @@ impl Actor for RpcFront {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
+    }
+}
+
+/// The Supervisor's address (for an ordered shutdown).
+#[derive(Message)]
+#[rtype(result = "Addr<Supervisor>")]
+pub struct GetSupervisor;
+
+impl Handler<GetSupervisor> for RpcFront {
+    type Result = actix::MessageResult<GetSupervisor>;
+
+    fn handle(&mut self, _: GetSupervisor, _: &mut Self::Context) -> Self::Result {
+        actix::MessageResult(self.supervisor.clone())
+    }
+}
+
+impl Handler<StatusReport> for RpcFront {
+    type Result = ();
+
+    fn handle(&mut self, msg: StatusReport, _: &mut Self::Context) {
+        let mut board = self.board.borrow_mut();
+        let entry = board.entry(msg.id.to_string());
+        match (entry, msg.status) {
+            // Steps done never go down: a late report does not undo a newer one.
+            (
+                std::collections::hash_map::Entry::Occupied(mut e),
+                MigrationStatus::InProgress {
+                    total,
+                    completed,
+                    description,
+                },
+            ) => {
+                let keep_newer = match e.get() {
+                    MigrationStatus::Finished { .. } => true,
+                    MigrationStatus::InProgress {
+                        completed: done, ..
+                    } => *done > completed,
+                };
+                if !keep_newer {
+                    e.insert(MigrationStatus::InProgress {
+                        total,
+                        completed,
+                        description,
+                    });
+                }
+            }
+            (std::collections::hash_map::Entry::Occupied(mut e), status) => {
+                e.insert(status);
+            }
+            (std::collections::hash_map::Entry::Vacant(v), status) => {
+                v.insert(status);
+            }
+        }
     }
 }
 
@@ -90,20 +144,14 @@ async fn run(
             }))
         }
         Operation::Check => {
-            let config = config.clone();
-            let missing =
-                actix_web::rt::task::spawn_blocking(move || crate::readiness::missing(&config))
-                    .await;
-            OperationResult::Check(match missing {
-                Ok(list) if list.is_empty() => Ok(()),
-                Ok(list) => Err(RpcError::new(
+            let missing = crate::readiness::missing(config.clone()).await;
+            OperationResult::Check(if missing.is_empty() {
+                Ok(())
+            } else {
+                Err(RpcError::new(
                     Code::NotReady,
-                    format!("hostmig cannot migrate yet: {}", list.join("; ")),
-                )),
-                Err(e) => Err(RpcError::new(
-                    Code::OperationFailed,
-                    format!("check failed: {e}"),
-                )),
+                    format!("hostmig cannot migrate yet: {}", missing.join("; ")),
+                ))
             })
         }
         Operation::GetFs => {

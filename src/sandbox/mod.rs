@@ -12,7 +12,7 @@ pub mod compare;
 mod content;
 mod data;
 pub mod mariadb;
-mod model;
+pub mod model;
 mod panel_rows;
 mod process;
 pub mod rng;

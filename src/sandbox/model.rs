@@ -318,6 +318,17 @@ impl Model {
         }
     }
 
+    /// The hosting address of a domain with virtual hosting.
+    pub fn hosting_ip(&self, name: &str) -> Option<&'static str> {
+        self.domains
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| match d.hosting {
+                HostingKind::Virtual { ip, .. } => Some(SOURCE_IPS[ip].0),
+                _ => None,
+            })
+    }
+
     pub fn hosting_domains(&self) -> impl Iterator<Item = &Domain> {
         self.domains
             .iter()

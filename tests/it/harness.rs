@@ -304,6 +304,16 @@ pub fn first(xml: &str, tag: &str) -> Option<String> {
     Some(xml[start..end].to_owned())
 }
 
+/// Character data as XML escapes it, read back.
+pub fn unescape(text: &str) -> String {
+    text.replace("&quot;", "\"")
+        .replace("&apos;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&#13;", "\r")
+        .replace("&amp;", "&")
+}
+
 /// Every `<errcode>` of an answer, in order.
 pub fn codes(xml: &str) -> Vec<u32> {
     xml.match_indices("<errcode>")

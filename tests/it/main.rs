@@ -2,6 +2,7 @@
 
 mod codec_props;
 mod deploy;
+mod engine;
 mod harness;
 mod panel;
 mod rpc;

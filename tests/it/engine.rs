@@ -1,0 +1,637 @@
+//! The migration engine end to end: a real `hostmig serve` against the
+//! sandbox's real sshd and MariaDB servers, driven through the API.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hostmig::sandbox::compare;
+use hostmig::sandbox::sshd::{self, TEST_LOGIN, TEST_PASSWORD};
+use hostmig::sandbox::{Destination, Profile, Source};
+use mysql_async::prelude::Queryable;
+
+use crate::harness::{self, assert_valid, codes, first, Server};
+use crate::sandbox::rt;
+
+struct World {
+    rt: tokio::runtime::Runtime,
+    source: Source,
+    dest: Destination,
+    server: Server,
+    config: String,
+    _dir: tempfile::TempDir,
+}
+
+impl World {
+    fn new(profile: Profile, extra_config: &str) -> World {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = rt();
+        let (source, dest) = rt.block_on(async {
+            (
+                Source::start(&dir.path().join("src"), profile, 41)
+                    .await
+                    .expect("source"),
+                Destination::start(&dir.path().join("dst"), 1)
+                    .await
+                    .expect("destination"),
+            )
+        });
+        let config = format!(
+            "{}{extra_config}",
+            dest.hostmig_config(harness::password_hash(), Some(&source))
+        );
+        let server = Server::start_config(&config, &dest.state);
+        World {
+            rt,
+            source,
+            dest,
+            server,
+            config,
+            _dir: dir,
+        }
+    }
+
+    fn restart(&mut self) {
+        self.server = Server::start_config(&self.config, &self.dest.state);
+    }
+
+    /// Posts a packet (valid by agent_input.xsd); the answer is checked too.
+    fn exchange(&self, ops: &str) -> String {
+        let request = format!("<packet version=\"1.6.3.0\"><migration>{ops}</migration></packet>");
+        assert_valid(&request, "agent_input.xsd");
+        let answer = self.server.post(&request);
+        assert_valid(&answer, "agent_output.xsd");
+        answer
+    }
+
+    /// A start with the configured key (empty password), or this password.
+    fn start_as(
+        &self,
+        login: &str,
+        password: &str,
+        selection: &str,
+        extra: &str,
+    ) -> Result<String, (u32, String)> {
+        let answer = self.exchange(&format!(
+            "<start><host>{}</host><login>{login}</login><password>{password}</password>\
+             <destination-host-directory/>{extra}<selected-objects>{selection}</selected-objects></start>",
+            self.source.ssh_host()
+        ));
+        match first(&answer, "migration_id") {
+            Some(id) => Ok(id),
+            None => Err((
+                codes(&answer)[0],
+                harness::unescape(&first(&answer, "errtext").unwrap_or_default()),
+            )),
+        }
+    }
+
+    fn start(&self, selection: &str) -> Result<String, (u32, String)> {
+        self.start_as("root", "", selection, "")
+    }
+
+    fn status(&self, id: &str) -> String {
+        let answer = self.exchange(&format!(
+            "<get_status><migration_id>{id}</migration_id></get_status>"
+        ));
+        first(&answer, "result").expect("result")
+    }
+
+    /// Polls get_status until the migration finished; answers the status.
+    fn wait(&self, id: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status(id);
+            if status.contains("<finished>") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "migration {id} did not finish: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn dest_conn(&self) -> mysql_async::Conn {
+        self.rt
+            .block_on(self.dest.db_servers[0].connect(Some("psa")))
+            .expect("destination panel")
+    }
+
+    fn source_dump(&self, client: Option<&str>, domain: Option<&str>) -> Vec<String> {
+        self.dump(&self.source.db, client, domain)
+    }
+
+    fn dest_dump(&self, client: Option<&str>, domain: Option<&str>) -> Vec<String> {
+        self.dump(&self.dest.db_servers[0], client, domain)
+    }
+
+    /// The panel dump of a client or a domain on one server.
+    fn dump(
+        &self,
+        server: &hostmig::sandbox::mariadb::MariaDb,
+        client: Option<&str>,
+        domain: Option<&str>,
+    ) -> Vec<String> {
+        self.rt.block_on(async {
+            let mut c = server.connect(Some("psa")).await.expect("panel");
+            match (client, domain) {
+                (Some(login), _) => compare::panel_client(&mut c, login).await,
+                (_, Some(name)) => compare::panel_domain(&mut c, name).await,
+                _ => unreachable!("a client or a domain"),
+            }
+            .expect("dump")
+        })
+    }
+
+    /// Migrates one domain to `owner` with one address mapped, and checks
+    /// that it arrived as the source has it; answers the migration id.
+    fn migrate_domain(
+        &self,
+        owner: &str,
+        name: &str,
+        (old, new): (&str, &str),
+        source_owner: &str,
+    ) -> String {
+        let id = self
+            .start(&domains(
+                owner,
+                &format!(
+                    "<domain><name>{name}</name>{}</domain>",
+                    ip("shared", old, new)
+                ),
+            ))
+            .expect("started");
+        self.wait(&id);
+        let rename = (source_owner != owner).then_some((source_owner, owner));
+        assert_eq!(
+            self.dest_dump(None, Some(name)),
+            self.expected(self.source_dump(None, Some(name)), &[(old, new)], rename)
+        );
+        id
+    }
+
+    /// Source dump lines as the destination should hold them.
+    fn expected(
+        &self,
+        lines: Vec<String>,
+        map: &[(&str, &str)],
+        owner: Option<(&str, &str)>,
+    ) -> Vec<String> {
+        let map: BTreeMap<&str, &str> = map.iter().copied().collect();
+        let roots = [
+            (
+                self.source.layout.vhosts.display().to_string(),
+                self.dest.vhosts.display().to_string(),
+            ),
+            (
+                self.source.layout.mailnames.display().to_string(),
+                self.dest.mailnames.display().to_string(),
+            ),
+        ];
+        let mut out: Vec<String> = lines
+            .iter()
+            .filter(|l| !l.contains(" database "))
+            .map(|l| {
+                let mut line = l
+                    .split(' ')
+                    .map(|t| map.get(t).copied().unwrap_or(t))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if let Some((from, to)) = owner {
+                    line = line.replace(&format!(" | {from} | "), &format!(" | {to} | "));
+                }
+                for (from, to) in &roots {
+                    line = line.replace(&format!("{from}/"), &format!("{to}/"));
+                }
+                line
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+fn ip(kind: &str, old: &str, new: &str) -> String {
+    format!("<ip><old><ip-type>{kind}</ip-type><ip-address>{old}</ip-address></old><new><ip-type>{kind}</ip-type><ip-address>{new}</ip-address></new></ip>")
+}
+
+fn clients(inner: &str) -> String {
+    format!("<migrate-clients><target-owner>admin</target-owner>{inner}</migrate-clients>")
+}
+
+fn domains(owner: &str, inner: &str) -> String {
+    format!("<migrate-domains><target-owner>{owner}</target-owner>{inner}</migrate-domains>")
+}
+
+/// Holds the destination's deploy lock, so migrations wait in their deploy step.
+struct DeployLock(mysql_async::Conn);
+
+impl DeployLock {
+    fn take(world: &World) -> DeployLock {
+        let mut conn = world.dest_conn();
+        let got: Option<i64> = world
+            .rt
+            .block_on(conn.query_first("SELECT GET_LOCK('hostmig.panel.deploy', 0)"))
+            .expect("lock");
+        assert_eq!(got, Some(1));
+        DeployLock(conn)
+    }
+
+    fn release(mut self, world: &World) {
+        world
+            .rt
+            .block_on(self.0.query_drop("DO RELEASE_LOCK('hostmig.panel.deploy')"))
+            .expect("unlock");
+    }
+}
+
+/// mrsmith with its pool mapped, and these domains.
+fn smith(domains: &str) -> String {
+    clients(&format!(
+        "<client><name>mrsmith</name>{}{}{domains}</client>",
+        ip("shared", "192.0.2.100", "198.51.100.5"),
+        ip("exclusive", "192.0.2.21", "203.0.113.9")
+    ))
+}
+
+/// jdoe with its pool mapped, and these domains.
+fn jdoe_client(domains: &str) -> String {
+    clients(&format!(
+        "<client><name>jdoe</name>{}{}{domains}</client>",
+        ip("shared", "192.0.2.10", "198.51.100.4"),
+        ip("exclusive", "192.0.2.20", "203.0.113.5")
+    ))
+}
+
+const JDOE_MAP: &[(&str, &str)] = &[
+    ("192.0.2.10", "198.51.100.4"),
+    ("192.0.2.20", "203.0.113.5"),
+];
+
+#[test]
+fn client_and_domain_migrations_arrive_as_on_the_source() {
+    let w = World::new(Profile::Tiny, "");
+    // A client with one domain, its pool remapped.
+    let id = w
+        .start(&jdoe_client("<domain><name>jdoe.example</name></domain>"))
+        .expect("started");
+    let status = w.wait(&id);
+    // The domain's content and database are not migrated yet, and that is said.
+    assert!(!status.contains("<success/>"), "{status}");
+    assert!(status.contains("<name>jdoe.example</name>"), "{status}");
+    assert!(
+        status.contains("web content, mail content, database jdoe_ftp_db"),
+        "{status}"
+    );
+    let src = w.source_dump(Some("jdoe"), None);
+    let src: Vec<String> = src
+        .into_iter()
+        .filter(|l| !l.starts_with("domain xn--bcher-kva.example"))
+        .collect();
+    assert_eq!(
+        w.dest_dump(Some("jdoe"), None),
+        w.expected(src, JDOE_MAP, None)
+    );
+
+    // A client with no domains, and one with a forwarding-only domain: success.
+    let id = w
+        .start(&clients("<client><name>nodomains</name></client>"))
+        .expect("started");
+    assert!(w.wait(&id).contains("<success/>"));
+    assert_eq!(
+        w.dest_dump(Some("nodomains"), None),
+        w.expected(w.source_dump(Some("nodomains"), None), &[], None)
+    );
+    let smith_map = [
+        ("192.0.2.100", "198.51.100.5"),
+        ("192.0.2.21", "203.0.113.9"),
+    ];
+    let id = w
+        .start(&smith("<domain><name>smith-fwd.example</name></domain>"))
+        .expect("started");
+    assert!(w.wait(&id).contains("<success/>"));
+    assert_eq!(
+        w.dest_dump(Some("mrsmith"), None),
+        w.expected(w.source_dump(Some("mrsmith"), None), &smith_map, None)
+    );
+
+    // Domain migrations: to the administrator, and to another client.
+    w.migrate_domain(
+        "admin",
+        "admin-site.example",
+        ("192.0.2.100", "198.51.100.5"),
+        "admin",
+    );
+    let id = w.migrate_domain(
+        "mrsmith",
+        "xn--bcher-kva.example",
+        ("192.0.2.10", "198.51.100.4"),
+        "jdoe",
+    );
+    // The longer address that shares a prefix is untouched.
+    let legacy: Vec<String> =
+        w.rt.block_on(
+            w.dest_conn()
+                .query("SELECT val FROM dns_recs WHERE host = 'legacy.jdoe.example.'"),
+        )
+        .expect("legacy");
+    assert_eq!(legacy, ["192.0.2.100"]);
+    // Each migration wrote its event log.
+    let log = std::fs::read_to_string(w.dest.state.join(format!("migrations/{id}.jsonl")))
+        .expect("event log");
+    assert!(
+        log.lines().count() >= 3 && log.contains("\"phase\":\"finished\""),
+        "{log}"
+    );
+}
+
+#[test]
+fn every_refusal_of_start_and_nothing_left_behind() {
+    let w = World::new(Profile::Tiny, "");
+    assert!(
+        sshd::ensure_test_login().expect("test login"),
+        "run the tests as root (CI does)"
+    );
+    let jdoe = |extra: &str| clients(&format!("<client><name>jdoe</name>{extra}</client>"));
+    let mapped = format!(
+        "{}{}",
+        ip("shared", "192.0.2.10", "198.51.100.4"),
+        ip("exclusive", "192.0.2.20", "203.0.113.5")
+    );
+    let refused = |r: Result<String, (u32, String)>| r.expect_err("refused");
+
+    let (code, text) = refused(w.start(&clients(
+        "<client><name>ghost</name></client><client><name>phantom</name></client>",
+    )));
+    assert_eq!(code, 1013);
+    assert!(text.contains("ghost, phantom"), "{text}");
+    assert_eq!(
+        refused(w.start_as(
+            "root",
+            "",
+            &jdoe(&mapped),
+            "<system-type>windows</system-type>"
+        ))
+        .0,
+        1017
+    );
+    let (code, text) = refused(w.start(&jdoe("")));
+    assert_eq!((code, text.as_str()), (1018, "IP address 192.0.2.10 does not exist on the destination; map it to one of the destination's addresses"));
+    assert_eq!(
+        refused(w.start(&jdoe(&ip("shared", "192.0.2.10", "203.0.113.5")))).0,
+        1019
+    );
+    let (code, text) = refused(w.start(&domains(
+        "trinity",
+        "<domain><name>jdoe.example</name></domain>",
+    )));
+    assert_eq!(
+        (code, text.contains("target owner \"trinity\"")),
+        (1023, true),
+        "{text}"
+    );
+    let (code, _) =
+        refused(w.start(&jdoe(&mapped).replace("<target-owner>admin", "<target-owner>mrsmith")));
+    assert_eq!(code, 1023);
+    // SSH refusals: login refused; an unreachable host; a changed host key.
+    let (code, text) = refused(w.start_as("root", "wrong-root-pw-secret", &jdoe(&mapped), ""));
+    assert_eq!(code, 1023);
+    assert!(
+        text.contains("refused") && !text.contains("wrong-root-pw-secret"),
+        "{text}"
+    );
+    let (code, text) = refused(w.start_as(TEST_LOGIN, TEST_PASSWORD, &jdoe(&mapped), ""));
+    assert_eq!(
+        code, 1023,
+        "the test login cannot read the panel files: {text}"
+    );
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("addr").port();
+    drop(closed);
+    let answer = w.exchange(&format!(
+        "<start><host>127.0.0.1:{port}</host><login>root</login><password/><destination-host-directory/><selected-objects>{}</selected-objects></start>",
+        jdoe(&mapped)
+    ));
+    assert_eq!(codes(&answer), [1023]);
+    assert!(
+        answer.contains(&format!(
+            "host 127.0.0.1:{port} is not accessible: connection refused"
+        )),
+        "{answer}"
+    );
+    let kh = w.dest.state.join("known_hosts");
+    let recorded = std::fs::read_to_string(&kh).expect("accept-new recorded the key");
+    std::fs::write(
+        &kh,
+        hostmig::ssh::known_hosts::line(
+            &format!("[127.0.0.1]:{}", w.source.ssh.port),
+            "ssh-ed25519",
+            b"another key",
+        ),
+    )
+    .expect("kh");
+    let (code, text) = refused(w.start(&jdoe(&mapped)));
+    assert_eq!(code, 1023);
+    assert!(
+        text.contains("host key") && text.contains("has changed"),
+        "{text}"
+    );
+    std::fs::write(&kh, recorded).expect("restore known_hosts");
+
+    // Nothing of any refused start reached the destination.
+    let mut d = w.dest_conn();
+    let clients_now: Vec<String> =
+        w.rt.block_on(d.query("SELECT login FROM clients"))
+            .expect("clients");
+    assert_eq!(clients_now, ["admin"]);
+    let domains_now: Vec<String> =
+        w.rt.block_on(d.query("SELECT name FROM domains"))
+            .expect("domains");
+    assert!(domains_now.is_empty());
+
+    // 15012 and 15006: objects that exist on the destination.
+    w.rt.block_on(d.query_drop("INSERT INTO clients (login, account_id) VALUES ('jdoe', 0)"))
+        .expect("insert");
+    assert_eq!(refused(w.start(&jdoe(&mapped))).0, 15012);
+    w.rt.block_on(
+        d.query_drop("INSERT INTO domains (name, cl_id) VALUES ('admin-site.example', 1)"),
+    )
+    .expect("insert");
+    let (code, text) = refused(w.start(&domains(
+        "admin",
+        &format!(
+            "<domain><name>admin-site.example</name>{}</domain>",
+            ip("shared", "192.0.2.100", "198.51.100.5")
+        ),
+    )));
+    assert_eq!(
+        (code, text.as_str()),
+        (15006, "domain \"admin-site.example\" already exists")
+    );
+
+    // Busy: an object held by a running migration; finish stops it in time.
+    let lock = DeployLock::take(&w);
+    let smith = smith("");
+    let running = w.start(&smith).expect("started");
+    let (code, text) = refused(w.start(&smith));
+    assert_eq!(
+        (code, text),
+        (
+            1023,
+            format!("client \"mrsmith\" is already being migrated by migration {running}")
+        )
+    );
+    assert!(w.status(&running).contains("<migration_status>"));
+    let staging = w.dest.dump.join(format!("hostmig-{running}"));
+    std::fs::create_dir_all(&staging).expect("staging as the transfer would leave it");
+    let t = Instant::now();
+    w.exchange(&format!(
+        "<finish><migration_id>{running}</migration_id></finish>"
+    ));
+    let status = w.wait(&running);
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "stopped in {:?}",
+        t.elapsed()
+    );
+    assert!(status.contains("stopped by finish"), "{status}");
+    assert!(!staging.exists(), "staging removed");
+    assert!(
+        !w.dest
+            .state
+            .join(format!("migrations/{running}.jsonl"))
+            .exists(),
+        "event log removed"
+    );
+    lock.release(&w);
+    // What it had not deployed can be migrated again.
+    let again = w.start(&smith).expect("started again");
+    assert!(w.wait(&again).contains("<success/>"));
+
+    // No source password anywhere hostmig writes.
+    let journal = std::fs::read(w.dest.state.join("journal.sqlite")).expect("journal");
+    let mut places = vec![
+        ("log".to_owned(), w.server.log().into_bytes()),
+        ("journal".to_owned(), journal),
+    ];
+    for entry in std::fs::read_dir(w.dest.state.join("migrations"))
+        .expect("event logs")
+        .flatten()
+    {
+        places.push((
+            entry.path().display().to_string(),
+            std::fs::read(entry.path()).expect("read"),
+        ));
+    }
+    for (what, bytes) in places {
+        for secret in ["wrong-root-pw-secret", TEST_PASSWORD] {
+            assert!(
+                !bytes
+                    .windows(secret.len())
+                    .any(|win| win == secret.as_bytes()),
+                "{secret} found in {what}"
+            );
+        }
+    }
+}
+
+#[test]
+fn max_parallel_queues_the_rest_and_status_keeps_answering() {
+    let w = World::new(Profile::Small, "\n[migrations]\nmax_parallel = 3\n");
+    let names: Vec<String> = w
+        .source
+        .model
+        .domains
+        .iter()
+        .filter(|d| {
+            !matches!(
+                d.hosting,
+                hostmig::sandbox::model::HostingKind::Forward { .. }
+            )
+        })
+        .map(|d| d.name.clone())
+        .take(8)
+        .collect();
+    assert_eq!(names.len(), 8);
+    let lock = DeployLock::take(&w);
+    let mut ids = Vec::new();
+    for name in &names {
+        let selection = domains(
+            "admin",
+            &format!(
+                "<domain><name>{name}</name>{}</domain>",
+                ip(
+                    "shared",
+                    w.source.model.hosting_ip(name).expect("hosting ip"),
+                    "198.51.100.4"
+                )
+            ),
+        );
+        ids.push(w.start(&selection).expect("started"));
+    }
+    let mut slowest = Duration::ZERO;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut queued = 0;
+        let mut running = 0;
+        for id in &ids {
+            let t = Instant::now();
+            let status = w.status(id);
+            slowest = slowest.max(t.elapsed());
+            if status.contains("queued") {
+                queued += 1;
+            } else if status.contains("deploying") {
+                running += 1;
+            }
+        }
+        assert!(running <= 3, "more than max_parallel running");
+        if (running, queued) == (3, 5) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never 3 running and 5 queued: {running} {queued}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!("get_status during 8 migrations: slowest answer {slowest:?}");
+    lock.release(&w);
+    for id in &ids {
+        w.wait(id);
+    }
+    let count: Option<u64> =
+        w.rt.block_on(w.dest_conn().query_first("SELECT COUNT(*) FROM domains"))
+            .expect("count");
+    assert_eq!(count, Some(8));
+}
+
+#[test]
+fn a_restart_answers_for_finished_and_interrupted_migrations() {
+    let mut w = World::new(Profile::Tiny, "");
+    let done = w
+        .start(&clients("<client><name>nodomains</name></client>"))
+        .expect("started");
+    assert!(w.wait(&done).contains("<success/>"));
+    let lock = DeployLock::take(&w);
+    let interrupted = w.start(&smith("")).expect("started");
+    assert!(w.status(&interrupted).contains("<migration_status>"));
+    harness::signal(w.server.pid(), libc::SIGKILL);
+    lock.release(&w);
+    std::thread::sleep(Duration::from_millis(200));
+    w.restart();
+    assert!(
+        w.status(&done).contains("<success/>"),
+        "a finished migration still answers"
+    );
+    let status = w.status(&interrupted);
+    assert!(
+        status.contains("<finished>") && status.contains("hostmig restarted during this migration"),
+        "{status}"
+    );
+    // New ids continue after the journal's.
+    let next = w.start(&jdoe_client("")).expect("started");
+    let n = |s: &str| s.parse::<u64>().expect("decimal id");
+    assert!(n(&next) > n(&interrupted), "{next} after {interrupted}");
+    assert!(w.wait(&next).contains("<success/>"));
+}
