@@ -199,7 +199,7 @@ impl Profile {
     fn extra_clients(self) -> usize {
         match self {
             Profile::Tiny => 0,
-            Profile::Small => 3,
+            Profile::Small => 5,
             Profile::Medium => 12,
             Profile::Large => 4,
         }

@@ -264,6 +264,12 @@ fn jdoe_client(domains: &str) -> String {
     ))
 }
 
+/// Every source address mapped to a destination address of its type.
+const ALL_IPS: &str = "<ip><old><ip-type>shared</ip-type><ip-address>192.0.2.10</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip>\
+<ip><old><ip-type>shared</ip-type><ip-address>192.0.2.100</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.5</ip-address></new></ip>\
+<ip><old><ip-type>exclusive</ip-type><ip-address>192.0.2.20</ip-address></old><new><ip-type>exclusive</ip-type><ip-address>203.0.113.5</ip-address></new></ip>\
+<ip><old><ip-type>exclusive</ip-type><ip-address>192.0.2.21</ip-address></old><new><ip-type>exclusive</ip-type><ip-address>203.0.113.9</ip-address></new></ip>";
+
 const JDOE_MAP: &[(&str, &str)] = &[
     ("192.0.2.10", "198.51.100.4"),
     ("192.0.2.20", "203.0.113.5"),
@@ -271,10 +277,10 @@ const JDOE_MAP: &[(&str, &str)] = &[
 
 #[test]
 fn client_and_domain_migrations_arrive_as_on_the_source() {
-    let w = World::new(Profile::Tiny, "");
+    let w = World::new(Profile::Small, "");
     // A client with one domain, its pool remapped.
     let id = w
-        .start(&jdoe_client("<domain><name>jdoe.example</name></domain>"))
+        .start(&jdoe_client("<domain><name>jdoe.example</name></domain><domain><name>xn--bcher-kva.example</name></domain>"))
         .expect("started");
     let status = w.wait(&id);
     // The domain's content and database are not migrated yet, and that is said.
@@ -284,10 +290,11 @@ fn client_and_domain_migrations_arrive_as_on_the_source() {
         status.contains("web content, mail content, database jdoe_ftp_db"),
         "{status}"
     );
-    let src = w.source_dump(Some("jdoe"), None);
-    let src: Vec<String> = src
+    // big.example, jdoe's third domain, was not selected.
+    let src: Vec<String> = w
+        .source_dump(Some("jdoe"), None)
         .into_iter()
-        .filter(|l| !l.starts_with("domain xn--bcher-kva.example"))
+        .filter(|l| !l.starts_with("domain big.example "))
         .collect();
     assert_eq!(
         w.dest_dump(Some("jdoe"), None),
@@ -325,9 +332,9 @@ fn client_and_domain_migrations_arrive_as_on_the_source() {
     );
     let id = w.migrate_domain(
         "mrsmith",
-        "xn--bcher-kva.example",
+        "anna0-site0.example",
         ("192.0.2.10", "198.51.100.4"),
-        "jdoe",
+        "anna0",
     );
     // The longer address that shares a prefix is untouched.
     let legacy: Vec<String> =
@@ -539,35 +546,28 @@ fn every_refusal_of_start_and_nothing_left_behind() {
 #[test]
 fn max_parallel_queues_the_rest_and_status_keeps_answering() {
     let w = World::new(Profile::Small, "\n[migrations]\nmax_parallel = 3\n");
-    let names: Vec<String> = w
+    let logins: Vec<String> = w
         .source
         .model
-        .domains
+        .clients
         .iter()
-        .filter(|d| {
-            !matches!(
-                d.hosting,
-                hostmig::sandbox::model::HostingKind::Forward { .. }
-            )
-        })
-        .map(|d| d.name.clone())
-        .take(8)
+        .map(|c| c.login.clone())
         .collect();
-    assert_eq!(names.len(), 8);
+    assert_eq!(logins.len(), 8);
     let lock = DeployLock::take(&w);
     let mut ids = Vec::new();
-    for name in &names {
-        let selection = domains(
-            "admin",
-            &format!(
-                "<domain><name>{name}</name>{}</domain>",
-                ip(
-                    "shared",
-                    w.source.model.hosting_ip(name).expect("hosting ip"),
-                    "198.51.100.4"
-                )
-            ),
-        );
+    for (i, login) in logins.iter().enumerate() {
+        let domains: String = w
+            .source
+            .model
+            .domains
+            .iter()
+            .filter(|d| d.owner == Some(i))
+            .map(|d| format!("<domain><name>{}</name></domain>", d.name))
+            .collect();
+        let selection = clients(&format!(
+            "<client><name>{login}</name>{ALL_IPS}{domains}</client>"
+        ));
         ids.push(w.start(&selection).expect("started"));
     }
     let mut slowest = Duration::ZERO;
@@ -603,7 +603,18 @@ fn max_parallel_queues_the_rest_and_status_keeps_answering() {
     let count: Option<u64> =
         w.rt.block_on(w.dest_conn().query_first("SELECT COUNT(*) FROM domains"))
             .expect("count");
-    assert_eq!(count, Some(8));
+    let expected = w
+        .source
+        .model
+        .domains
+        .iter()
+        .filter(|d| d.owner.is_some())
+        .count() as u64;
+    assert_eq!(count, Some(expected));
+    let clients_count: Option<u64> =
+        w.rt.block_on(w.dest_conn().query_first("SELECT COUNT(*) FROM clients"))
+            .expect("count");
+    assert_eq!(clients_count, Some(9), "8 clients and the administrator");
 }
 
 #[test]
