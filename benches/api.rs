@@ -11,13 +11,13 @@
 //!
 //! Prints a table and writes target/bench/api.json. Run: `cargo bench --bench api`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+mod common;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ureq::tls::{Certificate, RootCerts, TlsConfig};
+use common::{agent, quantile, rss_kib, Server};
 
 const PASSWORD: &str = "bench-admin-password";
 const CONNECTIONS: usize = 16;
@@ -26,55 +26,17 @@ fn main() {
     let secs: u64 = env_or("HOSTMIG_BENCH_SECS", 10);
     let rate: u64 = env_or("HOSTMIG_BENCH_RATE", 2000);
     let dir = tempfile::tempdir().expect("tempdir");
-    let bin = env!("CARGO_BIN_EXE_hostmig");
-
-    let hash = {
-        let mut child = Command::new(bin)
-            .arg("hash-password")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("hash-password");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(PASSWORD.as_bytes())
-            .expect("write");
-        let out = child.wait_with_output().expect("hash");
-        String::from_utf8(out.stdout)
-            .expect("utf-8")
-            .trim()
-            .to_owned()
-    };
-    let config = dir.path().join("hostmig.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[api]\nlisten = [\"127.0.0.1:0\"]\nadmin_password_hash = \"{hash}\"\n[state]\ndir = \"{}\"\n",
-            dir.path().join("state").display()
-        ),
-    )
-    .expect("config");
-    let mut server = Command::new(bin)
-        .args(["serve", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start server");
-    let pid = server.id();
-    let mut lines = BufReader::new(server.stdout.take().expect("stdout")).lines();
-    let addr = loop {
-        let line = lines.next().expect("server output").expect("line");
-        if let Some(a) = line.strip_prefix("listening on https://") {
-            break a.to_owned();
-        }
-    };
-    std::thread::sleep(Duration::from_millis(500));
+    let hash = common::hash_password(PASSWORD);
+    let state = dir.path().join("state");
+    let server = Server::start(
+        &format!("[api]\nlisten = [\"127.0.0.1:0\"]\nadmin_password_hash = \"{hash}\"\n[state]\ndir = \"{}\"\n", state.display()),
+        dir.path(),
+        &state,
+    );
+    let pid = server.pid();
     let rss_idle = rss_kib(pid);
-    let url = format!("https://{addr}/enterprise/control/agent.php");
-    let cert = std::fs::read(dir.path().join("state/tls/cert.pem")).expect("cert");
+    let url = server.url.clone();
+    let cert = server.cert.clone();
 
     let warm = agent(&cert);
     send(&warm, &url, 0);
@@ -140,18 +102,15 @@ fn main() {
         .collect();
     let open_elapsed = start.elapsed().as_secs_f64();
     latencies.sort();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let (p50, p99, p999, max) = (
-        pct(0.50),
-        pct(0.99),
-        pct(0.999),
+        quantile(&latencies, 0.50),
+        quantile(&latencies, 0.99),
+        quantile(&latencies, 0.999),
         *latencies.last().expect("latencies"),
     );
     let rss_after_open = rss_kib(pid);
 
-    // SAFETY: SIGTERM to the server this benchmark started.
-    unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-    let _ = server.wait();
+    server.stop();
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -242,37 +201,11 @@ fn env_or(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-fn agent(cert_pem: &[u8]) -> ureq::Agent {
-    let cert = Certificate::from_pem(cert_pem).expect("PEM").to_owned();
-    let tls = TlsConfig::builder()
-        .root_certs(RootCerts::Specific(Arc::new(vec![cert])))
-        .build();
-    ureq::Agent::config_builder().tls_config(tls).build().into()
-}
-
 fn send(agent: &ureq::Agent, url: &str, id: u64) {
     let body = format!("<packet version=\"1.6.3.0\"><migration><get_status><migration_id>{id}</migration_id></get_status></migration></packet>");
-    let mut resp = agent
-        .post(url)
-        .header("HTTP_AUTH_LOGIN", "admin")
-        .header("HTTP_AUTH_PASSWD", PASSWORD)
-        .content_type("text/xml")
-        .send(&body)
-        .expect("answered");
-    let text = resp.body_mut().read_to_string().expect("body");
+    let text = common::post(agent, url, PASSWORD, &body);
     assert!(
         text.contains("<errcode>1013</errcode>"),
         "unexpected answer: {text}"
     );
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
 }

@@ -67,10 +67,17 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     actix_web::rt::System::new().block_on(async move {
         let journal_thread = Arbiter::new();
         let journal = Journal::start_in_arbiter(&journal_thread.handle(), |_| journal);
+        // The Supervisor (and the validation of starts) has a thread of its
+        // own, so RpcFront answers get_status without waiting behind it.
+        let supervisor_thread = Arbiter::new();
+        let supervisor_handle = supervisor_thread.handle();
         let board_config = config.clone();
         let front = RpcFront::create(move |ctx| {
-            let supervisor =
-                Supervisor::new(board_config.clone(), journal, ctx.address().recipient()).start();
+            let board = ctx.address().recipient();
+            let sup_config = board_config.clone();
+            let supervisor = Supervisor::start_in_arbiter(&supervisor_handle, move |_| {
+                Supervisor::new(sup_config, journal, board)
+            });
             RpcFront::new(board_config, supervisor)
         });
         let supervisor = front
@@ -117,6 +124,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         if supervisor.send(Shutdown).await.is_err() {
             tracing::error!("the supervisor had already stopped");
         }
+        supervisor_thread.stop();
         journal_thread.stop();
         tracing::info!("stopped");
         result

@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use actix::{
-    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, Recipient,
-    ResponseActFuture, WrapFuture,
+    Actor, ActorContext, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, Message,
+    Recipient, ResponseActFuture, WrapFuture,
 };
 use serde_json::json;
 
@@ -50,6 +50,10 @@ pub struct Supervisor {
     /// Queued objects, for the busy check (running ones are in `running`).
     queued_holds: HashMap<u64, Vec<(&'static str, String)>>,
     stopping: HashSet<u64>,
+    /// Threads the Migration actors run on (one per core), so their work
+    /// never shares a thread with RpcFront or the Supervisor.
+    workers: Vec<Arbiter>,
+    started: u64,
 }
 
 impl Supervisor {
@@ -68,6 +72,8 @@ impl Supervisor {
             next_id: 1,
             queued_holds: HashMap::new(),
             stopping: HashSet::new(),
+            workers: Vec::new(),
+            started: 0,
         }
     }
 
@@ -111,10 +117,13 @@ impl Supervisor {
                 ctx.address().recipient(),
             );
             self.journal_state(next.id, "running", None);
+            let worker = &self.workers[(self.started as usize) % self.workers.len()];
+            self.started += 1;
+            let addr = Migration::start_in_arbiter(&worker.handle(), move |_| migration);
             self.running.insert(
                 next.id,
                 Running {
-                    addr: migration.start(),
+                    addr,
                     holds,
                     staging,
                 },
@@ -153,6 +162,8 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        self.workers = (0..cores).map(|_| Arbiter::new()).collect();
         let record = journal::RecordRunStarted {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),

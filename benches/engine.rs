@@ -1,0 +1,275 @@
+//! Engine benchmark (not a test): 8 client migrations started together on a
+//! release `hostmig serve` against the sandbox (profile `medium` by
+//! default, its fixture kept), while `get_status` is sent at a fixed rate
+//! (`HOSTMIG_BENCH_RATE`, default 1,000 packets/s) over HTTPS keep-alive.
+//! Latency counts from each packet's scheduled time. Reports latency
+//! while migrations ran, the migrations' wall time, and the server's RSS
+//! (sampled every 20 ms). Run: `cargo bench --bench engine`.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::{agent, post, quantile, rss_kib, Server};
+use hostmig::sandbox::{Destination, Profile, Source};
+
+const PASSWORD: &str = "bench-admin-password";
+const MIGRATIONS: usize = 8;
+const ALL_IPS: &str = "<ip><old><ip-type>shared</ip-type><ip-address>192.0.2.10</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip>\
+<ip><old><ip-type>shared</ip-type><ip-address>192.0.2.100</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.5</ip-address></new></ip>\
+<ip><old><ip-type>exclusive</ip-type><ip-address>192.0.2.20</ip-address></old><new><ip-type>exclusive</ip-type><ip-address>203.0.113.5</ip-address></new></ip>\
+<ip><old><ip-type>exclusive</ip-type><ip-address>192.0.2.21</ip-address></old><new><ip-type>exclusive</ip-type><ip-address>203.0.113.9</ip-address></new></ip>";
+
+fn main() {
+    let profile: Profile = std::env::var("HOSTMIG_BENCH_PROFILE")
+        .unwrap_or_else(|_| "medium".into())
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let rate: u64 = std::env::var("HOSTMIG_BENCH_RATE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
+    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
+    let fixture = target.join(format!("bench-fixtures/{}-1", profile.as_str()));
+    let work = tempfile::tempdir_in(&target).expect("work dir");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let source = rt
+        .block_on(Source::start(&fixture, profile, 1))
+        .expect("source");
+    let dest = rt
+        .block_on(Destination::start(&work.path().join("dst"), 1))
+        .expect("destination");
+    let config = dest.hostmig_config(&common::hash_password(PASSWORD), Some(&source));
+    let server = Server::start(&config, work.path(), &dest.state);
+    let pid = server.pid();
+    let url = server.url.clone();
+    let cert = server.cert.clone();
+    post(
+        &agent(&cert),
+        &url,
+        PASSWORD,
+        "<packet><migration><check/></migration></packet>",
+    );
+    let rss_idle = rss_kib(pid);
+
+    // The status poller: a fixed offered rate; ids as they become known.
+    let ids: Arc<Mutex<Vec<String>>> = Arc::default();
+    let migrating = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let (ids, migrating, done, url, cert) = (
+            ids.clone(),
+            migrating.clone(),
+            done.clone(),
+            url.clone(),
+            cert.clone(),
+        );
+        std::thread::spawn(move || {
+            let next = Arc::new(AtomicU64::new(0));
+            let start = Instant::now();
+            let workers: Vec<_> = (0..8)
+                .map(|_| {
+                    let (ids, migrating, done, url, cert, next) =
+                        (ids.clone(), migrating.clone(), done.clone(), url.clone(), cert.clone(), next.clone());
+                    std::thread::spawn(move || {
+                        let agent = agent(&cert);
+                        let mut samples = Vec::new();
+                        while !done.load(Ordering::Relaxed) {
+                            let i = next.fetch_add(1, Ordering::Relaxed);
+                            let due = start + Duration::from_nanos(i * 1_000_000_000 / rate);
+                            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                                std::thread::sleep(wait);
+                            }
+                            let id = {
+                                let ids = ids.lock().expect("ids");
+                                if ids.is_empty() { "0".to_owned() } else { ids[i as usize % ids.len()].clone() }
+                            };
+                            let during = migrating.load(Ordering::Relaxed);
+                            post(&agent, &url, PASSWORD, &format!("<packet><migration><get_status><migration_id>{id}</migration_id></get_status></migration></packet>"));
+                            samples.push((during, due.elapsed()));
+                        }
+                        samples
+                    })
+                })
+                .collect();
+            workers
+                .into_iter()
+                .flat_map(|w| w.join().expect("worker"))
+                .collect::<Vec<_>>()
+        })
+    };
+    let peak = Arc::new(AtomicU64::new(rss_idle));
+    let rss_sampler = {
+        let (peak, done) = (peak.clone(), done.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(rss_kib(pid), Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_secs(1));
+
+    // Eight client migrations at once, each with all its domains.
+    let selections: Vec<String> = source
+        .model
+        .clients
+        .iter()
+        .enumerate()
+        .take(MIGRATIONS)
+        .map(|(i, c)| {
+            let domains: String = source
+                .model
+                .domains
+                .iter()
+                .filter(|d| d.owner == Some(i))
+                .map(|d| format!("<domain><name>{}</name></domain>", d.name))
+                .collect();
+            format!("<migrate-clients><target-owner>admin</target-owner><client><name>{}</name>{ALL_IPS}{domains}</client></migrate-clients>", c.login)
+        })
+        .collect();
+    let domains: usize = source
+        .model
+        .domains
+        .iter()
+        .filter(|d| d.owner.is_some_and(|o| o < MIGRATIONS))
+        .count();
+    migrating.store(true, Ordering::Relaxed);
+    let began = Instant::now();
+    let starters: Vec<_> = selections
+        .into_iter()
+        .map(|selection| {
+            let (url, cert, host) = (url.clone(), cert.clone(), source.ssh_host());
+            std::thread::spawn(move || {
+                let answer = post(&agent(&cert), &url, PASSWORD, &format!(
+                    "<packet><migration><start><host>{host}</host><login>root</login><password/><destination-host-directory/>\
+                     <selected-objects>{selection}</selected-objects></start></migration></packet>"
+                ));
+                let start = answer.find("<migration_id>").expect("started") + 14;
+                answer[start..start + answer[start..].find('<').expect("id")].to_owned()
+            })
+        })
+        .collect();
+    for s in starters {
+        let id = s.join().expect("start");
+        ids.lock().expect("ids").push(id);
+    }
+    let admitted = began.elapsed();
+    let watcher = agent(&cert);
+    let all: Vec<String> = ids.lock().expect("ids").clone();
+    let mut failures = 0;
+    for id in &all {
+        loop {
+            let answer = post(&watcher, &url, PASSWORD, &format!("<packet><migration><get_status><migration_id>{id}</migration_id></get_status></migration></packet>"));
+            if answer.contains("<finished>") {
+                if !answer.contains("records migrated, but not") && !answer.contains("<success/>") {
+                    failures += 1;
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let wall = began.elapsed();
+    migrating.store(false, Ordering::Relaxed);
+    std::thread::sleep(Duration::from_secs(1));
+    done.store(true, Ordering::Relaxed);
+    let samples = poller.join().expect("poller");
+    rss_sampler.join().expect("rss");
+    server.stop();
+
+    let mut during: Vec<Duration> = samples
+        .iter()
+        .filter(|(d, _)| *d)
+        .map(|(_, l)| *l)
+        .collect();
+    let mut outside: Vec<Duration> = samples
+        .iter()
+        .filter(|(d, _)| !*d)
+        .map(|(_, l)| *l)
+        .collect();
+    during.sort();
+    outside.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("hostmig engine benchmark: {MIGRATIONS} client migrations ({domains} domains) from the {} profile, get_status at {rate}/s", profile.as_str());
+    println!("{:<58} {:>12} {:>10}", "measure", "value", "target");
+    println!(
+        "{:<58} {:>12.2} {:>10}",
+        "8 migrations admitted (validated) in, s",
+        admitted.as_secs_f64(),
+        ""
+    );
+    println!(
+        "{:<58} {:>12.2} {:>10}",
+        "8 migrations ended in, s",
+        wall.as_secs_f64(),
+        ""
+    );
+    println!(
+        "{:<58} {:>12} {:>10}",
+        "migrations that failed", failures, "0"
+    );
+    println!(
+        "{:<58} {:>12} {:>10}",
+        "get_status samples while migrating",
+        during.len(),
+        ""
+    );
+    println!(
+        "{:<58} {:>12.3} {:>10}",
+        "get_status p50 while migrating, ms",
+        ms(quantile(&during, 0.5)),
+        ""
+    );
+    println!(
+        "{:<58} {:>12.3} {:>10}",
+        "get_status p99 while migrating, ms",
+        ms(quantile(&during, 0.99)),
+        "< 10"
+    );
+    println!(
+        "{:<58} {:>12.3} {:>10}",
+        "get_status max while migrating, ms",
+        ms(*during.last().expect("samples")),
+        ""
+    );
+    println!(
+        "{:<58} {:>12.3} {:>10}",
+        "get_status p99 before and after, ms",
+        ms(quantile(&outside, 0.99)),
+        ""
+    );
+    println!(
+        "{:<58} {:>12.1} {:>10}",
+        "server RSS idle, MiB",
+        rss_idle as f64 / 1024.0,
+        ""
+    );
+    println!(
+        "{:<58} {:>12.1} {:>10}",
+        "server peak RSS during the migrations, MiB",
+        peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        ""
+    );
+    let json = format!(
+        "{{\"benchmark\":\"engine\",\"profile\":\"{}\",\"migrations\":{MIGRATIONS},\"domains\":{domains},\"rate\":{rate},\"admitted_s\":{:.3},\"wall_s\":{:.3},\"failures\":{failures},\
+         \"samples_during\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"rss_idle_kib\":{rss_idle},\"rss_peak_kib\":{}}}\n",
+        profile.as_str(),
+        admitted.as_secs_f64(),
+        wall.as_secs_f64(),
+        during.len(),
+        ms(quantile(&during, 0.5)),
+        ms(quantile(&during, 0.99)),
+        ms(*during.last().expect("samples")),
+        peak.load(Ordering::Relaxed)
+    );
+    let out = target.join("bench");
+    std::fs::create_dir_all(&out).expect("bench dir");
+    std::fs::write(out.join("engine.json"), json).expect("json");
+    println!("written: target/bench/engine.json");
+}
