@@ -26,6 +26,9 @@ use crate::migration::status::{MigrationStatus, StatusError};
 use crate::rpc::code::{Code, RpcError};
 use crate::rpc::packet::{MigrationId, Secret, StartRequest};
 
+/// How many starts are validated at the same time.
+const VALIDATIONS_AT_ONCE: usize = 2;
+
 struct Running {
     addr: Addr<Migration>,
     holds: Vec<(&'static str, String)>,
@@ -54,6 +57,9 @@ pub struct Supervisor {
     /// never shares a thread with RpcFront or the Supervisor.
     workers: Vec<Arbiter>,
     started: u64,
+    /// Starts validated at once: each logs into a source (SSH key exchange,
+    /// panel reads); a burst of them must not starve the API of CPU.
+    validations: Arc<tokio::sync::Semaphore>,
 }
 
 impl Supervisor {
@@ -74,6 +80,7 @@ impl Supervisor {
             stopping: HashSet::new(),
             workers: Vec::new(),
             started: 0,
+            validations: Arc::new(tokio::sync::Semaphore::new(VALIDATIONS_AT_ONCE)),
         }
     }
 
@@ -253,7 +260,11 @@ impl Handler<StartMigration> for Supervisor {
     type Result = ResponseActFuture<Self, Result<String, RpcError>>;
 
     fn handle(&mut self, msg: StartMigration, _: &mut Self::Context) -> Self::Result {
-        let validation = prepare(*msg.0, self.config.clone(), self.busy());
+        let (config, busy, slots) = (self.config.clone(), self.busy(), self.validations.clone());
+        let validation = async move {
+            let _slot = slots.acquire_owned().await;
+            prepare(*msg.0, config, busy).await
+        };
         Box::pin(validation.into_actor(self).map(|res, act, ctx| {
             let prepared = res?;
             // Others may have been admitted while this one was validated.
