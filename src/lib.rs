@@ -7,6 +7,7 @@ pub mod migration;
 pub mod mounts;
 pub mod panel;
 pub mod readiness;
+pub mod remap;
 pub mod rpc;
 pub mod sandbox;
 pub mod serve;

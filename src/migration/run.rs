@@ -14,8 +14,9 @@ use super::plan::Object;
 use super::prepare::Prepared;
 use super::status::{MigrationStatus, ObjectKind, StatusError};
 use crate::config::Config;
-use crate::panel::deploy::{self, Rewrite};
+use crate::panel::deploy;
 use crate::panel::source::{text, DomainRecord};
+use crate::remap::{IpRemap, Remap, RemapRecords};
 
 /// The latest status of a migration, for the status board.
 #[derive(Message, Clone)]
@@ -213,16 +214,34 @@ async fn execute(
             ))]
         }
     };
-    let rw = Rewrite {
-        addresses: &prepared.plan.addresses,
-        source_vhosts: &prepared.access.layout.vhosts,
-        source_mailnames: &prepared.access.layout.mailnames,
-        vhosts: &dest.vhosts_root,
-        mailnames: &dest.mailnames_root,
+    // The IpRemap sub-actor applies the address map (and moves paths).
+    let rules = Remap {
+        addresses: prepared.plan.addresses.clone(),
+        roots: vec![
+            (
+                prepared.access.layout.vhosts.clone(),
+                dest.vhosts_root.clone(),
+            ),
+            (
+                prepared.access.layout.mailnames.clone(),
+                dest.mailnames_root.clone(),
+            ),
+        ],
+    };
+    let remap = IpRemap::new(rules).start();
+    let remapped = remap
+        .send(RemapRecords {
+            clients: prepared.clients.clone(),
+            domains: prepared.domains.clone(),
+        })
+        .await;
+    let Ok((clients, domains)) = remapped else {
+        return vec![StatusError::general(
+            "the address remapping stopped unexpectedly",
+        )];
     };
     let domain = |name: &str| {
-        prepared
-            .domains
+        domains
             .iter()
             .find(|d| text(d.fields.get("name")).as_deref() == Some(name))
     };
@@ -231,14 +250,13 @@ async fn execute(
         match object {
             Object::Client { login, domains } => {
                 progress(completed, format!("deploying client {login}"));
-                let Some(record) = prepared
-                    .clients
+                let Some(record) = clients
                     .iter()
                     .find(|c| text(c.fields.get("login")).as_deref() == Some(login))
                 else {
                     continue;
                 };
-                let deployed = deploy::client(&mut conn, record, &rw).await;
+                let deployed = deploy::client(&mut conn, record).await;
                 completed += 1;
                 log_event(
                     log,
@@ -264,7 +282,7 @@ async fn execute(
                 for d in domains {
                     progress(completed, format!("deploying domain {d} of client {login}"));
                     if let Some(record) = domain(d) {
-                        deploy_domain(&mut conn, record, login, &rw, log, &mut errors).await;
+                        deploy_domain(&mut conn, record, login, log, &mut errors).await;
                     }
                     completed += 1;
                 }
@@ -272,7 +290,7 @@ async fn execute(
             Object::Domain { name, owner } => {
                 progress(completed, format!("deploying domain {name}"));
                 if let Some(record) = domain(name) {
-                    deploy_domain(&mut conn, record, owner, &rw, log, &mut errors).await;
+                    deploy_domain(&mut conn, record, owner, log, &mut errors).await;
                 }
                 completed += 1;
             }
@@ -286,12 +304,11 @@ async fn deploy_domain(
     conn: &mut mysql_async::Conn,
     record: &DomainRecord,
     owner: &str,
-    rw: &Rewrite<'_>,
     log: &std::path::Path,
     errors: &mut Vec<StatusError>,
 ) {
     let name = text(record.fields.get("name")).unwrap_or_default();
-    let deployed = deploy::domain(conn, record, owner, rw).await;
+    let deployed = deploy::domain(conn, record, owner).await;
     log_event(
         log,
         json!({"object": {"type": "domain", "name": &name}, "deployed": deployed.is_ok()}),

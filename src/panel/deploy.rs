@@ -6,7 +6,6 @@
 //! Database rows are not written here: they belong to the database copy.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Transaction, TxOpts, Value};
@@ -46,40 +45,6 @@ pub async fn facts(conn: &mut Conn) -> Result<DestinationFacts, PanelError> {
             })
             .collect::<BTreeMap<_, _>>(),
     })
-}
-
-/// How values change on the way: the address map and the content roots.
-#[derive(Debug, Clone)]
-pub struct Rewrite<'a> {
-    pub addresses: &'a BTreeMap<String, String>,
-    pub source_vhosts: &'a Path,
-    pub source_mailnames: &'a Path,
-    pub vhosts: &'a Path,
-    pub mailnames: &'a Path,
-}
-
-impl Rewrite<'_> {
-    /// A whole address, mapped; anything else unchanged.
-    pub fn address(&self, value: &str) -> String {
-        self.addresses
-            .get(value)
-            .cloned()
-            .unwrap_or_else(|| value.to_owned())
-    }
-
-    /// A path under a source root, moved under the destination's.
-    pub fn path(&self, value: &str) -> String {
-        let p = Path::new(value);
-        for (from, to) in [
-            (self.source_vhosts, self.vhosts),
-            (self.source_mailnames, self.mailnames),
-        ] {
-            if let Ok(rest) = p.strip_prefix(from) {
-                return to.join(rest).display().to_string();
-            }
-        }
-        value.to_owned()
-    }
 }
 
 fn v<T: Into<Value>>(x: T) -> Value {
@@ -190,14 +155,14 @@ async fn ip_id(tx: &mut Transaction<'_>, address: &str) -> Result<u64, PanelErro
 
 /// Writes a client (account, limits, permissions, IP pool), owned by the
 /// administrator, in one transaction. Its domains are separate objects.
-pub async fn client(conn: &mut Conn, c: &ClientRecord, rw: &Rewrite<'_>) -> Result<(), PanelError> {
+pub async fn client(conn: &mut Conn, c: &ClientRecord) -> Result<(), PanelError> {
     lock(conn).await?;
-    let result = client_tx(conn, c, rw).await;
+    let result = client_tx(conn, c).await;
     unlock(conn).await;
     result
 }
 
-async fn client_tx(conn: &mut Conn, c: &ClientRecord, rw: &Rewrite<'_>) -> Result<(), PanelError> {
+async fn client_tx(conn: &mut Conn, c: &ClientRecord) -> Result<(), PanelError> {
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
     let account_id = account(&mut tx, &c.account).await?;
     let limits = write_set(&mut tx, "Limits", "limit_name", Some(&c.limits)).await?;
@@ -208,7 +173,7 @@ async fn client_tx(conn: &mut Conn, c: &ClientRecord, rw: &Rewrite<'_>) -> Resul
         let rep = next_set_id(&mut tx, "Repository", "rep_id").await?;
         let mut seen = BTreeSet::new();
         for (address, _) in &c.pool {
-            let id = ip_id(&mut tx, &rw.address(address)).await?;
+            let id = ip_id(&mut tx, address).await?;
             if seen.insert(id) {
                 tx.exec_drop(
                     "INSERT INTO Repository (rep_id, component_id) VALUES (?, ?)",
@@ -238,24 +203,14 @@ async fn client_tx(conn: &mut Conn, c: &ClientRecord, rw: &Rewrite<'_>) -> Resul
 
 /// Writes a domain and everything under it, owned by the client `owner`
 /// (or the administrator), in one transaction.
-pub async fn domain(
-    conn: &mut Conn,
-    d: &DomainRecord,
-    owner: &str,
-    rw: &Rewrite<'_>,
-) -> Result<(), PanelError> {
+pub async fn domain(conn: &mut Conn, d: &DomainRecord, owner: &str) -> Result<(), PanelError> {
     lock(conn).await?;
-    let result = domain_tx(conn, d, owner, rw).await;
+    let result = domain_tx(conn, d, owner).await;
     unlock(conn).await;
     result
 }
 
-async fn domain_tx(
-    conn: &mut Conn,
-    d: &DomainRecord,
-    owner: &str,
-    rw: &Rewrite<'_>,
-) -> Result<(), PanelError> {
+async fn domain_tx(conn: &mut Conn, d: &DomainRecord, owner: &str) -> Result<(), PanelError> {
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
     let owner_id: Option<u64> = tx
         .exec_first("SELECT id FROM clients WHERE login = ?", (owner,))
@@ -268,16 +223,7 @@ async fn domain_tx(
         Some(z) => {
             let zone = insert(&mut tx, "dns_zone", &z.fields, &[], &[]).await?;
             for r in &z.records {
-                let kind = text(r.get("type")).unwrap_or_default();
-                let mut fixed = vec![("dns_zone_id", v(zone))];
-                if kind == "A" {
-                    for col in ["val", "displayVal"] {
-                        if let Some(val) = text(r.get(col)) {
-                            fixed.push((col, v(rw.address(&val))));
-                        }
-                    }
-                }
-                insert(&mut tx, "dns_recs", r, &fixed, &[]).await?;
+                insert(&mut tx, "dns_recs", r, &[("dns_zone_id", v(zone))], &[]).await?;
             }
             v(zone)
         }
@@ -301,14 +247,11 @@ async fn domain_tx(
     let mut sys_user_ids: BTreeMap<String, u64> = BTreeMap::new();
     if let Some(h) = &d.hosting {
         let acc = account(&mut tx, &h.sys_account).await?;
-        let home = text(h.sys_user.get("home"))
-            .map(|p| rw.path(&p))
-            .unwrap_or_default();
         let su = insert(
             &mut tx,
             "sys_users",
             &h.sys_user,
-            &[("account_id", acc), ("home", v(home))],
+            &[("account_id", acc)],
             &[],
         )
         .await?;
@@ -316,7 +259,7 @@ async fn domain_tx(
             sys_user_ids.insert(login, su);
         }
         let ip = match &h.ip {
-            Some(address) => v(ip_id(&mut tx, &rw.address(address)).await?),
+            Some(address) => v(ip_id(&mut tx, address).await?),
             None => v(0u64),
         };
         insert(
@@ -334,7 +277,7 @@ async fn domain_tx(
     }
     if let Some((f, address)) = &d.forwarding {
         let ip = match address {
-            Some(address) => v(ip_id(&mut tx, &rw.address(address)).await?),
+            Some(address) => v(ip_id(&mut tx, address).await?),
             None => v(0u64),
         };
         insert(

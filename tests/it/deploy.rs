@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use hostmig::migration::plan::{self, Busy};
-use hostmig::panel::deploy::{self, Rewrite};
+use hostmig::panel::deploy;
 use hostmig::panel::source;
+use hostmig::remap::Remap;
 use hostmig::rpc::packet::{decode, Operation, Operator, StartRequest};
 use hostmig::sandbox::compare;
 use hostmig::sandbox::{Destination, Profile, Source};
@@ -94,16 +95,11 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
         let (domains, _) = source::domains(&mut s, &clients[0].domains).await.expect("domains");
         let facts = deploy::facts(&mut d).await.expect("facts");
         let plan = plan::build(&request, &source::facts(&clients, &domains), &facts, &Busy::new()).expect("plan");
-        let rw = Rewrite {
-            addresses: &plan.addresses,
-            source_vhosts: &src.layout.vhosts,
-            source_mailnames: &src.layout.mailnames,
-            vhosts: &dst.vhosts,
-            mailnames: &dst.mailnames,
-        };
-        deploy::client(&mut d, &clients[0], &rw).await.expect("deploy client");
+        let path_roots = vec![(src.layout.vhosts.clone(), dst.vhosts.clone()), (src.layout.mailnames.clone(), dst.mailnames.clone())];
+        let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots.clone() };
+        deploy::client(&mut d, &rw.client(clients[0].clone())).await.expect("deploy client");
         for domain in &domains {
-            deploy::domain(&mut d, domain, "jdoe", &rw).await.expect("deploy domain");
+            deploy::domain(&mut d, &rw.domain(domain.clone()), "jdoe").await.expect("deploy domain");
         }
         let expected: Vec<String> = compare::panel_client(&mut s, "jdoe")
             .await
@@ -133,8 +129,8 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
         let (domains, _) = source::domains(&mut s, &["admin-site.example".into()]).await.expect("domain");
         let facts = deploy::facts(&mut d).await.expect("facts");
         let plan = plan::build(&request, &source::facts(&[], &domains), &facts, &Busy::new()).expect("plan");
-        let rw = Rewrite { addresses: &plan.addresses, ..rw };
-        deploy::domain(&mut d, &domains[0], "jdoe", &rw).await.expect("deploy domain");
+        let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots };
+        deploy::domain(&mut d, &rw.domain(domains[0].clone()), "jdoe").await.expect("deploy domain");
         let mut expected: Vec<String> = compare::panel_domain(&mut s, "admin-site.example")
             .await
             .expect("dump")
@@ -183,18 +179,13 @@ fn concurrent_deploys_never_share_a_set_id() {
         .iter()
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect();
-        let rw = Rewrite {
-            addresses: &map,
-            source_vhosts: &src.layout.vhosts,
-            source_mailnames: &src.layout.mailnames,
-            vhosts: &dst.vhosts,
-            mailnames: &dst.mailnames,
-        };
+        let rw = Remap { addresses: map.clone(), roots: Vec::new() };
+        let remapped: Vec<_> = clients.iter().map(|c| rw.client(c.clone())).collect();
         let mut conns = Vec::new();
         for _ in &clients {
             conns.push(dst.db_servers[0].connect(Some("psa")).await.expect("connection"));
         }
-        let deploys = conns.iter_mut().zip(&clients).map(|(conn, c)| deploy::client(conn, c, &rw));
+        let deploys = conns.iter_mut().zip(&remapped).map(|(conn, c)| deploy::client(conn, c));
         for result in futures_util::future::join_all(deploys).await {
             result.expect("deploy");
         }
