@@ -6,8 +6,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mysql_async::prelude::Queryable;
-
 use crate::config::Config;
 
 /// The missing pieces; empty when migrations can run.
@@ -21,14 +19,24 @@ pub async fn missing(config: Arc<Config>) -> Vec<String> {
         .as_ref()
         .and_then(|d| d.panel_db.as_ref())
     {
+        // Reachable, with its schema: created when missing, as start does.
         let reach = async {
-            let mut conn = mysql_async::Conn::from_url(url.as_str()).await?;
-            conn.ping().await?;
-            conn.disconnect().await
+            let mut conn = mysql_async::Conn::from_url(url.as_str())
+                .await
+                .map_err(|e| format!("destination.panel_db is not reachable: {e}"))?;
+            crate::panel::deploy::ensure_schema(&mut conn)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "destination.panel_db has no panel schema and it cannot be created: {e}"
+                    )
+                })?;
+            let _ = conn.disconnect().await;
+            Ok::<(), String>(())
         };
         match tokio::time::timeout(Duration::from_secs(10), reach).await {
             Ok(Ok(())) => {}
-            Ok(Err(e)) => missing.push(format!("destination.panel_db is not reachable: {e}")),
+            Ok(Err(e)) => missing.push(e),
             Err(_) => missing.push("destination.panel_db did not answer within 10 s".to_owned()),
         }
     }

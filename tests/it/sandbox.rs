@@ -535,6 +535,13 @@ fn hostmig_serve_starts_against_a_sandbox_destination_in_one_call() {
                 .expect("destination"),
         )
     });
+    // A destination whose panel database has no schema yet: check creates it.
+    rt.block_on(async {
+        let mut conn = dest.db_servers[0].connect(None).await.expect("connect");
+        conn.query_drop("DROP DATABASE psa; CREATE DATABASE psa")
+            .await
+            .expect("empty panel");
+    });
     let config = dest.hostmig_config(harness::password_hash(), Some(&source));
     let server = Server::start_config(&config, &dest.state);
     let answer = server.post("<packet><migration><check/></migration></packet>");
@@ -545,4 +552,14 @@ fn hostmig_serve_starts_against_a_sandbox_destination_in_one_call() {
         Some("ok"),
         "the sandbox destination is complete: {check}"
     );
+    let tables: Option<u64> = rt
+        .block_on(async {
+            let mut conn = dest.db_servers[0].connect(None).await.expect("connect");
+            conn.query_first(
+                "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'psa'",
+            )
+            .await
+        })
+        .expect("count");
+    assert_eq!(tables, Some(24), "the panel schema of PANEL.md");
 }
