@@ -360,71 +360,85 @@ pub async fn clients(
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for login in logins {
-        let Some(fields) = select(
+        match by_key(conn, "clients", CLIENT_COLUMNS, "login", login).await? {
+            Some(fields) => found.push(client(conn, fields).await?),
+            None => missing.push(login.clone()),
+        }
+    }
+    Ok((found, missing))
+}
+
+/// The row of `table` whose `key` column is `value`.
+async fn by_key(
+    conn: &mut Conn,
+    table: &str,
+    columns: &[&str],
+    key: &str,
+    value: &str,
+) -> Result<Option<Fields>, PanelError> {
+    Ok(select(
+        conn,
+        table,
+        columns,
+        &format!("`{key}` = ?"),
+        vec![value.into()],
+    )
+    .await?
+    .into_iter()
+    .next())
+}
+
+async fn client(conn: &mut Conn, fields: Fields) -> Result<ClientRecord, PanelError> {
+    let account = account(conn, field(&fields, "account_id")).await?;
+    let limits = set(conn, "Limits", "limit_name", field(&fields, "limits_id"))
+        .await?
+        .unwrap_or_default();
+    let permissions = permissions(conn, field(&fields, "perm_id")).await?;
+    let mut pool = Vec::new();
+    if !matches!(field(&fields, "pool_id"), Value::NULL) {
+        for r in select(
             conn,
-            "clients",
-            CLIENT_COLUMNS,
-            "`login` = ?",
-            vec![login.into()],
+            "Repository",
+            &["rep_id", "component_id"],
+            "`rep_id` = ? ORDER BY `component_id`",
+            vec![field(&fields, "pool_id").clone()],
         )
         .await?
-        .into_iter()
-        .next() else {
-            missing.push(login.clone());
-            continue;
-        };
-        let account = account(conn, field(&fields, "account_id")).await?;
-        let limits = set(conn, "Limits", "limit_name", field(&fields, "limits_id"))
-            .await?
-            .unwrap_or_default();
-        let permissions = permissions(conn, field(&fields, "perm_id")).await?;
-        let mut pool = Vec::new();
-        if !matches!(field(&fields, "pool_id"), Value::NULL) {
-            for r in select(
+        {
+            if let Some(ip) = one(
                 conn,
-                "Repository",
-                &["rep_id", "component_id"],
-                "`rep_id` = ? ORDER BY `component_id`",
-                vec![field(&fields, "pool_id").clone()],
+                "IP_Addresses",
+                &["id", "ip_address", "type"],
+                field(&r, "component_id"),
             )
             .await?
             {
-                if let Some(ip) = one(
-                    conn,
-                    "IP_Addresses",
-                    &["id", "ip_address", "type"],
-                    field(&r, "component_id"),
-                )
-                .await?
-                {
-                    pool.push((
-                        text(ip.get("ip_address")).unwrap_or_default(),
-                        text(ip.get("type")).unwrap_or_default(),
-                    ));
-                }
+                pool.push((
+                    text(ip.get("ip_address")).unwrap_or_default(),
+                    text(ip.get("type")).unwrap_or_default(),
+                ));
             }
         }
-        let domains = select(
-            conn,
-            "domains",
-            &["name"],
-            "`cl_id` = ? ORDER BY `name`",
-            vec![field(&fields, "id").clone()],
-        )
-        .await?
-        .iter()
-        .filter_map(|r| text(r.get("name")))
-        .collect();
-        found.push(ClientRecord {
-            fields,
-            account,
-            limits,
-            permissions,
-            pool,
-            domains,
-        });
     }
-    Ok((found, missing))
+    let domains = select(
+        conn,
+        "domains",
+        &["name"],
+        "`cl_id` = ? ORDER BY `name`",
+        vec![field(&fields, "id").clone()],
+    )
+    .await?
+    .iter()
+    .filter_map(|r| text(r.get("name")))
+    .collect();
+    Ok(ClientRecord {
+        fields,
+        account,
+        limits,
+        permissions,
+        pool,
+        domains,
+    })
 }
 
 /// Reads the domains with these names; answers them and the names the
@@ -436,20 +450,10 @@ pub async fn domains(
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for name in names {
-        let Some(fields) = select(
-            conn,
-            "domains",
-            DOMAIN_COLUMNS,
-            "`name` = ?",
-            vec![name.into()],
-        )
-        .await?
-        .into_iter()
-        .next() else {
-            missing.push(name.clone());
-            continue;
-        };
-        found.push(domain(conn, fields).await?);
+        match by_key(conn, "domains", DOMAIN_COLUMNS, "name", name).await? {
+            Some(fields) => found.push(domain(conn, fields).await?),
+            None => missing.push(name.clone()),
+        }
     }
     Ok((found, missing))
 }
