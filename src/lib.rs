@@ -14,3 +14,4 @@ pub mod serve;
 pub mod ssh;
 pub mod state;
 pub mod supervisor;
+pub mod transfer;

@@ -2,7 +2,7 @@
 //! the hard cases a real server has. Every byte, name, mode and mtime comes
 //! from the seed, so the same seed writes the same trees.
 
-use std::ffi::{CString, OsStr};
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -280,35 +280,8 @@ fn collect(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
 }
 
 fn set_mtime(path: &Path, secs: i64) -> Result<()> {
-    let c = CString::new(path.as_os_str().as_bytes().to_vec()).map_err(|_| {
-        SandboxError::io(format!("path {}", path.display()))(
-            std::io::ErrorKind::InvalidInput.into(),
-        )
-    })?;
-    let times = [
-        libc::timespec {
-            tv_sec: secs,
-            tv_nsec: 0,
-        },
-        libc::timespec {
-            tv_sec: secs,
-            tv_nsec: 0,
-        },
-    ];
-    // SAFETY: a valid C path and two timespecs, as utimensat wants.
-    let rc = unsafe {
-        libc::utimensat(
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            times.as_ptr(),
-            libc::AT_SYMLINK_NOFOLLOW,
-        )
-    };
-    if rc != 0 {
-        return Err(SandboxError::Io {
-            what: format!("set the mtime of {}", path.display()),
-            source: std::io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    crate::transfer::set_mtime(path, secs).map_err(|source| SandboxError::Io {
+        what: format!("set the mtime of {}", path.display()),
+        source,
+    })
 }

@@ -8,3 +8,4 @@ mod panel;
 mod rpc;
 mod sandbox;
 mod ssh;
+mod unpack;

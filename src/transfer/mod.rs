@@ -1,0 +1,39 @@
+//! Content over SSH. So far: reading the tar streams a source sends, and
+//! unpacking them safely into a domain's tree. The transports (archive and
+//! rsync over ssh2) build on these.
+
+pub mod tar;
+pub mod unpack;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+/// Sets a path's mtime (and atime) without following a symlink.
+pub fn set_mtime(path: &Path, secs: i64) -> std::io::Result<()> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    let times = [
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+        libc::timespec {
+            tv_sec: secs,
+            tv_nsec: 0,
+        },
+    ];
+    // SAFETY: a valid C path and two timespecs, as utimensat wants.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -1,0 +1,237 @@
+//! Unpacking an archive from a source into a domain's tree, safely
+//! (DESIGN.md §5): nothing is written outside the tree, whatever the
+//! archive says. Refused, and the domain failed at that entry with the
+//! tree as it was before it: absolute paths, `..`, writing through a
+//! symlink, device files and fifos, hard links to outside the tree.
+//! Kept: files (sparse ones sparse), directories, symlinks as symlinks
+//! (never followed), hard links, modes without setuid and setgid, mtimes.
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use super::set_mtime;
+use super::tar::{Entry, Kind, Reader, TarError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error(transparent)]
+    Archive(#[from] TarError),
+    #[error("the archive entry {path} is refused: {reason}")]
+    Refused { path: String, reason: &'static str },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unpacked {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Unpacks a whole archive into `root` (which must exist).
+pub fn unpack(input: impl Read, root: &Path) -> Result<Unpacked, UnpackError> {
+    let mut reader = Reader::new(input);
+    let mut stats = Unpacked::default();
+    let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some(entry) = reader.next_entry()? {
+        let shown = String::from_utf8_lossy(&entry.path)
+            .escape_debug()
+            .to_string();
+        let refused = |reason| UnpackError::Refused {
+            path: shown.clone(),
+            reason,
+        };
+        let rel = safe_relative(&entry.path)
+            .ok_or_else(|| refused("its path leaves the tree (absolute, or with ..)"))?;
+        if rel.as_os_str().is_empty() {
+            // The tree's root itself: only its mode and mtime.
+            if entry.kind == Kind::Directory {
+                dirs.push((root.to_owned(), entry.mtime));
+                set_mode(root, entry.mode, &shown)?;
+            }
+            continue;
+        }
+        let target = root.join(&rel);
+        check_parents(root, &rel)
+            .map_err(|_| refused("a directory on its path is a symlink or not a directory"))?;
+        let write_err = |source| UnpackError::Write {
+            path: shown.clone(),
+            source,
+        };
+        match entry.kind {
+            Kind::CharDevice | Kind::BlockDevice | Kind::Fifo => {
+                return Err(refused("device files and fifos are not accepted"))
+            }
+            Kind::Directory => {
+                match fs::symlink_metadata(&target) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => {
+                        return Err(refused(
+                            "it would replace a file or symlink with a directory",
+                        ))
+                    }
+                    Err(_) => fs::create_dir(&target).map_err(write_err)?,
+                }
+                set_mode(&target, entry.mode, &shown)?;
+                dirs.push((target, entry.mtime));
+            }
+            Kind::Symlink => {
+                let link = entry.link.clone().unwrap_or_default();
+                make_room(&target).map_err(|_| refused("it would replace a directory"))?;
+                std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target).map_err(write_err)?;
+                set_mtime(&target, entry.mtime).map_err(write_err)?;
+            }
+            Kind::HardLink => {
+                let link = entry.link.clone().unwrap_or_default();
+                let source_rel =
+                    safe_relative(&link).ok_or_else(|| refused("it links to outside the tree"))?;
+                check_parents(root, &source_rel)
+                    .map_err(|_| refused("it links through a symlink"))?;
+                let source = root.join(&source_rel);
+                match fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_file() => {}
+                    _ => {
+                        return Err(refused(
+                            "it links to something that is not a file of the tree",
+                        ))
+                    }
+                }
+                make_room(&target).map_err(|_| refused("it would replace a directory"))?;
+                fs::hard_link(&source, &target).map_err(write_err)?;
+            }
+            Kind::File => {
+                make_room(&target).map_err(|_| refused("it would replace a directory"))?;
+                let mut file = fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&target)
+                    .map_err(write_err)?;
+                stats.bytes +=
+                    write_data(&mut reader, &mut file, &entry, &mut buf).map_err(|e| match e {
+                        DataError::Archive(a) => UnpackError::Archive(a),
+                        DataError::Io(source) => UnpackError::Write {
+                            path: shown.clone(),
+                            source,
+                        },
+                    })?;
+                drop(file);
+                set_mode(&target, entry.mode, &shown)?;
+                set_mtime(&target, entry.mtime).map_err(write_err)?;
+            }
+        }
+        stats.entries += 1;
+    }
+    // Directories last, deepest first: writing inside them changed their mtimes.
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.as_os_str().len()));
+    for (dir, mtime) in dirs {
+        set_mtime(&dir, mtime).map_err(|source| UnpackError::Write {
+            path: dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(stats)
+}
+
+enum DataError {
+    Archive(TarError),
+    Io(std::io::Error),
+}
+
+/// Writes an entry's data; a sparse file's segments where they belong,
+/// holes left as holes. Answers the bytes written.
+fn write_data<R: Read>(
+    reader: &mut Reader<R>,
+    file: &mut fs::File,
+    entry: &Entry,
+    buf: &mut [u8],
+) -> Result<u64, DataError> {
+    let segments = match &entry.sparse {
+        Some((_, segments)) => segments.clone(),
+        None => vec![(0, entry.size)],
+    };
+    let mut written = 0;
+    for (offset, len) in segments {
+        file.seek(SeekFrom::Start(offset)).map_err(DataError::Io)?;
+        let mut left = len;
+        while left > 0 {
+            let want = (left as usize).min(buf.len());
+            let n = reader
+                .read_data(&mut buf[..want])
+                .map_err(DataError::Archive)?;
+            if n == 0 {
+                return Err(DataError::Archive(TarError::Truncated));
+            }
+            file.write_all(&buf[..n]).map_err(DataError::Io)?;
+            left -= n as u64;
+            written += n as u64;
+        }
+    }
+    if let Some((real, _)) = entry.sparse {
+        file.set_len(real).map_err(DataError::Io)?;
+    }
+    Ok(written)
+}
+
+/// The path as a relative path with no `..`, `.` removed; `None` when it
+/// is absolute or leaves the tree.
+fn safe_relative(raw: &[u8]) -> Option<PathBuf> {
+    if raw.contains(&0) {
+        return None;
+    }
+    let path = Path::new(OsStr::from_bytes(raw));
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Every directory between `root` and the entry must be a real directory
+/// (a symlink there would let a later entry write outside the tree).
+fn check_parents(root: &Path, rel: &Path) -> Result<(), ()> {
+    let mut at = root.to_owned();
+    let parts: Vec<_> = rel.components().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(()),
+            Err(_) => fs::create_dir(&at).map_err(|_| ())?,
+        }
+    }
+    Ok(())
+}
+
+/// Removes a file or symlink where an entry goes; refuses a directory.
+fn make_room(target: &Path) -> Result<(), ()> {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => Err(()),
+        Ok(_) => fs::remove_file(target).map_err(|_| ()),
+        Err(_) => Ok(()),
+    }
+}
+
+fn set_mode(path: &Path, mode: u32, shown: &str) -> Result<(), UnpackError> {
+    // setuid and setgid are never kept.
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o1777)).map_err(|source| {
+        UnpackError::Write {
+            path: shown.to_owned(),
+            source,
+        }
+    })
+}
