@@ -1,5 +1,6 @@
 //! One integration-test binary (links once): each module is an area.
 
+mod archive;
 mod codec_props;
 mod deploy;
 mod engine;

@@ -40,15 +40,9 @@ fn gnu_tar_archives_of_the_hard_cases_arrive_intact() {
         std::fs::create_dir(&out).expect("out");
         let stats = unpack(Cursor::new(archive), &out).expect("unpacked");
         assert!(stats.entries as usize >= expected.len() - 1, "{stats:?}");
-        let actual = compare::manifest(&out.join("jdoe.example")).expect("manifest");
-        let opts = DiffOptions {
-            ignore_setid_bits: true,
-            ..DiffOptions::default()
-        };
-        assert_eq!(
-            compare::diff(&expected, &actual, &opts),
-            Vec::<String>::new(),
-            "format {format}"
+        assert_same_tree(
+            &source.layout.vhosts.join("jdoe.example"),
+            &out.join("jdoe.example"),
         );
         // setuid and setgid are dropped; the sparse file stays sparse.
         let odd = out.join("jdoe.example/httpdocs/odd");
@@ -66,6 +60,20 @@ fn gnu_tar_archives_of_the_hard_cases_arrive_intact() {
             "{format}: sparse.img was written out in full"
         );
     }
+}
+
+/// The trees are equal but for setuid and setgid bits (which unpacking drops).
+pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    let expected = compare::manifest(expected).expect("manifest");
+    let actual = compare::manifest(actual).expect("manifest");
+    let opts = DiffOptions {
+        ignore_setid_bits: true,
+        ..DiffOptions::default()
+    };
+    assert_eq!(
+        compare::diff(&expected, &actual, &opts),
+        Vec::<String>::new()
+    );
 }
 
 /// One ustar header block.
