@@ -303,6 +303,15 @@ impl Handler<StartMigration> for Supervisor {
             });
             log_event(&event_log_path(&act.config, id), json!({"phase": "queued", "plan": summary}));
             tracing::info!(migration_id = id, source = %prepared.host, objects = ?objects, "migration admitted");
+            // Known to get_status before the client hears the id.
+            act.report(
+                id,
+                MigrationStatus::InProgress {
+                    total: prepared.plan.total_steps(),
+                    completed: 1,
+                    description: "planned; starting".to_owned(),
+                },
+            );
             act.queued_holds.insert(id, holds);
             act.queue.push_back(Queued { id, prepared });
             act.run_queued(ctx);

@@ -77,7 +77,15 @@ impl World {
             self.source.ssh_host()
         ));
         match first(&answer, "migration_id") {
-            Some(id) => Ok(id),
+            Some(id) => {
+                // An id is known to get_status the moment start answers it.
+                let status = self.status(&id);
+                assert!(
+                    !status.contains("<errcode>"),
+                    "migration {id} unknown right after start: {status}"
+                );
+                Ok(id)
+            }
             None => Err((
                 codes(&answer)[0],
                 harness::unescape(&first(&answer, "errtext").unwrap_or_default()),
