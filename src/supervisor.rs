@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::config::Config;
 use crate::journal::{self, Journal};
-use crate::migration::plan::{Busy, Object};
+use crate::migration::plan::{check_busy, Busy, Object};
 use crate::migration::prepare::{prepare, Prepared};
 use crate::migration::run::{
     event_log_path, log_event, Migration, MigrationEnded, StatusReport, StopNow,
@@ -268,17 +268,8 @@ impl Handler<StartMigration> for Supervisor {
         Box::pin(validation.into_actor(self).map(|res, act, ctx| {
             let prepared = res?;
             // Others may have been admitted while this one was validated.
-            let busy = act.busy();
+            check_busy(&prepared.plan, &act.busy())?;
             let holds = prepared.plan.holds();
-            if let Some((kind, name, other)) = holds
-                .iter()
-                .find_map(|(k, n)| busy.get(&(*k, n.clone())).map(|o| (*k, n.clone(), o.clone())))
-            {
-                return Err(RpcError::new(
-                    Code::OperationFailed,
-                    format!("{kind} \"{name}\" is already being migrated by migration {other}"),
-                ));
-            }
             let id = act.next_id;
             act.next_id += 1;
             let objects: Vec<String> = prepared

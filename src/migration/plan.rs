@@ -214,6 +214,13 @@ pub fn build(
 
     // 1023: objects another running or queued migration holds.
     let plan = Plan { objects, addresses };
+    check_busy(&plan, busy)?;
+    Ok(plan)
+}
+
+/// 1023 when another running or queued migration holds an object of the
+/// plan (checked when planning, and again when the migration is admitted).
+pub fn check_busy(plan: &Plan, busy: &Busy) -> Result<(), RpcError> {
     for (kind, name) in plan.holds() {
         if let Some(id) = busy.get(&(kind, name.clone())) {
             return Err(refuse(
@@ -222,7 +229,7 @@ pub fn build(
             ));
         }
     }
-    Ok(plan)
+    Ok(())
 }
 
 fn type_name(kind: IpType) -> &'static str {

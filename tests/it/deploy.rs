@@ -10,7 +10,7 @@ use hostmig::panel::source;
 use hostmig::remap::Remap;
 use hostmig::rpc::packet::{decode, Operation, Operator, StartRequest};
 use hostmig::sandbox::compare;
-use hostmig::sandbox::{Destination, Profile, Source};
+use hostmig::sandbox::Profile;
 use mysql_async::prelude::Queryable;
 
 use crate::sandbox::rt;
@@ -59,16 +59,7 @@ fn expected_line(
 fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = rt();
-    let (src, dst) = rt.block_on(async {
-        (
-            Source::start(&dir.path().join("src"), Profile::Tiny, 31)
-                .await
-                .expect("source"),
-            Destination::start(&dir.path().join("dst"), 1)
-                .await
-                .expect("destination"),
-        )
-    });
+    let (src, dst) = crate::sandbox::start_both(&rt, dir.path(), Profile::Tiny, 31, 1);
     let roots = vec![
         (
             src.layout.vhosts.display().to_string(),
@@ -156,16 +147,7 @@ type ClientSets = (String, Option<u64>, Option<u64>, Option<u64>);
 fn concurrent_deploys_never_share_a_set_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = rt();
-    let (src, dst) = rt.block_on(async {
-        (
-            Source::start(&dir.path().join("src"), Profile::Tiny, 32)
-                .await
-                .expect("source"),
-            Destination::start(&dir.path().join("dst"), 1)
-                .await
-                .expect("destination"),
-        )
-    });
+    let (src, dst) = crate::sandbox::start_both(&rt, dir.path(), Profile::Tiny, 32, 1);
     rt.block_on(async {
         let mut s = src.db.connect(Some("psa")).await.expect("source panel");
         let logins: Vec<String> = ["jdoe", "mrsmith", "nodomains"].iter().map(|l| l.to_string()).collect();

@@ -25,16 +25,7 @@ impl World {
     fn new(profile: Profile, extra_config: &str) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
-        let (source, dest) = rt.block_on(async {
-            (
-                Source::start(&dir.path().join("src"), profile, 41)
-                    .await
-                    .expect("source"),
-                Destination::start(&dir.path().join("dst"), 1)
-                    .await
-                    .expect("destination"),
-            )
-        });
+        let (source, dest) = crate::sandbox::start_both(&rt, dir.path(), profile, 41, 1);
         let config = format!(
             "{}{extra_config}",
             dest.hostmig_config(harness::password_hash(), Some(&source))

@@ -21,6 +21,27 @@ pub fn rt() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// A generated source in `root/src` and a destination with `db_servers`
+/// database servers in `root/dst`, started together.
+pub fn start_both(
+    rt: &tokio::runtime::Runtime,
+    root: &Path,
+    profile: Profile,
+    seed: u64,
+    db_servers: usize,
+) -> (Source, Destination) {
+    rt.block_on(async {
+        (
+            Source::start(&root.join("src"), profile, seed)
+                .await
+                .expect("source"),
+            Destination::start(&root.join("dst"), db_servers)
+                .await
+                .expect("destination"),
+        )
+    })
+}
+
 fn ssh_session(port: u16) -> ssh2::Session {
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to the sandbox sshd");
     let mut session = ssh2::Session::new().expect("session");
@@ -42,15 +63,7 @@ fn exec(session: &ssh2::Session, command: &str) -> (String, i32) {
 fn source_and_destination_servers_answer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = rt();
-    let (source, dest) = rt.block_on(async {
-        let source = Source::start(&dir.path().join("src"), Profile::Tiny, 42)
-            .await
-            .expect("source");
-        let dest = Destination::start(&dir.path().join("dst"), 2)
-            .await
-            .expect("destination");
-        (source, dest)
-    });
+    let (source, dest) = start_both(&rt, dir.path(), Profile::Tiny, 42, 2);
 
     // sshd: the generated key logs in as root.
     let session = ssh_session(source.ssh.port);
@@ -455,16 +468,7 @@ fn tear_down_leaves_no_process_or_directory_behind() {
     let root = dir.path().to_owned();
     let needle = root.display().to_string();
     let rt = rt();
-    let (mut source, mut dest) = rt.block_on(async {
-        (
-            Source::start(&root.join("src"), Profile::Tiny, 1)
-                .await
-                .expect("source"),
-            Destination::start(&root.join("dst"), 2)
-                .await
-                .expect("destination"),
-        )
-    });
+    let (mut source, mut dest) = start_both(&rt, &root, Profile::Tiny, 1, 2);
     // An open SSH session gives sshd a child process of its own.
     let session = ssh_session(source.ssh.port);
     session
@@ -525,16 +529,7 @@ fn a_test_can_make_the_sources_commands_hostile() {
 fn hostmig_serve_starts_against_a_sandbox_destination_in_one_call() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = rt();
-    let (source, dest) = rt.block_on(async {
-        (
-            Source::start(&dir.path().join("src"), Profile::Tiny, 5)
-                .await
-                .expect("source"),
-            Destination::start(&dir.path().join("dst"), 1)
-                .await
-                .expect("destination"),
-        )
-    });
+    let (source, dest) = start_both(&rt, dir.path(), Profile::Tiny, 5, 1);
     // A destination whose panel database has no schema yet: check creates it.
     rt.block_on(async {
         let mut conn = dest.db_servers[0].connect(None).await.expect("connect");
