@@ -3,13 +3,16 @@
 //! the connection on a thread of its own (an arbiter nothing else uses);
 //! everything else writes through its messages.
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use actix::{Actor, ActorContext, Context, Handler, Message};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::transfer::tree::{Rewrites, Stamp};
+
 /// The schema this build writes; older files are upgraded step by step.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -55,6 +58,9 @@ pub fn open(path: &Path) -> Result<Journal, JournalError> {
     if found < 1 {
         tx.execute_batch(SCHEMA_V1).map_err(open_err)?;
     }
+    if found < 2 {
+        tx.execute_batch(SCHEMA_V2).map_err(open_err)?;
+    }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(open_err)?;
     tx.commit().map_err(open_err)?;
@@ -89,6 +95,24 @@ CREATE TABLE migration_events (
     detail        TEXT NOT NULL
 );
 CREATE INDEX migration_events_by_migration ON migration_events(migration_id, id);
+";
+
+/// Content trees hostmig created on the destination (a tree that exists
+/// without panel records is reused only when it is here), the `conf/`
+/// files it rewrote in each, and the domains each migration deployed.
+const SCHEMA_V2: &str = "
+CREATE TABLE content_trees (
+    path          TEXT PRIMARY KEY,
+    domain        TEXT NOT NULL,
+    migration_id  INTEGER NOT NULL,
+    updated_at    TEXT NOT NULL,
+    rewrites      TEXT NOT NULL DEFAULT '[]'
+);
+CREATE TABLE deployed_domains (
+    migration_id  INTEGER NOT NULL,
+    domain        TEXT NOT NULL,
+    PRIMARY KEY (migration_id, domain)
+);
 ";
 
 impl Actor for Journal {
@@ -248,6 +272,161 @@ impl Handler<UpdateMigration> for Journal {
     }
 }
 
+/// A content tree this migration is about to create or update.
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct RecordTree {
+    pub path: String,
+    pub domain: String,
+    pub migration_id: u64,
+}
+
+/// Which of these paths are trees hostmig created.
+#[derive(Message)]
+#[rtype(result = "Result<HashSet<String>, JournalError>")]
+pub struct KnownTrees(pub Vec<String>);
+
+/// The files rewritten in a tree (empty when none or unknown).
+#[derive(Message)]
+#[rtype(result = "Result<Rewrites, JournalError>")]
+pub struct LoadRewrites(pub String);
+
+/// Replaces the files rewritten in a tree.
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct SaveRewrites {
+    pub path: String,
+    pub rewrites: Rewrites,
+}
+
+/// A domain a migration deployed (its records are on the destination).
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct RecordDeployed {
+    pub migration_id: u64,
+    pub domain: String,
+}
+
+/// The domains a migration deployed, in name order.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<String>, JournalError>")]
+pub struct LoadDeployed(pub u64);
+
+impl Handler<RecordTree> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: RecordTree, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        conn.execute(
+            "INSERT INTO content_trees (path, domain, migration_id, updated_at)
+             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+             ON CONFLICT(path) DO UPDATE SET domain = ?2, migration_id = ?3, updated_at = excluded.updated_at",
+            params![msg.path, msg.domain, msg.migration_id as i64],
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<KnownTrees> for Journal {
+    type Result = Result<HashSet<String>, JournalError>;
+
+    fn handle(&mut self, msg: KnownTrees, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let mut stmt = conn.prepare("SELECT 1 FROM content_trees WHERE path = ?1")?;
+        let mut known = HashSet::new();
+        for path in msg.0 {
+            if stmt.exists(params![path])? {
+                known.insert(path);
+            }
+        }
+        Ok(known)
+    }
+}
+
+/// Rewritten files as stored: `[[hex path, size, mtime], ...]`.
+type StoredRewrites = Vec<(String, u64, i64)>;
+
+impl Handler<LoadRewrites> for Journal {
+    type Result = Result<Rewrites, JournalError>;
+
+    fn handle(&mut self, msg: LoadRewrites, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let text: Option<String> = conn
+            .query_row(
+                "SELECT rewrites FROM content_trees WHERE path = ?1",
+                params![msg.0],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let stored: StoredRewrites = text
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        Ok(stored
+            .into_iter()
+            .filter_map(|(hex, size, mtime)| Some((from_hex(&hex)?, Stamp { size, mtime })))
+            .collect())
+    }
+}
+
+impl Handler<SaveRewrites> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: SaveRewrites, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let stored: StoredRewrites = msg
+            .rewrites
+            .iter()
+            .map(|(p, s)| (to_hex(p), s.size, s.mtime))
+            .collect();
+        let text = serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_owned());
+        conn.execute(
+            "UPDATE content_trees SET rewrites = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE path = ?1",
+            params![msg.path, text],
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<RecordDeployed> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: RecordDeployed, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO deployed_domains (migration_id, domain) VALUES (?1, ?2)",
+            params![msg.migration_id as i64, msg.domain],
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<LoadDeployed> for Journal {
+    type Result = Result<Vec<String>, JournalError>;
+
+    fn handle(&mut self, msg: LoadDeployed, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let mut stmt = conn.prepare(
+            "SELECT domain FROM deployed_domains WHERE migration_id = ?1 ORDER BY domain",
+        )?;
+        let rows = stmt.query_map(params![msg.0 as i64], |r| r.get(0))?;
+        Ok(rows.collect::<Result<Vec<String>, _>>()?)
+    }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn from_hex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 fn record_event(conn: &Connection, id: u64, kind: &str, detail: &str) -> Result<(), JournalError> {
     conn.execute(
         "INSERT INTO migration_events (migration_id, at, kind, detail) VALUES (?1, strftime('%Y-%m-%dT%H:%M:%fZ','now'), ?2, ?3)",
@@ -279,5 +458,63 @@ mod tests {
             .expect("bump");
         drop(conn);
         assert!(matches!(open(&path), Err(JournalError::TooNew { .. })));
+    }
+
+    #[test]
+    fn trees_rewrites_and_deployed_domains_round_trip() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut j = open(&dir.path().join("journal.sqlite")).expect("open");
+        let mut ctx = Context::new();
+        let path = "/var/www/vhosts/a.example".to_owned();
+        j.handle(
+            RecordTree {
+                path: path.clone(),
+                domain: "a.example".into(),
+                migration_id: 3,
+            },
+            &mut ctx,
+        )
+        .expect("tree");
+        let known = j
+            .handle(
+                KnownTrees(vec![path.clone(), "/elsewhere".into()]),
+                &mut ctx,
+            )
+            .expect("known");
+        assert_eq!(known, HashSet::from([path.clone()]));
+        let mut rewrites = Rewrites::new();
+        rewrites.insert(
+            b"conf/caf\xe9".to_vec(),
+            Stamp {
+                size: 10,
+                mtime: 20,
+            },
+        );
+        j.handle(
+            SaveRewrites {
+                path: path.clone(),
+                rewrites: rewrites.clone(),
+            },
+            &mut ctx,
+        )
+        .expect("save");
+        assert_eq!(
+            j.handle(LoadRewrites(path), &mut ctx).expect("load"),
+            rewrites
+        );
+        for d in ["b.example", "a.example", "a.example"] {
+            j.handle(
+                RecordDeployed {
+                    migration_id: 3,
+                    domain: d.into(),
+                },
+                &mut ctx,
+            )
+            .expect("deployed");
+        }
+        assert_eq!(
+            j.handle(LoadDeployed(3), &mut ctx).expect("load"),
+            ["a.example", "b.example"]
+        );
     }
 }

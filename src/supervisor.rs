@@ -18,13 +18,13 @@ use serde_json::json;
 use crate::config::Config;
 use crate::journal::{self, Journal};
 use crate::migration::plan::{check_busy, Busy, Object};
-use crate::migration::prepare::{prepare, Prepared};
+use crate::migration::prepare::{prepare, prepare_resync, Prepared, ResyncSource};
 use crate::migration::run::{
     event_log_path, log_event, Migration, MigrationEnded, StatusReport, StopNow,
 };
 use crate::migration::status::{MigrationStatus, StatusError};
 use crate::rpc::code::{Code, RpcError};
-use crate::rpc::packet::{MigrationId, Secret, StartRequest};
+use crate::rpc::packet::{MigrationId, Scope, Secret, StartRequest};
 
 /// How many starts are validated at the same time.
 const VALIDATIONS_AT_ONCE: usize = 2;
@@ -33,6 +33,7 @@ struct Running {
     addr: Addr<Migration>,
     holds: Vec<(&'static str, String)>,
     staging: PathBuf,
+    resync: ResyncSource,
 }
 
 struct Queued {
@@ -46,8 +47,8 @@ pub struct Supervisor {
     board: Recipient<StatusReport>,
     running: HashMap<u64, Running>,
     queue: VecDeque<Queued>,
-    /// Ended migrations and where their staging was.
-    ended: HashMap<u64, PathBuf>,
+    /// Ended migrations: where their staging was, and what a resync needs.
+    ended: HashMap<u64, ResyncSource>,
     /// Ids being validated right now are not known yet; this is the next one.
     next_id: u64,
     /// Queued objects, for the busy check (running ones are in `running`).
@@ -116,12 +117,14 @@ impl Supervisor {
             };
             let holds = self.queued_holds.remove(&next.id).unwrap_or_default();
             let staging = next.prepared.staging.clone();
+            let resync = resync_source(&next.prepared);
             let migration = Migration::new(
                 next.id,
                 next.prepared,
                 self.config.clone(),
                 self.board.clone(),
                 ctx.address().recipient(),
+                self.journal.clone(),
             );
             self.journal_state(next.id, "running", None);
             let worker = &self.workers[(self.started as usize) % self.workers.len()];
@@ -133,6 +136,7 @@ impl Supervisor {
                     addr,
                     holds,
                     staging,
+                    resync,
                 },
             );
         }
@@ -141,7 +145,7 @@ impl Supervisor {
             self.report(
                 q.id,
                 MigrationStatus::InProgress {
-                    total: q.prepared.plan.total_steps(),
+                    total: q.prepared.total_steps(),
                     completed: 1,
                     description: format!(
                         "queued: {} of {waiting} waiting for one of the {} migration slots",
@@ -203,10 +207,7 @@ impl Actor for Supervisor {
             };
             for m in stored {
                 act.next_id = act.next_id.max(m.id + 1);
-                let staging = serde_json::from_str::<serde_json::Value>(&m.plan)
-                    .ok()
-                    .and_then(|p| p.get("staging").and_then(|s| s.as_str()).map(PathBuf::from))
-                    .unwrap_or_default();
+                let source = stored_resync_source(&m.plan);
                 let status = match (m.state.as_str(), m.result.as_deref().and_then(|r| serde_json::from_str(r).ok())) {
                     ("finished" | "stopped", Some(status)) => status,
                     _ => {
@@ -220,7 +221,7 @@ impl Actor for Supervisor {
                     }
                 };
                 act.report(m.id, status);
-                act.ended.insert(m.id, staging);
+                act.ended.insert(m.id, source);
             }
         }));
     }
@@ -261,12 +262,25 @@ impl Handler<StartMigration> for Supervisor {
 
     fn handle(&mut self, msg: StartMigration, _: &mut Self::Context) -> Self::Result {
         let (config, busy, slots) = (self.config.clone(), self.busy(), self.validations.clone());
+        let journal = self.journal.clone();
         let validation = async move {
             let _slot = slots.acquire_owned().await;
-            prepare(*msg.0, config, busy).await
+            prepare(*msg.0, config, busy, journal).await
         };
-        Box::pin(validation.into_actor(self).map(|res, act, ctx| {
-            let prepared = res?;
+        Box::pin(
+            validation
+                .into_actor(self)
+                .map(|res, act, ctx| act.admit(res?, ctx)),
+        )
+    }
+}
+
+impl Supervisor {
+    /// Queues a validated migration (and starts it when there is room);
+    /// answers its id.
+    fn admit(&mut self, prepared: Prepared, ctx: &mut Context<Self>) -> Result<String, RpcError> {
+        let act = self;
+        {
             // Others may have been admitted while this one was validated.
             check_busy(&prepared.plan, &act.busy())?;
             let holds = prepared.plan.holds();
@@ -277,12 +291,17 @@ impl Handler<StartMigration> for Supervisor {
                 .objects
                 .iter()
                 .map(|o| match o {
-                    Object::Client { login, domains } => format!("client {login} with {}", domains.join(", ")),
+                    Object::Client { login, domains } => {
+                        format!("client {login} with {}", domains.join(", "))
+                    }
                     Object::Domain { name, owner } => format!("domain {name} to {owner}"),
                 })
                 .collect();
             let summary = json!({
                 "host": &prepared.host,
+                "login": &prepared.login.user,
+                "scope": scope_name(prepared.scope),
+                "resync": prepared.resync,
                 "staging": prepared.staging.display().to_string(),
                 "objects": objects,
                 "addresses": &prepared.plan.addresses,
@@ -292,13 +311,16 @@ impl Handler<StartMigration> for Supervisor {
                 source_host: prepared.host.clone(),
                 plan: summary.to_string(),
             });
-            log_event(&event_log_path(&act.config, id), json!({"phase": "queued", "plan": summary}));
+            log_event(
+                &event_log_path(&act.config, id),
+                json!({"phase": "queued", "plan": summary}),
+            );
             tracing::info!(migration_id = id, source = %prepared.host, objects = ?objects, "migration admitted");
             // Known to get_status before the client hears the id.
             act.report(
                 id,
                 MigrationStatus::InProgress {
-                    total: prepared.plan.total_steps(),
+                    total: prepared.total_steps(),
                     completed: 1,
                     description: "planned; starting".to_owned(),
                 },
@@ -307,7 +329,53 @@ impl Handler<StartMigration> for Supervisor {
             act.queue.push_back(Queued { id, prepared });
             act.run_queued(ctx);
             Ok(id.to_string())
-        }))
+        }
+    }
+}
+
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Everything => "everything",
+        Scope::OnlyHosting => "only-hosting",
+        Scope::OnlyMail => "only-mail",
+    }
+}
+
+/// What a resync of this migration will need (credentials in memory only).
+fn resync_source(p: &Prepared) -> ResyncSource {
+    ResyncSource {
+        host: p.host.clone(),
+        user: p.login.user.clone(),
+        credential: Some(p.login.credential.clone()),
+        scope: p.scope,
+        staging: p.staging.clone(),
+        addresses: p.plan.addresses.clone(),
+    }
+}
+
+/// The same from the journal's plan summary of an earlier run (no credential).
+fn stored_resync_source(plan: &str) -> ResyncSource {
+    let p: serde_json::Value = serde_json::from_str(plan).unwrap_or_default();
+    let text = |k: &str| {
+        p.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    ResyncSource {
+        host: text("host"),
+        user: text("login"),
+        credential: None,
+        scope: match text("scope").as_str() {
+            "only-hosting" => Scope::OnlyHosting,
+            "only-mail" => Scope::OnlyMail,
+            _ => Scope::Everything,
+        },
+        staging: PathBuf::from(text("staging")),
+        addresses: p
+            .get("addresses")
+            .and_then(|a| serde_json::from_value(a.clone()).ok())
+            .unwrap_or_default(),
     }
 }
 
@@ -315,18 +383,16 @@ impl Handler<MigrationEnded> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: MigrationEnded, ctx: &mut Self::Context) {
-        let staging = self
-            .running
-            .remove(&msg.id)
-            .map(|r| r.staging)
-            .unwrap_or_default();
+        let Some(running) = self.running.remove(&msg.id) else {
+            return;
+        };
         let state = if msg.stopped { "stopped" } else { "finished" };
         self.journal_state(msg.id, state, Some(&msg.status));
         self.report(msg.id, msg.status);
         if self.stopping.remove(&msg.id) {
-            self.clean_up(msg.id, &staging);
+            self.clean_up(msg.id, &running.staging);
         }
-        self.ended.insert(msg.id, staging);
+        self.ended.insert(msg.id, running.resync);
         tracing::info!(migration_id = msg.id, state, "migration ended");
         self.run_queued(ctx);
     }
@@ -353,13 +419,13 @@ impl Handler<StopMigration> for Supervisor {
             self.journal_state(id, "stopped", Some(&status));
             self.report(id, status);
             self.clean_up(id, &queued.prepared.staging);
-            self.ended.insert(id, queued.prepared.staging);
+            self.ended.insert(id, resync_source(&queued.prepared));
             self.run_queued(ctx);
             return Ok(());
         }
         match self.ended.get(&id) {
-            Some(staging) => {
-                self.clean_up(id, staging);
+            Some(source) => {
+                self.clean_up(id, &source.staging);
                 Ok(())
             }
             None => Err(unknown(&msg.0)),
@@ -368,23 +434,58 @@ impl Handler<StopMigration> for Supervisor {
 }
 
 impl Handler<ResyncMigration> for Supervisor {
-    type Result = Result<String, RpcError>;
+    type Result = ResponseActFuture<Self, Result<String, RpcError>>;
 
     fn handle(&mut self, msg: ResyncMigration, _: &mut Self::Context) -> Self::Result {
-        let id: u64 = msg.id.0.parse().map_err(|_| unknown(&msg.id))?;
-        if self.running.contains_key(&id) || self.queue.iter().any(|q| q.id == id) {
-            return Err(RpcError::new(
-                Code::OperationFailed,
-                format!("migration {id} is still running; resync it after it ended"),
-            ));
-        }
-        if !self.ended.contains_key(&id) {
-            return Err(unknown(&msg.id));
-        }
-        Err(RpcError::new(
-            Code::NotReady,
-            "resync needs the content transfer, which is not available in this version of hostmig",
-        ))
+        let checked = (|| {
+            let id: u64 = msg.id.0.parse().map_err(|_| unknown(&msg.id))?;
+            if self.running.contains_key(&id) || self.queue.iter().any(|q| q.id == id) {
+                return Err(RpcError::new(
+                    Code::OperationFailed,
+                    format!("migration {id} is still running; resync it after it ended"),
+                ));
+            }
+            let source = self
+                .ended
+                .get(&id)
+                .cloned()
+                .ok_or_else(|| unknown(&msg.id))?;
+            Ok((id, source))
+        })();
+        let (id, source) = match checked {
+            Ok(v) => v,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        let (config, journal, slots) = (
+            self.config.clone(),
+            self.journal.clone(),
+            self.validations.clone(),
+        );
+        let password = msg.password;
+        let validation = async move {
+            let _slot = slots.acquire_owned().await;
+            let domains = journal
+                .send(journal::LoadDeployed(id))
+                .await
+                .map_err(|e| {
+                    RpcError::new(
+                        Code::OperationFailed,
+                        format!("the journal is not answering: {e}"),
+                    )
+                })?
+                .map_err(|e| {
+                    RpcError::new(
+                        Code::OperationFailed,
+                        format!("the journal is not readable: {e}"),
+                    )
+                })?;
+            prepare_resync(source, password, domains, config).await
+        };
+        Box::pin(validation.into_actor(self).map(|res, act, ctx| {
+            let prepared = res?;
+            check_busy(&prepared.plan, &act.busy())?;
+            act.admit(prepared, ctx)
+        }))
     }
 }
 

@@ -2,6 +2,7 @@
 //! `status`), the validation `start` runs before it answers (`prepare`),
 //! and the Migration actor that carries it out (`run`).
 
+pub mod content;
 pub mod plan;
 pub mod prepare;
 pub mod request;

@@ -60,6 +60,18 @@ impl Plan {
             .sum::<u64>()
     }
 
+    /// Every domain the plan migrates, in plan order.
+    pub fn domain_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for o in &self.objects {
+            match o {
+                Object::Client { domains, .. } => out.extend(domains.iter().cloned()),
+                Object::Domain { name, .. } => out.push(name.clone()),
+            }
+        }
+        out
+    }
+
     /// Every (kind, name) this plan holds, for the busy check of others.
     pub fn holds(&self) -> Vec<(&'static str, String)> {
         let mut out = Vec::new();

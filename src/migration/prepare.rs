@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::Config;
+use crate::journal::{self, Journal};
 use crate::migration::plan::{self, Busy, Plan};
 use crate::panel::deploy;
 use crate::panel::discover::{discover, SourceAccess};
 use crate::panel::source::{self, ClientRecord, DomainRecord};
 use crate::rpc::code::{Code, RpcError};
-use crate::rpc::packet::{Selection, StartRequest};
+use crate::rpc::packet::{Scope, Selection, StartRequest, Transport};
 use crate::ssh::{Credential, Login, Options, Session, Target, Tunnel};
 
 /// A validated migration, ready to run.
@@ -21,11 +22,92 @@ pub struct Prepared {
     pub plan: Plan,
     /// The source host as the packet wrote it.
     pub host: String,
+    /// How to log into the source (credentials in memory only).
+    pub login: Login,
     pub access: SourceAccess,
     pub clients: Vec<ClientRecord>,
     pub domains: Vec<DomainRecord>,
     /// `<staging>`; the migration's files go under `<staging>/hostmig-<id>/`.
     pub staging: PathBuf,
+    pub scope: Scope,
+    pub transport: Transport,
+    /// A `resync`: content only, of domains already deployed.
+    pub resync: bool,
+}
+
+/// The content trees of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeKind {
+    Web,
+    Mail,
+}
+
+impl TreeKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            TreeKind::Web => "web content",
+            TreeKind::Mail => "mail content",
+        }
+    }
+}
+
+/// The trees a domain's migration copies under `scope`.
+pub fn trees_of(record: &DomainRecord, scope: Scope) -> Vec<TreeKind> {
+    let mut out = Vec::new();
+    if scope != Scope::OnlyMail && record.hosting.is_some() {
+        out.push(TreeKind::Web);
+    }
+    if scope != Scope::OnlyHosting && !record.mail.is_empty() {
+        out.push(TreeKind::Mail);
+    }
+    out
+}
+
+impl Prepared {
+    /// The domain's record by name.
+    pub fn domain(&self, name: &str) -> Option<&DomainRecord> {
+        self.domains
+            .iter()
+            .find(|d| source::text(d.fields.get("name")).as_deref() == Some(name))
+    }
+
+    /// Work steps: the plan, one deploy per object (none for a resync),
+    /// one per content tree.
+    pub fn total_steps(&self) -> u64 {
+        let deploys = if self.resync {
+            1
+        } else {
+            self.plan.total_steps()
+        };
+        let trees: usize = self
+            .plan
+            .domain_names()
+            .iter()
+            .filter_map(|d| self.domain(d))
+            .map(|d| trees_of(d, self.scope).len())
+            .sum();
+        deploys + trees as u64
+    }
+
+    /// Destination paths of every tree this migration will write.
+    pub fn destination_trees(
+        &self,
+        dest: &crate::config::Destination,
+    ) -> Vec<(String, TreeKind, PathBuf)> {
+        let mut out = Vec::new();
+        for name in self.plan.domain_names() {
+            if let Some(record) = self.domain(&name) {
+                for kind in trees_of(record, self.scope) {
+                    let root = match kind {
+                        TreeKind::Web => &dest.vhosts_root,
+                        TreeKind::Mail => &dest.mailnames_root,
+                    };
+                    out.push((name.clone(), kind, root.join(&name)));
+                }
+            }
+        }
+        out
+    }
 }
 
 fn failed(text: impl std::fmt::Display) -> RpcError {
@@ -58,6 +140,7 @@ pub async fn prepare(
     req: StartRequest,
     config: Arc<Config>,
     busy: Busy,
+    journal: actix::Addr<Journal>,
 ) -> Result<Prepared, RpcError> {
     super::request::check(&req)?;
     let dest = config
@@ -99,8 +182,101 @@ pub async fn prepare(
         user: req.login.clone(),
         credential,
     };
-    let opts = ssh_options(&config);
-    let overrides = config.sources.iter().find(|s| s.host == req.host).cloned();
+    let (client_logins, domain_names) = selected_names(&req.selection);
+    let (access, clients, domains) = read_source(
+        &config,
+        &req.host,
+        login.clone(),
+        client_logins,
+        domain_names,
+    )
+    .await?;
+
+    // The destination's facts.
+    let mut dst = mysql_async::Conn::from_url(panel_url.as_str())
+        .await
+        .map_err(|e| {
+            not_ready(format!(
+                "the destination panel database is not reachable ({e})"
+            ))
+        })?;
+    deploy::ensure_schema(&mut dst).await.map_err(|e| {
+        not_ready(format!(
+            "the destination panel schema cannot be created ({e})"
+        ))
+    })?;
+    let facts = deploy::facts(&mut dst).await.map_err(|e| {
+        not_ready(format!(
+            "the destination panel database is not readable ({e})"
+        ))
+    })?;
+    let _ = dst.disconnect().await;
+
+    let plan = plan::build(&req, &source::facts(&clients, &domains), &facts, &busy)?;
+    let prepared = Prepared {
+        plan,
+        host: req.host.clone(),
+        login,
+        access,
+        clients,
+        domains,
+        staging,
+        scope: req.scope,
+        transport: req.transport,
+        resync: false,
+    };
+    check_trees(&prepared, &dest, &journal).await?;
+    Ok(prepared)
+}
+
+/// 15006 for a content directory already on the destination that no
+/// earlier hostmig migration left there.
+async fn check_trees(
+    prepared: &Prepared,
+    dest: &crate::config::Destination,
+    journal: &actix::Addr<Journal>,
+) -> Result<(), RpcError> {
+    let existing: Vec<(String, PathBuf)> = prepared
+        .destination_trees(dest)
+        .into_iter()
+        .filter(|(_, _, path)| std::fs::symlink_metadata(path).is_ok())
+        .map(|(domain, _, path)| (domain, path))
+        .collect();
+    if existing.is_empty() {
+        return Ok(());
+    }
+    let paths = existing
+        .iter()
+        .map(|(_, p)| p.display().to_string())
+        .collect();
+    let known = journal
+        .send(journal::KnownTrees(paths))
+        .await
+        .map_err(|e| failed(format!("the journal is not answering: {e}")))?
+        .map_err(|e| failed(format!("the journal is not readable: {e}")))?;
+    match existing.iter().find(|(_, p)| !known.contains(&p.display().to_string())) {
+        Some((domain, path)) => Err(RpcError::new(
+            Code::DomainExists,
+            format!(
+                "domain \"{domain}\" already exists: its content directory {} is on the destination and no earlier hostmig migration left it there; move it away to migrate this domain",
+                path.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Logs into the source, discovers it and reads the named clients and
+/// domains through the tunnel to its panel database.
+async fn read_source(
+    config: &Config,
+    host: &str,
+    login: Login,
+    client_logins: Vec<String>,
+    domain_names: Vec<String>,
+) -> Result<(SourceAccess, Vec<ClientRecord>, Vec<DomainRecord>), RpcError> {
+    let opts = ssh_options(config);
+    let overrides = config.sources.iter().find(|s| s.host == host).cloned();
 
     // SSH: log in, discover, open the tunnel to the panel database.
     let (access, tunnel) =
@@ -126,7 +302,6 @@ pub async fn prepare(
     let mut src = mysql_async::Conn::new(source_opts)
         .await
         .map_err(|e| failed(format!("panel data unreadable: {e}")))?;
-    let (client_logins, domain_names) = selected_names(&req.selection);
     let read = async {
         let (clients, _) = source::clients(&mut src, &client_logins).await?;
         let (domains, _) = source::domains(&mut src, &domain_names).await?;
@@ -137,35 +312,89 @@ pub async fn prepare(
         .map_err(|e| failed(format!("panel data unreadable: {e}")))?;
     let _ = src.disconnect().await;
     drop(tunnel);
+    Ok((access, clients, domains))
+}
 
-    // The destination's facts.
-    let mut dst = mysql_async::Conn::from_url(panel_url.as_str())
-        .await
-        .map_err(|e| {
-            not_ready(format!(
-                "the destination panel database is not reachable ({e})"
+/// What `resync` needs of an ended migration.
+#[derive(Clone)]
+pub struct ResyncSource {
+    pub host: String,
+    pub user: String,
+    /// The original migration's credential, while this process holds it.
+    pub credential: Option<Credential>,
+    pub scope: Scope,
+    pub staging: PathBuf,
+    pub addresses: std::collections::BTreeMap<String, String>,
+}
+
+/// Validates a `resync` of `domains` (deployed by an ended migration):
+/// logs in with the credentials PROTOCOL.md gives and reads the domains
+/// from the source again. The new migration copies content only, by the
+/// rsync transport, straight into the deployed trees.
+pub async fn prepare_resync(
+    source: ResyncSource,
+    password: Option<crate::rpc::packet::Secret>,
+    domains: Vec<String>,
+    config: Arc<Config>,
+) -> Result<Prepared, RpcError> {
+    let credential = match (password, source.credential.clone(), config.ssh.identity.clone()) {
+        (Some(p), _, _) if !p.expose().is_empty() => Credential::Password(p),
+        (_, Some(c), _) => c,
+        (_, None, Some(key)) => Credential::Key(key),
+        _ => {
+            return Err(RpcError::new(
+                Code::OperationFailed,
+                "Unable to resync: hostmig no longer holds the source's password (it restarted) and no ssh.identity is configured; send the password in <password>",
             ))
-        })?;
-    deploy::ensure_schema(&mut dst).await.map_err(|e| {
-        not_ready(format!(
-            "the destination panel schema cannot be created ({e})"
-        ))
-    })?;
-    let facts = deploy::facts(&mut dst).await.map_err(|e| {
-        not_ready(format!(
-            "the destination panel database is not readable ({e})"
-        ))
-    })?;
-    let _ = dst.disconnect().await;
-
-    let plan = plan::build(&req, &source::facts(&clients, &domains), &facts, &busy)?;
+        }
+    };
+    let target = Target::parse(&source.host)
+        .ok_or_else(|| failed(format!("{} is not a host or host:port", source.host)))?;
+    let login = Login {
+        target,
+        user: source.user.clone(),
+        credential,
+    };
+    if domains.is_empty() {
+        return Err(RpcError::new(
+            Code::OperationFailed,
+            "Unable to resync: that migration deployed no domain",
+        ));
+    }
+    let (access, _, records) = read_source(
+        &config,
+        &source.host,
+        login.clone(),
+        Vec::new(),
+        domains.clone(),
+    )
+    .await?;
+    let objects = domains
+        .iter()
+        .filter(|d| {
+            records
+                .iter()
+                .any(|r| source::text(r.fields.get("name")).as_deref() == Some(d.as_str()))
+        })
+        .map(|d| plan::Object::Domain {
+            name: d.clone(),
+            owner: String::new(),
+        })
+        .collect();
     Ok(Prepared {
-        plan,
-        host: req.host.clone(),
+        plan: Plan {
+            objects,
+            addresses: source.addresses,
+        },
+        host: source.host,
+        login,
         access,
-        clients,
-        domains,
-        staging,
+        clients: Vec::new(),
+        domains: records,
+        staging: source.staging,
+        scope: source.scope,
+        transport: Transport::Rsync,
+        resync: true,
     })
 }
 

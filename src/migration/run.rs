@@ -7,16 +7,23 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use actix::{Actor, ActorContext, AsyncContext, Context, Handler, Message, Recipient, WrapFuture};
+use actix::{
+    Actor, ActorContext, Addr, AsyncContext, Context, Handler, Message, Recipient, WrapFuture,
+};
 use serde_json::json;
 
+use super::content::{ContentTransfer, CopyTree, SessionPool, Stopper};
 use super::plan::Object;
-use super::prepare::Prepared;
+use super::prepare::{trees_of, Prepared, TreeKind};
 use super::status::{MigrationStatus, ObjectKind, StatusError};
 use crate::config::Config;
+use crate::journal::{self, Journal};
 use crate::panel::deploy;
 use crate::panel::source::{text, DomainRecord};
 use crate::remap::{IpRemap, Remap, RemapRecords};
+use crate::rpc::packet::Scope;
+use crate::transfer::owner;
+use crate::transfer::tree::{Phase, Progress, TreeError, TreeJob};
 
 /// The latest status of a migration, for the status board.
 #[derive(Message, Clone)]
@@ -69,12 +76,20 @@ impl Drop for ExitGuard {
 }
 
 pub struct Migration {
+    env: Arc<Env>,
+    guard: ExitGuard,
+}
+
+/// What a running migration's steps share.
+struct Env {
     id: u64,
-    prepared: Arc<Prepared>,
+    prepared: Prepared,
     config: Arc<Config>,
     report: Recipient<StatusReport>,
-    guard: ExitGuard,
-    event_log: PathBuf,
+    journal: Addr<Journal>,
+    stopper: Arc<Stopper>,
+    pool: Arc<SessionPool>,
+    log: PathBuf,
 }
 
 impl Migration {
@@ -84,19 +99,31 @@ impl Migration {
         config: Arc<Config>,
         report: Recipient<StatusReport>,
         supervisor: Recipient<MigrationEnded>,
+        journal: Addr<Journal>,
     ) -> Self {
-        let event_log = event_log_path(&config, id);
+        let log = event_log_path(&config, id);
+        let stopper = Arc::new(Stopper::default());
+        let pool = Arc::new(SessionPool::new(
+            prepared.login.clone(),
+            super::prepare::ssh_options(&config),
+            stopper.clone(),
+        ));
         Migration {
-            id,
-            prepared: Arc::new(prepared),
-            config,
-            report,
+            env: Arc::new(Env {
+                id,
+                prepared,
+                config,
+                report,
+                journal,
+                stopper,
+                pool,
+                log,
+            }),
             guard: ExitGuard {
                 id,
                 supervisor,
                 outcome: None,
             },
-            event_log,
         }
     }
 }
@@ -137,19 +164,13 @@ impl Actor for Migration {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let (id, prepared, config, report, log) = (
-            self.id,
-            self.prepared.clone(),
-            self.config.clone(),
-            self.report.clone(),
-            self.event_log.clone(),
-        );
-        log_event(&log, json!({"phase": "running"}));
-        let work = async move { execute(id, &prepared, &config, &report, &log).await };
+        let env = self.env.clone();
+        log_event(&env.log, json!({"phase": "running"}));
+        let work = async move { execute(&env).await };
         ctx.spawn(work.into_actor(self).map(|errors, act, ctx| {
             let status = MigrationStatus::Finished { errors };
             log_event(
-                &act.event_log,
+                &act.env.log,
                 json!({"phase": "finished", "status": &status}),
             );
             act.guard.outcome = Some((false, status));
@@ -162,8 +183,10 @@ impl Handler<StopNow> for Migration {
     type Result = ();
 
     fn handle(&mut self, _: StopNow, ctx: &mut Self::Context) {
-        // Stopping the actor drops the running step's future at once (a
-        // query waiting on a lock included); what it deployed stays.
+        // Transfers end at once (their sockets are broken); stopping the
+        // actor drops the running step's future (a query waiting on a lock
+        // included); what it deployed stays.
+        self.env.stopper.stop();
         self.guard.outcome = Some((
             true,
             MigrationStatus::Finished {
@@ -176,27 +199,13 @@ impl Handler<StopNow> for Migration {
 
 use actix::ActorFutureExt;
 
-/// Deploys every planned object; answers the error entries (none: success).
-async fn execute(
-    id: u64,
-    prepared: &Prepared,
-    config: &Config,
-    report: &Recipient<StatusReport>,
-    log: &std::path::Path,
-) -> Vec<StatusError> {
-    let total = prepared.plan.total_steps();
+/// Copies and deploys every planned object; answers the error entries
+/// (none: success).
+async fn execute(env: &Env) -> Vec<StatusError> {
+    let prepared = &env.prepared;
+    let total = prepared.total_steps();
     let mut completed = 1;
-    let progress = |completed: u64, description: String| {
-        report.do_send(StatusReport {
-            id,
-            status: MigrationStatus::InProgress {
-                total,
-                completed,
-                description,
-            },
-        });
-    };
-    let Some(dest) = config.destination.as_ref() else {
+    let Some(dest) = env.config.destination.as_ref() else {
         return vec![StatusError::general(
             "the [destination] section is not configured",
         )];
@@ -249,7 +258,7 @@ async fn execute(
     for object in &prepared.plan.objects {
         match object {
             Object::Client { login, domains } => {
-                progress(completed, format!("deploying client {login}"));
+                env.progress(total, completed, format!("deploying client {login}"));
                 let Some(record) = clients
                     .iter()
                     .find(|c| text(c.fields.get("login")).as_deref() == Some(login))
@@ -259,7 +268,7 @@ async fn execute(
                 let deployed = deploy::client(&mut conn, record).await;
                 completed += 1;
                 log_event(
-                    log,
+                    &env.log,
                     json!({"object": {"type": "client", "name": login}, "deployed": deployed.is_ok()}),
                 );
                 if let Err(e) = deployed {
@@ -275,24 +284,37 @@ async fn execute(
                             d,
                             format!("not migrated: its client {login} could not be deployed"),
                         ));
-                        completed += 1;
                     }
                     continue;
                 }
                 for d in domains {
-                    progress(completed, format!("deploying domain {d} of client {login}"));
                     if let Some(record) = domain(d) {
-                        deploy_domain(&mut conn, record, login, log, &mut errors).await;
+                        migrate_domain(
+                            env,
+                            &mut conn,
+                            record,
+                            login,
+                            total,
+                            &mut completed,
+                            &mut errors,
+                        )
+                        .await;
                     }
-                    completed += 1;
                 }
             }
             Object::Domain { name, owner } => {
-                progress(completed, format!("deploying domain {name}"));
                 if let Some(record) = domain(name) {
-                    deploy_domain(&mut conn, record, owner, log, &mut errors).await;
+                    migrate_domain(
+                        env,
+                        &mut conn,
+                        record,
+                        owner,
+                        total,
+                        &mut completed,
+                        &mut errors,
+                    )
+                    .await;
                 }
-                completed += 1;
             }
         }
     }
@@ -300,17 +322,63 @@ async fn execute(
     errors
 }
 
-async fn deploy_domain(
+impl Env {
+    fn progress(&self, total: u64, completed: u64, description: String) {
+        self.report.do_send(StatusReport {
+            id: self.id,
+            status: MigrationStatus::InProgress {
+                total,
+                completed: completed.min(total),
+                description,
+            },
+        });
+    }
+
+    async fn journal<M>(&self, msg: M) -> Result<M::Result, String>
+    where
+        M: actix::Message + Send + 'static,
+        M::Result: Send,
+        Journal: actix::Handler<M>,
+    {
+        self.journal
+            .send(msg)
+            .await
+            .map_err(|e| format!("the journal is not answering: {e}"))
+    }
+}
+
+/// One domain: its content trees (copied, verified, remapped), then its
+/// records, written only when all of its content arrived.
+async fn migrate_domain(
+    env: &Env,
     conn: &mut mysql_async::Conn,
     record: &DomainRecord,
     owner: &str,
-    log: &std::path::Path,
+    total: u64,
+    completed: &mut u64,
     errors: &mut Vec<StatusError>,
 ) {
+    let prepared = &env.prepared;
     let name = text(record.fields.get("name")).unwrap_or_default();
-    let deployed = deploy::domain(conn, record, owner).await;
+    let trees = trees_of(record, prepared.scope);
+    let copied = copy_trees(env, &name, record, &trees, total, *completed).await;
+    *completed += trees.len() as u64;
+    if let Err(problems) = copied {
+        errors.push(StatusError::object(ObjectKind::Domain, &name, problems));
+        if !prepared.resync {
+            *completed += 1;
+        }
+        return;
+    }
+    if prepared.resync {
+        return;
+    }
+    env.progress(total, *completed, format!("deploying domain {name}"));
+    let scoped = scoped(record, prepared.scope);
+    let deployed = deploy::domain(conn, &scoped, owner).await;
+    *completed += 1;
     log_event(
-        log,
+        &env.log,
         json!({"object": {"type": "domain", "name": &name}, "deployed": deployed.is_ok()}),
     );
     if let Err(e) = deployed {
@@ -321,32 +389,215 @@ async fn deploy_domain(
         ));
         return;
     }
-    // Never success while data is left behind: say what this version did not move.
-    let mut left = Vec::new();
-    if record.hosting.is_some() {
-        left.push("web content".to_owned());
-    }
-    if record
-        .mail
-        .iter()
-        .any(|m| text(m.fields.get("postbox")).as_deref() == Some("true"))
+    if let Err(e) = env
+        .journal(journal::RecordDeployed {
+            migration_id: env.id,
+            domain: name.clone(),
+        })
+        .await
     {
-        left.push("mail content".to_owned());
+        tracing::warn!(migration_id = env.id, domain = %name, error = %e, "cannot record the deployed domain; resync will not know it");
     }
-    for db in &record.databases {
-        left.push(format!(
-            "database {}",
-            text(db.fields.get("name")).unwrap_or_default()
-        ));
-    }
+    // Never success while data is left behind: say what this version did not move.
+    let left: Vec<String> = scoped
+        .databases
+        .iter()
+        .map(|db| {
+            format!(
+                "database {}",
+                text(db.fields.get("name")).unwrap_or_default()
+            )
+        })
+        .collect();
     if !left.is_empty() {
         errors.push(StatusError::object(
             ObjectKind::Domain,
             &name,
             format!(
-                "records migrated, but not its {}: this version of hostmig migrates account records only",
+                "records and content migrated, but not its {}: this version of hostmig does not migrate databases",
                 left.join(", ")
             ),
         ));
     }
+}
+
+/// The record as `only-hosting` or `only-mail` migrates it.
+fn scoped(record: &DomainRecord, scope: Scope) -> DomainRecord {
+    let mut out = record.clone();
+    match scope {
+        Scope::Everything => {}
+        Scope::OnlyHosting => out.mail.clear(),
+        Scope::OnlyMail => {
+            out.hosting = None;
+            out.forwarding = None;
+            out.databases.clear();
+            out.subdomains.clear();
+            out.fields
+                .insert("htype".to_owned(), mysql_async::Value::from("none"));
+        }
+    }
+    out
+}
+
+/// Copies the domain's trees at the same time, each by a ContentTransfer
+/// sub-actor; answers the problems, one text, when any tree failed.
+async fn copy_trees(
+    env: &Env,
+    name: &str,
+    record: &DomainRecord,
+    trees: &[TreeKind],
+    total: u64,
+    completed: u64,
+) -> Result<(), String> {
+    let prepared = &env.prepared;
+    let Some(dest) = env.config.destination.as_ref() else {
+        return Err("the [destination] section is not configured".into());
+    };
+    let mut jobs = Vec::new();
+    for &kind in trees {
+        let (remote_root, local_root, preferred) = match kind {
+            TreeKind::Web => (
+                &prepared.access.layout.vhosts,
+                &dest.vhosts_root,
+                record
+                    .hosting
+                    .as_ref()
+                    .and_then(|h| text(h.sys_user.get("login"))),
+            ),
+            TreeKind::Mail => (
+                &prepared.access.layout.mailnames,
+                &dest.mailnames_root,
+                Some(owner::MAIL_USER.to_owned()),
+            ),
+        };
+        let label = format!("{} of {name}", kind.label());
+        let owner = owner::for_tree(preferred.as_deref(), &dest.fallback_owner)
+            .map_err(|e| format!("{label} was not copied: {e}"))?;
+        let local = local_root.join(name);
+        let path = local.display().to_string();
+        env.journal(journal::RecordTree {
+            path: path.clone(),
+            domain: name.to_owned(),
+            migration_id: env.id,
+        })
+        .await?
+        .map_err(|e| format!("{label} was not copied: the journal cannot record it: {e}"))?;
+        let rewritten = env
+            .journal(journal::LoadRewrites(path))
+            .await?
+            .map_err(|e| format!("{label} was not copied: the journal is not readable: {e}"))?;
+        let tag = match kind {
+            TreeKind::Web => "web",
+            TreeKind::Mail => "mail",
+        };
+        jobs.push(TreeJob {
+            label,
+            remote: remote_root.join(name),
+            local,
+            transport: prepared.transport,
+            staging_file: prepared
+                .staging
+                .join(format!("hostmig-{}", env.id))
+                .join(format!("{name}.{tag}.tar")),
+            owner: Some(owner),
+            conf_remap: (kind == TreeKind::Web).then(|| Remap {
+                addresses: prepared.plan.addresses.clone(),
+                roots: Vec::new(),
+            }),
+            rewritten,
+        });
+    }
+    let copies = jobs.iter().map(|job| {
+        let transfer = ContentTransfer::new(env.pool.clone(), env.stopper.clone()).start();
+        let progress = progress_reporter(env, job.label.clone(), total, completed);
+        transfer.send(CopyTree {
+            job: job.clone(),
+            progress,
+        })
+    });
+    let results = futures_util::future::join_all(copies).await;
+    let mut problems = Vec::new();
+    for (job, result) in jobs.iter().zip(results) {
+        let result = result.unwrap_or_else(|e| Err(TreeError::Failed(e.to_string())));
+        match result {
+            Ok(report) => {
+                log_event(
+                    &env.log,
+                    json!({"tree": &job.label, "transport": format!("{:?}", job.transport).to_lowercase(), "report": &report}),
+                );
+                let saved = env
+                    .journal(journal::SaveRewrites {
+                        path: job.local.display().to_string(),
+                        rewrites: report.rewritten,
+                    })
+                    .await;
+                if !matches!(saved, Ok(Ok(()))) {
+                    problems.push(format!(
+                        "{}: copied, but the journal could not record its remapped conf/ files",
+                        job.label
+                    ));
+                }
+            }
+            Err(TreeError::Stopped) => problems.push(format!("{}: stopped", job.label)),
+            Err(TreeError::Failed(e)) => {
+                log_event(&env.log, json!({"tree": &job.label, "failed": &e}));
+                problems.push(format!("{} was not copied: {e}", job.label));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}; the domain's records were not written",
+            problems.join("; ")
+        ))
+    }
+}
+
+/// Turns a tree's progress into status reports: domain, bytes and files
+/// done of total, and the current rate.
+fn progress_reporter(
+    env: &Env,
+    label: String,
+    total: u64,
+    completed: u64,
+) -> Box<dyn FnMut(Progress) + Send> {
+    let (report, id) = (env.report.clone(), env.id);
+    let mut started: Option<std::time::Instant> = None;
+    Box::new(move |p: Progress| {
+        let description = match p.phase {
+            Phase::Listing => format!("listing {label} on the source"),
+            Phase::Verifying => format!("verifying {label}"),
+            Phase::Copying | Phase::Unpacking => {
+                let since = *started.get_or_insert_with(std::time::Instant::now);
+                let secs = since.elapsed().as_secs_f64().max(0.001);
+                let verb = if p.phase == Phase::Copying {
+                    "receiving"
+                } else {
+                    "copying"
+                };
+                format!(
+                    "{verb} {label}: {} of {}, {} of {} files, {}/s",
+                    mib(p.bytes_done),
+                    mib(p.bytes_total),
+                    p.files_done,
+                    p.files_total,
+                    mib((p.bytes_done as f64 / secs) as u64)
+                )
+            }
+        };
+        report.do_send(StatusReport {
+            id,
+            status: MigrationStatus::InProgress {
+                total,
+                completed: completed.min(total),
+                description,
+            },
+        });
+    })
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }

@@ -330,6 +330,12 @@ impl Session {
         let _ = self.tcp.shutdown(std::net::Shutdown::Both);
     }
 
+    /// A handle another thread can use to break this session's blocked
+    /// calls (`shutdown` on the socket), for stopping a transfer.
+    pub fn breaker(&self) -> Option<TcpStream> {
+        self.tcp.try_clone().ok()
+    }
+
     pub(crate) fn raw(&self) -> &ssh2::Session {
         &self.inner
     }

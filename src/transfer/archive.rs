@@ -35,19 +35,29 @@ pub fn shell_quote(text: &str) -> String {
     format!("'{}'", text.replace('\'', "'\\''"))
 }
 
-/// Streams `tar` of `<remote_dir>/<name>` into `staging_file` (created
-/// anew, mode 0600); answers the bytes received. `progress` hears the
-/// running total; `stop` is checked between chunks (and a stopper may also
-/// call `Session::shutdown` to break a blocked read).
+/// The source command that writes the tree at `dir` as a tar stream, its
+/// entries relative to the tree (`.`, `./a`, ...); nothing when the tree
+/// does not exist.
+pub fn tar_tree_command(dir: &Path) -> String {
+    super::listing::bounded_stderr(&format!(
+        "{}tar --sparse --numeric-owner -cf - .",
+        super::listing::enter(dir)
+    ))
+}
+
+/// Streams what `command` (see `tar_tree_command`) prints into
+/// `staging_file` (created anew, mode 0600); answers the bytes received.
+/// `progress` hears the running total; `stop` is checked between chunks
+/// (and a stopper may also break the session's socket to end a blocked
+/// read).
 pub fn fetch(
     session: &Session,
-    remote_dir: &Path,
-    name: &str,
+    command: &str,
     staging_file: &Path,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(u64),
 ) -> Result<u64, FetchError> {
-    let result = fetch_inner(session, remote_dir, name, staging_file, stop, progress);
+    let result = fetch_inner(session, command, staging_file, stop, progress);
     if result.is_err() {
         let _ = std::fs::remove_file(staging_file);
     }
@@ -56,8 +66,7 @@ pub fn fetch(
 
 fn fetch_inner(
     session: &Session,
-    remote_dir: &Path,
-    name: &str,
+    command: &str,
     staging_file: &Path,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(u64),
@@ -67,13 +76,8 @@ fn fetch_inner(
         path: staging_file.display().to_string(),
         source,
     };
-    let command = format!(
-        "tar --sparse --numeric-owner -C {} -cf - -- {}",
-        shell_quote(&remote_dir.display().to_string()),
-        shell_quote(name)
-    );
     let mut channel = session.raw().channel_session().map_err(channel_err)?;
-    channel.exec(&command).map_err(channel_err)?;
+    channel.exec(command).map_err(channel_err)?;
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

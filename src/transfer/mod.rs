@@ -3,7 +3,10 @@
 //! rsync over ssh2) build on these.
 
 pub mod archive;
+pub mod listing;
+pub mod owner;
 pub mod tar;
+pub mod tree;
 pub mod unpack;
 
 use std::ffi::CString;

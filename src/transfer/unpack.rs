@@ -13,6 +13,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::listing::{Hash, Hasher};
 use super::set_mtime;
 use super::tar::{Entry, Kind, Reader, TarError};
 
@@ -27,22 +31,55 @@ pub enum UnpackError {
         path: String,
         source: std::io::Error,
     },
+    #[error("the transfer was stopped")]
+    Stopped,
 }
 
 /// What was written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Unpacked {
     pub entries: u64,
+    /// Regular files written (hard links not counted).
+    pub files: u64,
     pub bytes: u64,
+    /// Relative path → digest of the content written (with `hash` on).
+    pub hashes: HashMap<Vec<u8>, Hash>,
+}
+
+/// How to unpack.
+#[derive(Default)]
+pub struct Options<'a> {
+    /// Owner (uid, gid) of everything written; `None`: the writer's.
+    pub owner: Option<(u32, u32)>,
+    /// Compute each file's digest while writing it.
+    pub hash: bool,
+    /// Checked between entries and data chunks.
+    pub stop: Option<&'a AtomicBool>,
+    /// Hears (data bytes written, files written) as they grow.
+    pub progress: Option<&'a mut dyn FnMut(u64, u64)>,
 }
 
 /// Unpacks a whole archive into `root` (which must exist).
 pub fn unpack(input: impl Read, root: &Path) -> Result<Unpacked, UnpackError> {
+    unpack_with(input, root, Options::default())
+}
+
+/// Unpacks a whole archive into `root` (which must exist), as `opts` says.
+pub fn unpack_with(
+    input: impl Read,
+    root: &Path,
+    mut opts: Options<'_>,
+) -> Result<Unpacked, UnpackError> {
     let mut reader = Reader::new(input);
     let mut stats = Unpacked::default();
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
+    let stopped = |opts: &Options<'_>| opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
+    let owner = opts.owner;
     while let Some(entry) = reader.next_entry()? {
+        if stopped(&opts) {
+            return Err(UnpackError::Stopped);
+        }
         let shown = String::from_utf8_lossy(&entry.path)
             .escape_debug()
             .to_string();
@@ -57,6 +94,7 @@ pub fn unpack(input: impl Read, root: &Path) -> Result<Unpacked, UnpackError> {
             if entry.kind == Kind::Directory {
                 dirs.push((root.to_owned(), entry.mtime));
                 set_mode(root, entry.mode, &shown)?;
+                chown(root, owner, &shown)?;
             }
             continue;
         }
@@ -82,12 +120,14 @@ pub fn unpack(input: impl Read, root: &Path) -> Result<Unpacked, UnpackError> {
                     Err(_) => fs::create_dir(&target).map_err(write_err)?,
                 }
                 set_mode(&target, entry.mode, &shown)?;
+                chown(&target, owner, &shown)?;
                 dirs.push((target, entry.mtime));
             }
             Kind::Symlink => {
                 let link = entry.link.clone().unwrap_or_default();
                 make_room(&target).map_err(|_| refused("it would replace a directory"))?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(&link), &target).map_err(write_err)?;
+                chown(&target, owner, &shown)?;
                 set_mtime(&target, entry.mtime).map_err(write_err)?;
             }
             Kind::HardLink => {
@@ -117,15 +157,37 @@ pub fn unpack(input: impl Read, root: &Path) -> Result<Unpacked, UnpackError> {
                     .mode(0o600)
                     .open(&target)
                     .map_err(write_err)?;
+                let mut hasher = opts.hash.then(Hasher::new);
+                let mut sink = Sink {
+                    file: &mut file,
+                    hasher: hasher.as_mut(),
+                    stop: opts.stop,
+                    progress: opts.progress.as_deref_mut(),
+                    done: stats.bytes,
+                    files: stats.files,
+                };
                 stats.bytes +=
-                    write_data(&mut reader, &mut file, &entry, &mut buf).map_err(|e| match e {
+                    write_data(&mut reader, &mut sink, &entry, &mut buf).map_err(|e| match e {
                         DataError::Archive(a) => UnpackError::Archive(a),
+                        DataError::Stopped => UnpackError::Stopped,
                         DataError::Io(source) => UnpackError::Write {
                             path: shown.clone(),
                             source,
                         },
                     })?;
+                if let Some((uid, gid)) = owner {
+                    std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(write_err)?;
+                }
                 drop(file);
+                stats.files += 1;
+                if let Some(h) = hasher {
+                    stats
+                        .hashes
+                        .insert(rel.as_os_str().as_bytes().to_vec(), h.finish());
+                }
+                if let Some(p) = opts.progress.as_deref_mut() {
+                    p(stats.bytes, stats.files);
+                }
                 set_mode(&target, entry.mode, &shown)?;
                 set_mtime(&target, entry.mtime).map_err(write_err)?;
             }
@@ -146,13 +208,26 @@ pub fn unpack(input: impl Read, root: &Path) -> Result<Unpacked, UnpackError> {
 enum DataError {
     Archive(TarError),
     Io(std::io::Error),
+    Stopped,
+}
+
+/// Where a file's data goes: the file, its digest, the progress counters.
+struct Sink<'s, 'a> {
+    file: &'s mut fs::File,
+    hasher: Option<&'s mut Hasher>,
+    stop: Option<&'a AtomicBool>,
+    progress: Option<&'s mut (dyn FnMut(u64, u64) + 'a)>,
+    /// Bytes and files of the archive before this file.
+    done: u64,
+    files: u64,
 }
 
 /// Writes an entry's data; a sparse file's segments where they belong,
-/// holes left as holes. Answers the bytes written.
+/// holes left as holes (and hashed as the zeros they read as). Answers
+/// the bytes written.
 fn write_data<R: Read>(
     reader: &mut Reader<R>,
-    file: &mut fs::File,
+    sink: &mut Sink<'_, '_>,
     entry: &Entry,
     buf: &mut [u8],
 ) -> Result<u64, DataError> {
@@ -161,7 +236,17 @@ fn write_data<R: Read>(
         None => vec![(0, entry.size)],
     };
     let mut written = 0;
+    // How far the digest has read the file.
+    let mut hashed_to = 0u64;
     for (offset, len) in segments {
+        if sink.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(DataError::Stopped);
+        }
+        if let Some(h) = sink.hasher.as_deref_mut() {
+            h.zeros(offset.saturating_sub(hashed_to));
+            hashed_to = hashed_to.max(offset + len);
+        }
+        let file = &mut *sink.file;
         file.seek(SeekFrom::Start(offset)).map_err(DataError::Io)?;
         let mut left = len;
         while left > 0 {
@@ -172,13 +257,22 @@ fn write_data<R: Read>(
             if n == 0 {
                 return Err(DataError::Archive(TarError::Truncated));
             }
-            file.write_all(&buf[..n]).map_err(DataError::Io)?;
+            sink.file.write_all(&buf[..n]).map_err(DataError::Io)?;
+            if let Some(h) = sink.hasher.as_deref_mut() {
+                h.update(&buf[..n]);
+            }
             left -= n as u64;
             written += n as u64;
+            if let Some(p) = sink.progress.as_deref_mut() {
+                p(sink.done + written, sink.files);
+            }
         }
     }
     if let Some((real, _)) = entry.sparse {
-        file.set_len(real).map_err(DataError::Io)?;
+        sink.file.set_len(real).map_err(DataError::Io)?;
+        if let Some(h) = sink.hasher.as_deref_mut() {
+            h.zeros(real.saturating_sub(hashed_to));
+        }
     }
     Ok(written)
 }
@@ -224,6 +318,16 @@ fn make_room(target: &Path) -> Result<(), ()> {
         Ok(_) => fs::remove_file(target).map_err(|_| ()),
         Err(_) => Ok(()),
     }
+}
+
+fn chown(path: &Path, owner: Option<(u32, u32)>, shown: &str) -> Result<(), UnpackError> {
+    let Some((uid, gid)) = owner else {
+        return Ok(());
+    };
+    std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|source| UnpackError::Write {
+        path: shown.to_owned(),
+        source,
+    })
 }
 
 fn set_mode(path: &Path, mode: u32, shown: &str) -> Result<(), UnpackError> {

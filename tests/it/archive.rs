@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use hostmig::config::HostKeyPolicy;
 use hostmig::sandbox::{Profile, Source};
 use hostmig::ssh::{Credential, Login, Options, Session, Target};
-use hostmig::transfer::archive::{fetch, FetchError};
+use hostmig::transfer::archive::{fetch, tar_tree_command, FetchError};
 use hostmig::transfer::unpack::unpack;
 
 use crate::sandbox::rt;
 
-fn session(source: &Source, dir: &Path) -> Session {
+pub fn session(source: &Source, dir: &Path) -> Session {
     let login = Login {
         target: Target::parse(&source.ssh_host()).expect("target"),
         user: "root".into(),
@@ -49,8 +49,7 @@ fn fetch_jdoe(
 ) -> Result<u64, FetchError> {
     fetch(
         ssh,
-        &source.layout.vhosts,
-        "jdoe.example",
+        &tar_tree_command(&source.layout.vhosts.join("jdoe.example")),
         staging,
         stop,
         &mut |_| {},
@@ -68,8 +67,7 @@ fn a_domain_tree_arrives_through_the_staging_file() {
     let mut seen = 0;
     let bytes = fetch(
         &ssh,
-        &source.layout.vhosts,
-        "jdoe.example",
+        &tar_tree_command(&source.layout.vhosts.join("jdoe.example")),
         &staging,
         &AtomicBool::new(false),
         &mut |n| seen = n,
@@ -82,10 +80,7 @@ fn a_domain_tree_arrives_through_the_staging_file() {
     let out = dir.path().join("out");
     std::fs::create_dir(&out).expect("out");
     unpack(std::fs::File::open(&staging).expect("open"), &out).expect("unpack");
-    crate::unpack::assert_same_tree(
-        &source.layout.vhosts.join("jdoe.example"),
-        &out.join("jdoe.example"),
-    );
+    crate::unpack::assert_same_tree(&source.layout.vhosts.join("jdoe.example"), &out);
     // A second fetch never overwrites an existing staging file.
     let err = fetch_jdoe(&source, &ssh, &staging, &AtomicBool::new(false)).expect_err("exists");
     assert!(matches!(err, FetchError::Staging { .. }), "{err}");
@@ -122,7 +117,7 @@ fn a_failing_or_cut_source_leaves_no_staging_file() {
     hostile_tar(
         &source,
         dir.path(),
-        "/bin/tar -C \"$4\" -cf - -- \"$8\" | head -c 4096; exit 0",
+        "/bin/tar -cf - . | head -c 4096; exit 0",
     );
     let err = fetch_jdoe(
         &source,

@@ -170,6 +170,51 @@ impl World {
         id
     }
 
+    /// The domain's web and mail trees on the destination equal the
+    /// source's but for setid bits, owners and the remapped `conf/` file,
+    /// which holds `new` where the source has `old`.
+    fn assert_content(&self, name: &str, (old, new): (&str, &str)) {
+        let trees = [
+            (
+                self.source.layout.vhosts.join(name),
+                self.dest.vhosts.join(name),
+            ),
+            (
+                self.source.layout.mailnames.join(name),
+                self.dest.mailnames.join(name),
+            ),
+        ];
+        for (src, dst) in trees {
+            let expected = compare::manifest(&src).expect("source manifest");
+            let actual = compare::manifest(&dst).unwrap_or_default();
+            let opts = compare::DiffOptions {
+                ignore_setid_bits: true,
+                content_may_differ: vec![b"conf/vhost.conf".to_vec()],
+                ..Default::default()
+            };
+            assert_eq!(
+                compare::diff(&expected, &actual, &opts),
+                Vec::<String>::new(),
+                "{}",
+                dst.display()
+            );
+        }
+        let conf = std::fs::read_to_string(self.dest.vhosts.join(name).join("conf/vhost.conf"))
+            .expect("conf");
+        let source_conf =
+            std::fs::read_to_string(self.source.layout.vhosts.join(name).join("conf/vhost.conf"))
+                .expect("source conf");
+        assert_eq!(
+            conf,
+            hostmig::remap::Remap {
+                addresses: [(old.to_owned(), new.to_owned())].into(),
+                roots: vec![]
+            }
+            .text(&source_conf)
+        );
+        assert!(conf.contains(&format!("<VirtualHost {new}:80>")), "{conf}");
+    }
+
     /// Source dump lines as the destination should hold them.
     fn expected(
         &self,
@@ -282,13 +327,15 @@ fn client_and_domain_migrations_arrive_as_on_the_source() {
         .start(&jdoe_client("<domain><name>jdoe.example</name></domain><domain><name>xn--bcher-kva.example</name></domain>"))
         .expect("started");
     let status = w.wait(&id);
-    // The domain's content and database are not migrated yet, and that is said.
+    // The domain's database is not migrated yet, and that is said.
     assert!(!status.contains("<success/>"), "{status}");
-    assert!(status.contains("<name>jdoe.example</name>"), "{status}");
     assert!(
-        status.contains("web content, mail content, database jdoe_ftp_db"),
+        status.contains("<name>jdoe.example</name></object><message>records and content migrated, but not its database jdoe_ftp_db"),
         "{status}"
     );
+    // The content arrived, by the default transport (archive).
+    w.assert_content("jdoe.example", ("192.0.2.10", "198.51.100.4"));
+    w.assert_content("xn--bcher-kva.example", ("192.0.2.10", "198.51.100.4"));
     // big.example, jdoe's third domain, was not selected.
     let src: Vec<String> = w
         .source_dump(Some("jdoe"), None)

@@ -2,6 +2,7 @@
 
 mod archive;
 mod codec_props;
+mod content;
 mod deploy;
 mod engine;
 mod harness;

@@ -1,0 +1,147 @@
+//! `ContentTransfer`: the sub-actor that copies one content tree of a
+//! migration (DESIGN.md §2 step 4). Its SSH work runs on a thread of its
+//! own; the SSH sessions come from the migration's pool, so trees after
+//! the first do not pay for new logins. A `Stopper` shared with the
+//! Migration ends every transfer at once: it sets the stop flag and breaks
+//! every session's socket, so no blocked read outlives a `finish`.
+
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use actix::{Actor, Context, Handler, Message, ResponseFuture};
+
+use crate::ssh::{Login, Options, Session};
+use crate::transfer::tree::{sync_tree, Progress, TreeError, TreeJob, TreeReport};
+
+/// Stops every transfer of one migration.
+#[derive(Default)]
+pub struct Stopper {
+    flag: AtomicBool,
+    sockets: Mutex<Vec<TcpStream>>,
+}
+
+impl Stopper {
+    pub fn stop(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        let sockets = self.sockets.lock().map(|mut s| std::mem::take(&mut *s));
+        for s in sockets.unwrap_or_default() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn flag(&self) -> &AtomicBool {
+        &self.flag
+    }
+
+    fn register(&self, session: &Session) {
+        if let Some(socket) = session.breaker() {
+            if let Ok(mut sockets) = self.sockets.lock() {
+                sockets.push(socket);
+            }
+        }
+        if self.flag.load(Ordering::SeqCst) {
+            session.shutdown();
+        }
+    }
+}
+
+/// SSH sessions for content work: pairs (copy, hashing), reused.
+pub struct SessionPool {
+    login: Login,
+    opts: Options,
+    idle: Mutex<Vec<(Session, Session)>>,
+    stopper: Arc<Stopper>,
+}
+
+impl SessionPool {
+    pub fn new(login: Login, opts: Options, stopper: Arc<Stopper>) -> Self {
+        SessionPool {
+            login,
+            opts,
+            idle: Mutex::new(Vec::new()),
+            stopper,
+        }
+    }
+
+    fn take(&self) -> Result<(Session, Session), TreeError> {
+        if let Some(pair) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(pair);
+        }
+        let connect = || {
+            let s = Session::connect(&self.login, &self.opts)
+                .map_err(|e| TreeError::Failed(format!("cannot log into the source: {e}")))?;
+            self.stopper.register(&s);
+            Ok::<_, TreeError>(s)
+        };
+        Ok((connect()?, connect()?))
+    }
+
+    fn put(&self, pair: (Session, Session)) {
+        if let Ok(mut idle) = self.idle.lock() {
+            idle.push(pair);
+        }
+    }
+}
+
+pub struct ContentTransfer {
+    pool: Arc<SessionPool>,
+    stopper: Arc<Stopper>,
+}
+
+impl ContentTransfer {
+    pub fn new(pool: Arc<SessionPool>, stopper: Arc<Stopper>) -> Self {
+        ContentTransfer { pool, stopper }
+    }
+}
+
+impl Actor for ContentTransfer {
+    type Context = Context<Self>;
+}
+
+/// Copy one tree; `progress` hears how far it is (from the SSH thread).
+#[derive(Message)]
+#[rtype(result = "Result<TreeReport, TreeError>")]
+pub struct CopyTree {
+    pub job: TreeJob,
+    pub progress: Box<dyn FnMut(Progress) + Send>,
+}
+
+impl Handler<CopyTree> for ContentTransfer {
+    type Result = ResponseFuture<Result<TreeReport, TreeError>>;
+
+    fn handle(&mut self, msg: CopyTree, _: &mut Self::Context) -> Self::Result {
+        let (pool, stopper) = (self.pool.clone(), self.stopper.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("hostmig-content".into())
+            .spawn(move || {
+                let CopyTree { job, mut progress } = msg;
+                let result = pool.take().and_then(|pair| {
+                    let result = sync_tree(&pair.0, &pair.1, &job, stopper.flag(), &mut *progress);
+                    // A session that saw a failure may be broken: not reused.
+                    if result.is_ok() {
+                        pool.put(pair);
+                    }
+                    result
+                });
+                let result = match result {
+                    Err(_) if stopper.flag().load(Ordering::SeqCst) => Err(TreeError::Stopped),
+                    other => other,
+                };
+                let _ = tx.send(result);
+            });
+        Box::pin(async move {
+            if let Err(e) = spawned {
+                return Err(TreeError::Failed(format!(
+                    "cannot start a transfer thread: {e}"
+                )));
+            }
+            rx.await.unwrap_or_else(|_| {
+                Err(TreeError::Failed(
+                    "the transfer thread ended unexpectedly".into(),
+                ))
+            })
+        })
+    }
+}

@@ -1,0 +1,850 @@
+//! One content tree (a domain's vhost tree or mail tree) copied from the
+//! source into place by either transport, verified, and its `conf/` files
+//! remapped (DESIGN.md §2 steps 4-6). Blocking: it runs on a thread of its
+//! own, with a second SSH session hashing the source's files meanwhile.
+//!
+//! * `archive`: the whole tree as one tar stream into a staging file,
+//!   checked, unpacked into place, the staging file removed.
+//! * `rsync`: list both sides, send exactly the paths that differ as one
+//!   tar stream straight into place, delete what the source no longer has.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::archive::{fetch, tar_tree_command, FetchError};
+use super::listing::{
+    self, bounded_stderr, dotted, enter, link_groups, shown, Hash, ListError, Listing, NodeKind,
+    LIST_FROM_STDIN,
+};
+use super::set_mtime;
+use super::unpack::{unpack_with, Options as UnpackOptions, UnpackError};
+use crate::remap::Remap;
+use crate::ssh::Session;
+
+pub use crate::rpc::packet::Transport;
+
+/// The source's size and mtime of a file hostmig rewrote (a remapped
+/// `conf/` file): while the source still has these, the rewritten copy is
+/// current and is not sent again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Stamp {
+    pub size: u64,
+    pub mtime: i64,
+}
+
+pub type Rewrites = BTreeMap<Vec<u8>, Stamp>;
+
+/// What to copy.
+#[derive(Debug, Clone)]
+pub struct TreeJob {
+    /// For messages: "web content of a.example".
+    pub label: String,
+    pub remote: PathBuf,
+    pub local: PathBuf,
+    pub transport: Transport,
+    /// The archive transport's staging file.
+    pub staging_file: PathBuf,
+    /// Owner (uid, gid) of what is written.
+    pub owner: Option<(u32, u32)>,
+    /// Applied to `conf/*` after verification (vhost trees).
+    pub conf_remap: Option<Remap>,
+    /// Files rewritten by earlier runs on this tree.
+    pub rewritten: Rewrites,
+}
+
+/// How the copy went.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct TreeReport {
+    /// The source tree: regular files and their bytes.
+    pub files: u64,
+    pub bytes: u64,
+    /// What this run sent (file data) and deleted.
+    pub sent_files: u64,
+    pub sent_bytes: u64,
+    pub deleted: u64,
+    /// Files whose content hashes were compared.
+    pub hashed: u64,
+    #[serde(skip)]
+    pub rewritten: Rewrites,
+    /// `conf/` files rewritten by this run, for the event log.
+    pub rewritten_now: Vec<String>,
+    /// The tree does not exist on the source.
+    pub absent: bool,
+}
+
+/// Where the copy is, for the status description.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    pub phase: Phase,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Phase {
+    #[default]
+    Listing,
+    Copying,
+    Unpacking,
+    Verifying,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TreeError {
+    #[error("the transfer was stopped")]
+    Stopped,
+    #[error("{0}")]
+    Failed(String),
+}
+
+fn failed(e: impl std::fmt::Display) -> TreeError {
+    TreeError::Failed(e.to_string())
+}
+
+impl From<ListError> for TreeError {
+    fn from(e: ListError) -> Self {
+        failed(e)
+    }
+}
+
+impl From<UnpackError> for TreeError {
+    fn from(e: UnpackError) -> Self {
+        match e {
+            UnpackError::Stopped => TreeError::Stopped,
+            e => failed(format!(
+                "unpacking failed, the tree is as it was before that entry: {e}"
+            )),
+        }
+    }
+}
+
+impl From<FetchError> for TreeError {
+    fn from(e: FetchError) -> Self {
+        match e {
+            FetchError::Stopped => TreeError::Stopped,
+            e => failed(e),
+        }
+    }
+}
+
+/// Copies, verifies and remaps one tree. `session` carries the copy,
+/// `hasher` (a second session) the source's hashes; a stopper sets `stop`
+/// and breaks both sessions' sockets.
+pub fn sync_tree(
+    session: &Session,
+    hasher: &Session,
+    job: &TreeJob,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TreeReport, TreeError> {
+    let check_stop = || {
+        if stop.load(Ordering::Relaxed) {
+            Err(TreeError::Stopped)
+        } else {
+            Ok(())
+        }
+    };
+    progress(Progress::default());
+    let src = listing::remote(session, &job.remote).map_err(|e| stopped_or(stop, e))?;
+    check_stop()?;
+    let mut report = TreeReport::default();
+    let (files_total, bytes_total) = totals(&src, |_| true);
+    report.files = files_total;
+    report.bytes = bytes_total;
+    if src.is_empty() {
+        report.absent = true;
+        return Ok(report);
+    }
+    let mut rewritten = job.rewritten.clone();
+    // Only stamps that still describe the source's file stay valid.
+    rewritten.retain(|p, stamp| {
+        src.get(p).is_some_and(|n| {
+            n.kind == NodeKind::File && n.size == stamp.size && n.mtime == stamp.mtime
+        })
+    });
+    let (dst_hashes, src_hashes, sent) = match job.transport {
+        Transport::Archive => archive(session, hasher, job, &src, stop, progress, &mut report)?,
+        Transport::Rsync => rsync(
+            session,
+            hasher,
+            job,
+            &src,
+            &rewritten,
+            stop,
+            progress,
+            &mut report,
+        )?,
+    };
+    check_stop()?;
+    progress(Progress {
+        phase: Phase::Verifying,
+        bytes_done: report.sent_bytes,
+        bytes_total: report.sent_bytes,
+        files_done: report.sent_files,
+        files_total: report.sent_files,
+    });
+    // Sent files were rewritten anew if at all; the others keep their stamps.
+    rewritten.retain(|p, _| !sent.contains(p));
+    let dst = listing::local(&job.local)?;
+    let differences = verify(&src, &dst, &src_hashes, &dst_hashes, &rewritten);
+    if !differences.is_empty() {
+        let first: Vec<&str> = differences.iter().take(5).map(String::as_str).collect();
+        return Err(failed(format!(
+            "verification of {} failed: {} difference(s) between the source and the copy; first: {}",
+            job.label,
+            differences.len(),
+            first.join("; ")
+        )));
+    }
+    report.hashed = src_hashes.len() as u64;
+    if let Some(remap) = &job.conf_remap {
+        remap_conf(job, &src, &sent, remap, &mut rewritten, &mut report)?;
+    }
+    report.rewritten = rewritten;
+    Ok(report)
+}
+
+/// A failure while stopping is the stop.
+fn stopped_or(stop: &AtomicBool, e: impl std::fmt::Display) -> TreeError {
+    if stop.load(Ordering::Relaxed) {
+        TreeError::Stopped
+    } else {
+        failed(e)
+    }
+}
+
+/// Regular files and their bytes (each inode once) of the paths `keep` accepts.
+fn totals(list: &Listing, keep: impl Fn(&[u8]) -> bool) -> (u64, u64) {
+    let mut seen = BTreeSet::new();
+    let (mut files, mut bytes) = (0, 0);
+    for (p, n) in list {
+        if n.kind == NodeKind::File && keep(p) && seen.insert(n.ino) {
+            files += 1;
+            bytes += n.size;
+        }
+    }
+    (files, bytes)
+}
+
+type Copied = (
+    HashMap<Vec<u8>, Hash>,
+    HashMap<Vec<u8>, Hash>,
+    BTreeSet<Vec<u8>>,
+);
+
+/// Hashes `paths` (or all files) of the source on the second session while
+/// `work` runs; answers both results.
+fn with_source_hashes<T>(
+    hasher: &Session,
+    dir: &Path,
+    paths: Option<Vec<Vec<u8>>>,
+    stop: &AtomicBool,
+    work: impl FnOnce() -> Result<T, TreeError>,
+) -> Result<(T, HashMap<Vec<u8>, Hash>), TreeError> {
+    std::thread::scope(|scope| {
+        let hashing = scope.spawn(|| {
+            if paths.as_ref().is_some_and(Vec::is_empty) {
+                return Ok(HashMap::new());
+            }
+            listing::remote_hashes(hasher, dir, paths.as_deref())
+        });
+        let done = work();
+        if done.is_err() {
+            // Unblock the hashing session so the scope can end.
+            hasher.shutdown();
+        }
+        let hashes = hashing
+            .join()
+            .map_err(|_| failed("the hashing thread failed"))?;
+        let done = done?;
+        let hashes = hashes.map_err(|e| stopped_or(stop, e))?;
+        Ok((done, hashes))
+    })
+}
+
+fn archive(
+    session: &Session,
+    hasher: &Session,
+    job: &TreeJob,
+    src: &Listing,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+    report: &mut TreeReport,
+) -> Result<Copied, TreeError> {
+    let (files_total, bytes_total) = (report.files, report.bytes);
+    // A tree left by an earlier, stopped hostmig migration is replaced whole.
+    if fs::symlink_metadata(&job.local).is_ok() {
+        fs::remove_dir_all(&job.local).map_err(|e| {
+            failed(format!(
+                "cannot replace the earlier partial copy {}: {e}",
+                job.local.display()
+            ))
+        })?;
+    }
+    if let Some(parent) = job.staging_file.parent() {
+        fs::create_dir_all(parent).map_err(|e| {
+            failed(format!(
+                "cannot create the staging directory {}: {e}",
+                parent.display()
+            ))
+        })?;
+    }
+    let (unpacked, src_hashes) = with_source_hashes(hasher, &job.remote, None, stop, || {
+        let started = Instant::now();
+        let mut last = Instant::now() - Duration::from_secs(1);
+        fetch(
+            session,
+            &tar_tree_command(&job.remote),
+            &job.staging_file,
+            stop,
+            &mut |n| {
+                if last.elapsed() >= Duration::from_millis(200) {
+                    last = Instant::now();
+                    progress(Progress {
+                        phase: Phase::Copying,
+                        bytes_done: n.min(bytes_total),
+                        bytes_total,
+                        files_done: 0,
+                        files_total,
+                    });
+                }
+            },
+        )
+        .map_err(|e| stopped_or(stop, e))?;
+        tracing::debug!(tree = %job.label, elapsed_ms = started.elapsed().as_millis() as u64, "archive received");
+        let result = unpack_into(
+            job,
+            src,
+            fs::File::open(&job.staging_file),
+            stop,
+            progress,
+            files_total,
+            bytes_total,
+        );
+        let _ = fs::remove_file(&job.staging_file);
+        result
+    })?;
+    report.sent_files = unpacked.files;
+    report.sent_bytes = unpacked.bytes;
+    let sent = src.keys().cloned().collect();
+    Ok((unpacked.hashes, src_hashes, sent))
+}
+
+/// Creates the tree's root if needed and unpacks `input` into it.
+fn unpack_into(
+    job: &TreeJob,
+    src: &Listing,
+    input: std::io::Result<impl Read>,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+    files_total: u64,
+    bytes_total: u64,
+) -> Result<super::unpack::Unpacked, TreeError> {
+    let input = input.map_err(|e| failed(format!("cannot read the staging file: {e}")))?;
+    if fs::symlink_metadata(&job.local).is_err() {
+        if let Some(parent) = job.local.parent() {
+            fs::create_dir_all(parent)
+                .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        fs::create_dir(&job.local)
+            .map_err(|e| failed(format!("cannot create {}: {e}", job.local.display())))?;
+        let mode = src.get(&Vec::new()).map_or(0o755, |n| n.mode & 0o1777);
+        let _ = fs::set_permissions(&job.local, fs::Permissions::from_mode(mode));
+        if let Some((uid, gid)) = job.owner {
+            std::os::unix::fs::lchown(&job.local, Some(uid), Some(gid)).map_err(|e| {
+                failed(format!(
+                    "cannot set the owner of {}: {e}",
+                    job.local.display()
+                ))
+            })?;
+        }
+    }
+    let mut last = Instant::now() - Duration::from_secs(1);
+    let mut tick = |bytes: u64, files: u64| {
+        if last.elapsed() >= Duration::from_millis(200) {
+            last = Instant::now();
+            progress(Progress {
+                phase: Phase::Unpacking,
+                bytes_done: bytes,
+                bytes_total,
+                files_done: files,
+                files_total,
+            });
+        }
+    };
+    let opts = UnpackOptions {
+        owner: job.owner,
+        hash: true,
+        stop: Some(stop),
+        progress: Some(&mut tick),
+    };
+    Ok(unpack_with(
+        std::io::BufReader::with_capacity(1 << 20, input),
+        &job.local,
+        opts,
+    )?)
+}
+
+/// What differs between the source and the destination: the paths to send
+/// and the destination paths to delete first.
+pub fn compare(src: &Listing, dst: &Listing, rewritten: &Rewrites) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let mut send = BTreeSet::new();
+    let mut delete = Vec::new();
+    for (p, s) in src {
+        if s.kind == NodeKind::Other {
+            continue;
+        }
+        let Some(d) = dst.get(p) else {
+            send.insert(p.clone());
+            continue;
+        };
+        if d.kind != s.kind {
+            delete.push(p.clone());
+            send.insert(p.clone());
+            continue;
+        }
+        let same = match s.kind {
+            NodeKind::File => {
+                if rewritten.contains_key(p) {
+                    true
+                } else {
+                    d.size == s.size && d.mtime == s.mtime && d.mode == s.mode & 0o1777
+                }
+            }
+            NodeKind::Symlink => d.link == s.link && d.mtime == s.mtime,
+            NodeKind::Dir => d.mode == s.mode & 0o1777,
+            NodeKind::Other => true,
+        };
+        if !same {
+            send.insert(p.clone());
+        }
+    }
+    // A hard-link group goes whole when any member goes or the copies are
+    // not one inode any more.
+    for paths in link_groups(src).values() {
+        let inodes: BTreeSet<_> = paths
+            .iter()
+            .filter_map(|p| dst.get(p).map(|n| n.ino))
+            .collect();
+        if inodes.len() != 1 || paths.iter().any(|p| send.contains(p)) {
+            send.extend(paths.iter().cloned());
+        }
+    }
+    for (p, d) in dst {
+        if !src.contains_key(p) || (d.kind == NodeKind::Other) {
+            // Inside a directory that goes anyway: that removal covers it.
+            if !delete.iter().any(|q: &Vec<u8>| is_under(p, q)) {
+                delete.push(p.clone());
+            }
+        }
+    }
+    (send.into_iter().collect(), delete)
+}
+
+fn is_under(path: &[u8], dir: &[u8]) -> bool {
+    path.len() > dir.len() && path.starts_with(dir) && path[dir.len()] == b'/'
+}
+
+#[allow(clippy::too_many_arguments)]
+fn rsync(
+    session: &Session,
+    hasher: &Session,
+    job: &TreeJob,
+    src: &Listing,
+    rewritten: &Rewrites,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+    report: &mut TreeReport,
+) -> Result<Copied, TreeError> {
+    let dst = listing::local(&job.local)?;
+    let (send, delete) = compare(src, &dst, rewritten);
+    // Deepest first, never following a symlink.
+    let mut delete = delete;
+    delete.sort_by(|a, b| b.len().cmp(&a.len()).then(b.cmp(a)));
+    for p in &delete {
+        let path = job.local.join(std::ffi::OsStr::from_bytes(p));
+        let removed = match fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
+            Ok(_) => fs::remove_file(&path),
+            Err(_) => Ok(()),
+        };
+        removed.map_err(|e| failed(format!("cannot delete {}: {e}", shown(p))))?;
+        report.deleted += 1;
+    }
+    let sent: BTreeSet<Vec<u8>> = send.iter().cloned().collect();
+    let send_set = &sent;
+    let (files_total, bytes_total) = totals(src, |p| send_set.contains(p));
+    let files: Vec<Vec<u8>> = send
+        .iter()
+        .filter(|p| src.get(*p).is_some_and(|n| n.kind == NodeKind::File))
+        .cloned()
+        .collect();
+    let (unpacked, src_hashes) = with_source_hashes(
+        hasher,
+        &job.remote,
+        Some(files),
+        stop,
+        || {
+            if send.is_empty() {
+                return Ok(super::unpack::Unpacked::default());
+            }
+            let mut list = Vec::new();
+            for p in &send {
+                list.extend_from_slice(&dotted(p));
+                list.push(0);
+            }
+            let command = bounded_stderr(&format!(
+            "{}{LIST_FROM_STDIN}tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -",
+            enter(&job.remote)
+        ));
+            let channel_err = |e: ssh2::Error| {
+                stopped_or(stop, format!("the SSH channel failed: {}", e.message()))
+            };
+            let mut channel = session.raw().channel_session().map_err(channel_err)?;
+            channel.exec(&command).map_err(channel_err)?;
+            std::io::Write::write_all(&mut channel, &list).map_err(|e| stopped_or(stop, e))?;
+            channel.send_eof().map_err(channel_err)?;
+            let unpacked = unpack_into(
+                job,
+                src,
+                Ok(&mut channel),
+                stop,
+                progress,
+                files_total,
+                bytes_total,
+            );
+            let unpacked = match unpacked {
+                Ok(u) => u,
+                Err(e) => {
+                    // The source's own complaint explains a cut stream best.
+                    if !stop.load(Ordering::Relaxed) {
+                        let mut stderr = String::new();
+                        let _ = std::io::copy(&mut channel, &mut std::io::sink());
+                        let _ = channel.stderr().take(8192).read_to_string(&mut stderr);
+                        let _ = channel.wait_close();
+                        if let Ok(status) = channel.exit_status() {
+                            if status != 0 {
+                                return Err(failed(format!(
+                                    "tar on the source failed (exit status {status}): {}",
+                                    stderr.trim()
+                                )));
+                            }
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            // The rest of the stream is padding; then the exit status.
+            std::io::copy(&mut channel, &mut std::io::sink()).map_err(|e| stopped_or(stop, e))?;
+            let mut stderr = String::new();
+            let _ = channel.stderr().take(8192).read_to_string(&mut stderr);
+            channel.wait_close().map_err(channel_err)?;
+            let status = channel.exit_status().map_err(channel_err)?;
+            if status != 0 {
+                return Err(failed(format!(
+                    "tar on the source failed (exit status {status}): {}",
+                    stderr.trim()
+                )));
+            }
+            Ok(unpacked)
+        },
+    )?;
+    // Deleting and writing changed directories' mtimes: put the source's back.
+    let mut dirs: Vec<_> = src
+        .iter()
+        .filter(|(_, n)| n.kind == NodeKind::Dir)
+        .collect();
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    for (p, n) in dirs {
+        let path = job.local.join(std::ffi::OsStr::from_bytes(p));
+        if fs::symlink_metadata(&path).is_ok_and(|m| m.mtime() != n.mtime) {
+            set_mtime(&path, n.mtime)
+                .map_err(|e| failed(format!("cannot set the mtime of {}: {e}", shown(p))))?;
+        }
+    }
+    report.sent_files = unpacked.files;
+    report.sent_bytes = unpacked.bytes;
+    Ok((unpacked.hashes, src_hashes, sent))
+}
+
+/// Every difference between the source's listing and the copy, one
+/// readable line each: type, size, mtime, mode (setuid and setgid aside),
+/// link target, hard links, and content hashes where both sides have one.
+pub fn verify(
+    src: &Listing,
+    dst: &Listing,
+    src_hashes: &HashMap<Vec<u8>, Hash>,
+    dst_hashes: &HashMap<Vec<u8>, Hash>,
+    rewritten: &Rewrites,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (p, s) in src {
+        if s.kind == NodeKind::Other {
+            continue;
+        }
+        let name = shown(p);
+        let Some(d) = dst.get(p) else {
+            out.push(format!("{name}: missing on the destination"));
+            continue;
+        };
+        if d.kind != s.kind {
+            out.push(format!(
+                "{name}: a {:?} on the source, a {:?} here",
+                s.kind, d.kind
+            ));
+            continue;
+        }
+        if s.kind != NodeKind::Symlink && d.mode != s.mode & 0o1777 {
+            out.push(format!(
+                "{name}: mode {:o} on the source, {:o} here",
+                s.mode, d.mode
+            ));
+        }
+        if s.kind == NodeKind::Symlink && d.link != s.link {
+            out.push(format!("{name}: the symlink's target differs"));
+        }
+        if d.mtime != s.mtime {
+            out.push(format!(
+                "{name}: mtime {} on the source, {} here",
+                s.mtime, d.mtime
+            ));
+        }
+        if s.kind == NodeKind::File && !rewritten.contains_key(p) && d.size != s.size {
+            out.push(format!(
+                "{name}: {} bytes on the source, {} here",
+                s.size, d.size
+            ));
+        }
+    }
+    for p in dst.keys() {
+        if !src.contains_key(p) {
+            out.push(format!("{}: here but not on the source", shown(p)));
+        }
+    }
+    for paths in link_groups(src).values() {
+        let inodes: BTreeSet<_> = paths
+            .iter()
+            .filter_map(|p| dst.get(p).map(|n| n.ino))
+            .collect();
+        if inodes.len() > 1 {
+            out.push(format!(
+                "{}: hard links on the source, separate files here",
+                shown(&paths[0])
+            ));
+        }
+    }
+    // A hard link's content is its inode's: any path of the inode will do.
+    let by_inode: HashMap<u64, &Hash> = dst_hashes
+        .iter()
+        .filter_map(|(p, h)| dst.get(p).map(|n| (n.ino, h)))
+        .collect();
+    for (p, expected) in src_hashes {
+        let got = dst_hashes
+            .get(p)
+            .or_else(|| dst.get(p).and_then(|n| by_inode.get(&n.ino).copied()));
+        match got {
+            Some(h) if h == expected => {}
+            Some(_) => out.push(format!("{}: content differs (hash)", shown(p))),
+            None => out.push(format!("{}: no content hash of the copy", shown(p))),
+        }
+    }
+    for p in dst_hashes.keys() {
+        if !src_hashes.contains_key(p) && src.get(p).is_some_and(|n| n.kind == NodeKind::File) {
+            out.push(format!("{}: no content hash on the source", shown(p)));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Largest `conf/` file the remapping reads.
+const MAX_CONF_BYTES: u64 = 4 << 20;
+
+/// Rewrites old addresses in the tree's `conf/*` files sent by this run,
+/// keeping each file's mode, owner and the source's mtime; records the
+/// source's stamp of every file it rewrote.
+fn remap_conf(
+    job: &TreeJob,
+    src: &Listing,
+    sent: &BTreeSet<Vec<u8>>,
+    remap: &Remap,
+    rewritten: &mut Rewrites,
+    report: &mut TreeReport,
+) -> Result<(), TreeError> {
+    for (p, n) in src.range(b"conf/".to_vec()..b"conf0".to_vec()) {
+        let direct = p.len() > 5 && !p[5..].contains(&b'/');
+        if !direct || n.kind != NodeKind::File || !sent.contains(p) || n.size > MAX_CONF_BYTES {
+            continue;
+        }
+        let path = job.local.join(std::ffi::OsStr::from_bytes(p));
+        let Ok(text) = fs::read(&path).map(String::from_utf8) else {
+            continue;
+        };
+        let Ok(text) = text else {
+            tracing::warn!(file = %shown(p), tree = %job.label, "not UTF-8 text; its addresses were not remapped");
+            continue;
+        };
+        let new = remap.text(&text);
+        if new == text {
+            continue;
+        }
+        let err = |e: std::io::Error| failed(format!("cannot rewrite {}: {e}", shown(p)));
+        let tmp = path.with_file_name(format!(".hostmig-remap-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let meta = fs::symlink_metadata(&path).map_err(err)?;
+        {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tmp)
+                .map_err(err)?;
+            std::io::Write::write_all(&mut f, new.as_bytes()).map_err(err)?;
+            std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid())).map_err(err)?;
+            f.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o1777))
+                .map_err(err)?;
+            f.sync_all().map_err(err)?;
+        }
+        set_mtime(&tmp, n.mtime).map_err(err)?;
+        fs::rename(&tmp, &path).map_err(err)?;
+        rewritten.insert(
+            p.clone(),
+            Stamp {
+                size: n.size,
+                mtime: n.mtime,
+            },
+        );
+        report.rewritten_now.push(shown(p));
+    }
+    // The renames touched conf/ itself.
+    if let Some(conf) = src
+        .get(b"conf".as_slice())
+        .filter(|_| !report.rewritten_now.is_empty())
+    {
+        set_mtime(&job.local.join("conf"), conf.mtime)
+            .map_err(|e| failed(format!("cannot set the mtime of conf: {e}")))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transfer::listing::Node;
+
+    fn node(kind: NodeKind, size: u64, mtime: i64, ino: u64, nlink: u64) -> Node {
+        Node {
+            kind,
+            mode: if kind == NodeKind::Dir { 0o755 } else { 0o644 },
+            size,
+            mtime,
+            ino,
+            nlink,
+            link: Vec::new(),
+        }
+    }
+
+    fn listing(entries: &[(&str, Node)]) -> Listing {
+        entries
+            .iter()
+            .map(|(p, n)| (p.as_bytes().to_vec(), n.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn compare_sends_what_differs_and_deletes_what_is_gone() {
+        let d = |ino| node(NodeKind::Dir, 0, 1, ino, 2);
+        let f = |size, mtime, ino| node(NodeKind::File, size, mtime, ino, 1);
+        let src = listing(&[
+            ("", d(1)),
+            ("a", f(10, 5, 2)),
+            ("b", f(10, 5, 3)),
+            ("dir", d(4)),
+            ("dir/new", f(1, 1, 5)),
+            ("conf", d(6)),
+            ("conf/vhost.conf", f(100, 9, 7)),
+        ]);
+        let dst = listing(&[
+            ("", d(11)),
+            ("a", f(10, 5, 12)),
+            ("b", f(11, 5, 13)),
+            ("dir", f(1, 1, 14)),
+            ("gone", d(15)),
+            ("gone/inside", f(1, 1, 16)),
+            ("conf", d(17)),
+            ("conf/vhost.conf", f(120, 9, 18)),
+        ]);
+        let mut rewritten = Rewrites::new();
+        rewritten.insert(
+            b"conf/vhost.conf".to_vec(),
+            Stamp {
+                size: 100,
+                mtime: 9,
+            },
+        );
+        let (send, delete) = compare(&src, &dst, &rewritten);
+        let s = |v: &[Vec<u8>]| {
+            v.iter()
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(s(&send), ["b", "dir", "dir/new"]);
+        assert_eq!(s(&delete), ["dir", "gone"]);
+        // Without the stamp, the rewritten file looks changed and goes again.
+        let (send, _) = compare(&src, &dst, &Rewrites::new());
+        assert!(s(&send).contains(&"conf/vhost.conf".to_owned()));
+    }
+
+    #[test]
+    fn hard_link_groups_go_whole() {
+        let f = |ino, nlink| node(NodeKind::File, 3, 1, ino, nlink);
+        let src = listing(&[("x", f(1, 2)), ("y", f(1, 2))]);
+        let split = listing(&[("x", f(7, 1)), ("y", f(8, 1))]);
+        let (send, _) = compare(&src, &split, &Rewrites::new());
+        assert_eq!(send.len(), 2);
+        let joined = listing(&[("x", f(9, 2)), ("y", f(9, 2))]);
+        assert!(compare(&src, &joined, &Rewrites::new()).0.is_empty());
+        assert!(verify(
+            &src,
+            &split,
+            &HashMap::new(),
+            &HashMap::new(),
+            &Rewrites::new()
+        )
+        .iter()
+        .any(|d| d.contains("hard links")));
+    }
+
+    #[test]
+    fn verify_names_each_kind_of_difference() {
+        let f = |size, mtime| node(NodeKind::File, size, mtime, 1, 1);
+        let src = listing(&[("a", f(1, 1)), ("b", f(2, 2)), ("c", f(3, 3))]);
+        let dst = listing(&[("a", f(1, 1)), ("b", f(2, 5)), ("extra", f(1, 1))]);
+        let mut sh = HashMap::new();
+        sh.insert(b"a".to_vec(), "h1".to_owned());
+        let mut dh = HashMap::new();
+        dh.insert(b"a".to_vec(), "h2".to_owned());
+        let found = verify(&src, &dst, &sh, &dh, &Rewrites::new());
+        assert_eq!(
+            found,
+            [
+                "a: content differs (hash)",
+                "b: mtime 2 on the source, 5 here",
+                "c: missing on the destination",
+                "extra: here but not on the source",
+            ]
+        );
+        dh.insert(b"a".to_vec(), "h1".to_owned());
+        let same = listing(&[("a", f(1, 1))]);
+        assert!(verify(&same, &same, &sh, &dh, &Rewrites::new()).is_empty());
+    }
+}
