@@ -206,7 +206,7 @@ pub fn sync_tree(
     }
     report.hashed = src_hashes.len() as u64;
     if let Some(remap) = &job.conf_remap {
-        remap_conf(job, &src, &sent, remap, &mut rewritten, &mut report)?;
+        remap_conf(job, &src, remap, &mut rewritten, &mut report)?;
     }
     report.rewritten = rewritten;
     Ok(report)
@@ -668,20 +668,25 @@ pub fn verify(
 /// Largest `conf/` file the remapping reads.
 const MAX_CONF_BYTES: u64 = 4 << 20;
 
-/// Rewrites old addresses in the tree's `conf/*` files sent by this run,
+/// Rewrites old addresses in the tree's `conf/*` files not yet rewritten,
 /// keeping each file's mode, owner and the source's mtime; records the
 /// source's stamp of every file it rewrote.
 fn remap_conf(
     job: &TreeJob,
     src: &Listing,
-    sent: &BTreeSet<Vec<u8>>,
     remap: &Remap,
     rewritten: &mut Rewrites,
     report: &mut TreeReport,
 ) -> Result<(), TreeError> {
     for (p, n) in src.range(b"conf/".to_vec()..b"conf0".to_vec()) {
         let direct = p.len() > 5 && !p[5..].contains(&b'/');
-        if !direct || n.kind != NodeKind::File || !sent.contains(p) || n.size > MAX_CONF_BYTES {
+        // Files rewritten earlier (and not sent again) are current; any
+        // other, sent now or copied by an earlier stopped run, is remapped.
+        if !direct
+            || n.kind != NodeKind::File
+            || rewritten.contains_key(p)
+            || n.size > MAX_CONF_BYTES
+        {
             continue;
         }
         let path = job.local.join(std::ffi::OsStr::from_bytes(p));

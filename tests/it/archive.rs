@@ -30,7 +30,7 @@ pub fn session(source: &Source, dir: &Path) -> Session {
 }
 
 /// Makes `tar` on the source this shell script.
-fn hostile_tar(source: &Source, dir: &Path, script: &str) {
+pub fn hostile_tar(source: &Source, dir: &Path, script: &str) {
     let bin = dir.join("bin");
     std::fs::create_dir_all(&bin).expect("bin");
     let tar = bin.join("tar");

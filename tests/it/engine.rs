@@ -12,17 +12,17 @@ use mysql_async::prelude::Queryable;
 use crate::harness::{self, assert_valid, codes, first, Server};
 use crate::sandbox::rt;
 
-struct World {
-    rt: tokio::runtime::Runtime,
-    source: Source,
-    dest: Destination,
-    server: Server,
+pub(crate) struct World {
+    pub(crate) rt: tokio::runtime::Runtime,
+    pub(crate) source: Source,
+    pub(crate) dest: Destination,
+    pub(crate) server: Server,
     config: String,
-    _dir: tempfile::TempDir,
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl World {
-    fn new(profile: Profile, extra_config: &str) -> World {
+    pub(crate) fn new(profile: Profile, extra_config: &str) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
         let (source, dest) = crate::sandbox::start_both(&rt, dir.path(), profile, 41, 1);
@@ -37,16 +37,16 @@ impl World {
             dest,
             server,
             config,
-            _dir: dir,
+            dir,
         }
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.server = Server::start_config(&self.config, &self.dest.state);
     }
 
     /// Posts a packet (valid by agent_input.xsd); the answer is checked too.
-    fn exchange(&self, ops: &str) -> String {
+    pub(crate) fn exchange(&self, ops: &str) -> String {
         let request = format!("<packet version=\"1.6.3.0\"><migration>{ops}</migration></packet>");
         assert_valid(&request, "agent_input.xsd");
         let answer = self.server.post(&request);
@@ -55,7 +55,7 @@ impl World {
     }
 
     /// A start with the configured key (empty password), or this password.
-    fn start_as(
+    pub(crate) fn start_as(
         &self,
         login: &str,
         password: &str,
@@ -84,11 +84,11 @@ impl World {
         }
     }
 
-    fn start(&self, selection: &str) -> Result<String, (u32, String)> {
+    pub(crate) fn start(&self, selection: &str) -> Result<String, (u32, String)> {
         self.start_as("root", "", selection, "")
     }
 
-    fn status(&self, id: &str) -> String {
+    pub(crate) fn status(&self, id: &str) -> String {
         let answer = self.exchange(&format!(
             "<get_status><migration_id>{id}</migration_id></get_status>"
         ));
@@ -96,7 +96,7 @@ impl World {
     }
 
     /// Polls get_status until the migration finished; answers the status.
-    fn wait(&self, id: &str) -> String {
+    pub(crate) fn wait(&self, id: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let status = self.status(id);
@@ -111,22 +111,22 @@ impl World {
         }
     }
 
-    fn dest_conn(&self) -> mysql_async::Conn {
+    pub(crate) fn dest_conn(&self) -> mysql_async::Conn {
         self.rt
             .block_on(self.dest.db_servers[0].connect(Some("psa")))
             .expect("destination panel")
     }
 
-    fn source_dump(&self, client: Option<&str>, domain: Option<&str>) -> Vec<String> {
+    pub(crate) fn source_dump(&self, client: Option<&str>, domain: Option<&str>) -> Vec<String> {
         self.dump(&self.source.db, client, domain)
     }
 
-    fn dest_dump(&self, client: Option<&str>, domain: Option<&str>) -> Vec<String> {
+    pub(crate) fn dest_dump(&self, client: Option<&str>, domain: Option<&str>) -> Vec<String> {
         self.dump(&self.dest.db_servers[0], client, domain)
     }
 
     /// The panel dump of a client or a domain on one server.
-    fn dump(
+    pub(crate) fn dump(
         &self,
         server: &hostmig::sandbox::mariadb::MariaDb,
         client: Option<&str>,
@@ -145,7 +145,7 @@ impl World {
 
     /// Migrates one domain to `owner` with one address mapped, and checks
     /// that it arrived as the source has it; answers the migration id.
-    fn migrate_domain(
+    pub(crate) fn migrate_domain(
         &self,
         owner: &str,
         name: &str,
@@ -173,7 +173,7 @@ impl World {
     /// The domain's web and mail trees on the destination equal the
     /// source's but for setid bits, owners and the remapped `conf/` file,
     /// which holds `new` where the source has `old`.
-    fn assert_content(&self, name: &str, (old, new): (&str, &str)) {
+    pub(crate) fn assert_content(&self, name: &str, (old, new): (&str, &str)) {
         let trees = [
             (
                 self.source.layout.vhosts.join(name),
@@ -216,7 +216,7 @@ impl World {
     }
 
     /// Source dump lines as the destination should hold them.
-    fn expected(
+    pub(crate) fn expected(
         &self,
         lines: Vec<String>,
         map: &[(&str, &str)],
@@ -256,15 +256,15 @@ impl World {
     }
 }
 
-fn ip(kind: &str, old: &str, new: &str) -> String {
+pub(crate) fn ip(kind: &str, old: &str, new: &str) -> String {
     format!("<ip><old><ip-type>{kind}</ip-type><ip-address>{old}</ip-address></old><new><ip-type>{kind}</ip-type><ip-address>{new}</ip-address></new></ip>")
 }
 
-fn clients(inner: &str) -> String {
+pub(crate) fn clients(inner: &str) -> String {
     format!("<migrate-clients><target-owner>admin</target-owner>{inner}</migrate-clients>")
 }
 
-fn domains(owner: &str, inner: &str) -> String {
+pub(crate) fn domains(owner: &str, inner: &str) -> String {
     format!("<migrate-domains><target-owner>{owner}</target-owner>{inner}</migrate-domains>")
 }
 
@@ -300,7 +300,7 @@ fn smith(domains: &str) -> String {
 }
 
 /// jdoe with its pool mapped, and these domains.
-fn jdoe_client(domains: &str) -> String {
+pub(crate) fn jdoe_client(domains: &str) -> String {
     clients(&format!(
         "<client><name>jdoe</name>{}{}{domains}</client>",
         ip("shared", "192.0.2.10", "198.51.100.4"),

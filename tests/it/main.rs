@@ -6,6 +6,7 @@ mod content;
 mod deploy;
 mod engine;
 mod harness;
+mod migrate_content;
 mod panel;
 mod rpc;
 mod sandbox;

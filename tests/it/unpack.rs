@@ -64,10 +64,16 @@ fn gnu_tar_archives_of_the_hard_cases_arrive_intact() {
 
 /// The trees are equal but for setuid and setgid bits (which unpacking drops).
 pub fn assert_same_tree(expected: &Path, actual: &Path) {
+    assert_same_tree_except(expected, actual, &[]);
+}
+
+/// The same, but these files' content may differ (remapped `conf/` files).
+pub fn assert_same_tree_except(expected: &Path, actual: &Path, remapped: &[&[u8]]) {
     let expected = compare::manifest(expected).expect("manifest");
     let actual = compare::manifest(actual).expect("manifest");
     let opts = DiffOptions {
         ignore_setid_bits: true,
+        content_may_differ: remapped.iter().map(|p| p.to_vec()).collect(),
         ..DiffOptions::default()
     };
     assert_eq!(
@@ -77,7 +83,7 @@ pub fn assert_same_tree(expected: &Path, actual: &Path) {
 }
 
 /// One ustar header block.
-fn header(name: &[u8], kind: u8, size: u64, link: &[u8]) -> Vec<u8> {
+pub(crate) fn header(name: &[u8], kind: u8, size: u64, link: &[u8]) -> Vec<u8> {
     let mut h = vec![0u8; 512];
     h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
     h[100..107].copy_from_slice(b"0000644");
@@ -96,14 +102,14 @@ fn header(name: &[u8], kind: u8, size: u64, link: &[u8]) -> Vec<u8> {
 }
 
 /// A header and its data, padded.
-fn member(name: &[u8], kind: u8, data: &[u8], link: &[u8]) -> Vec<u8> {
+pub(crate) fn member(name: &[u8], kind: u8, data: &[u8], link: &[u8]) -> Vec<u8> {
     let mut out = header(name, kind, data.len() as u64, link);
     out.extend_from_slice(data);
     out.resize(out.len().div_ceil(512) * 512, 0);
     out
 }
 
-fn archive(members: &[Vec<u8>]) -> Vec<u8> {
+pub(crate) fn archive(members: &[Vec<u8>]) -> Vec<u8> {
     let mut out: Vec<u8> = members.concat();
     out.extend_from_slice(&[0u8; 1024]);
     out
