@@ -8,10 +8,19 @@
 //! * `mysqldump`: `mysqldump --single-transaction | mysql` of the largest database;
 //! * `mydumper`: `mydumper -t 2` then `myloader -t 2` of the same database.
 //!
-//! Each row: wall time, throughput, peak RSS of the local processes
-//! (wait4's ru_maxrss, largest process of the pipeline). hostmig's own
-//! scenarios join the table as the engine lands; until then the ratio
-//! column says n/a. Prints a table and writes target/bench/sandbox-PROFILE.json.
+//! and hostmig's own, each against a fresh destination and a release
+//! `hostmig serve` driven through its API:
+//!
+//! * `hostmig-archive`, `hostmig-rsync`: a domain migration (`only-hosting`)
+//!   of the same domain by each transport, from `start` until `finished`
+//!   (login, planning, listing, hashing, copy, verification, records);
+//! * `hostmig-resync`: then `resync` with nothing changed, until `finished`.
+//!
+//! Each row: wall time, throughput, peak RSS (the peers: wait4's
+//! ru_maxrss, largest process of the pipeline; hostmig: the server's
+//! VmHWM), and for hostmig rows the ratio to the peer it is measured
+//! against (peer time / hostmig time: above 1 is faster). Prints a table
+//! and writes target/bench/sandbox-PROFILE.json.
 //!
 //! `HOSTMIG_BENCH_PROFILE` (tiny|small|medium|large, default small),
 //! `HOSTMIG_BENCH_SEED` (default 1), `HOSTMIG_BENCH_ONLY` (comma-separated
@@ -27,6 +36,8 @@ use std::time::{Duration, Instant};
 use hostmig::sandbox::{Destination, Profile, Source};
 use mysql_async::prelude::Queryable;
 
+mod common;
+
 struct Row {
     scenario: &'static str,
     tool: String,
@@ -34,7 +45,13 @@ struct Row {
     amount: f64,
     unit: &'static str,
     peak_rss_kib: u64,
+    /// For hostmig rows: the peer row (by tool) it is compared with.
+    versus: Option<&'static str>,
 }
+
+const TAR_SSH: &str = "ssh src 'tar c' | tar x";
+const RSYNC_NOCHANGE: &str = "rsync -a over ssh (no change)";
+const PASSWORD: &str = "bench-admin-password";
 
 fn main() {
     let profile: Profile = std::env::var("HOSTMIG_BENCH_PROFILE")
@@ -120,11 +137,12 @@ fn main() {
         let (wall, rss) = pipeline(vec![remote, local]);
         table.push(Row {
             scenario: "content",
-            tool: "ssh src 'tar c' | tar x".into(),
+            tool: TAR_SSH.into(),
             wall,
             amount: mib,
             unit: "MiB",
             peak_rss_kib: rss,
+            versus: None,
         });
     }
     if wanted("rsync-initial") || wanted("rsync-nochange") {
@@ -149,15 +167,17 @@ fn main() {
             amount: mib,
             unit: "MiB",
             peak_rss_kib: rss,
+            versus: None,
         });
         let (wall, rss) = run();
         table.push(Row {
             scenario: "resync",
-            tool: "rsync -a over ssh (no change)".into(),
+            tool: RSYNC_NOCHANGE.into(),
             wall,
             amount: files as f64,
             unit: "files",
             peak_rss_kib: rss,
+            versus: None,
         });
     }
     let dst = &dest.db_servers[0];
@@ -182,6 +202,7 @@ fn main() {
             amount: rows as f64,
             unit: "rows",
             peak_rss_kib: rss,
+            versus: None,
         });
     }
     if wanted("mydumper") {
@@ -205,7 +226,59 @@ fn main() {
             amount: rows as f64,
             unit: "rows",
             peak_rss_kib: rss_dump.max(rss_load),
+            versus: None,
         });
+    }
+
+    for transport in ["archive", "rsync"] {
+        let scenario = if transport == "archive" {
+            "hostmig-archive"
+        } else {
+            "hostmig-rsync"
+        };
+        let resync = transport == "rsync" && wanted("hostmig-resync");
+        if !wanted(scenario) && !resync {
+            continue;
+        }
+        let run = HostmigRun::start(&rt, &source, &work.path().join(transport));
+        let ip = source.model.hosting_ip(&domain).expect("hosting address");
+        let mapping = format!("<ip><old><ip-type>shared</ip-type><ip-address>{ip}</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip>");
+        let (wall, id) = run.timed(&format!(
+            "<start><host>{}</host><login>root</login><password/><destination-host-directory/>\
+             <content-transport>{transport}</content-transport><only-hosting/><selected-objects><migrate-domains>\
+             <target-owner>admin</target-owner><domain><name>{domain}</name>{mapping}</domain></migrate-domains></selected-objects></start>",
+            source.ssh_host()
+        ));
+        let sent = run.sent_bytes(&id);
+        assert_eq!(
+            sent, bytes,
+            "hostmig {transport} sent {sent} of {bytes} bytes"
+        );
+        table.push(Row {
+            scenario: "content",
+            tool: format!("hostmig {transport} (domain migration)"),
+            wall,
+            amount: mib,
+            unit: "MiB",
+            peak_rss_kib: run.peak_rss_kib(),
+            versus: Some(TAR_SSH),
+        });
+        if resync {
+            let (wall, new) = run.timed(&format!(
+                "<resync><migration_id>{id}</migration_id></resync>"
+            ));
+            assert_eq!(run.sent_bytes(&new), 0, "a no-change resync sends nothing");
+            table.push(Row {
+                scenario: "resync",
+                tool: "hostmig resync (no change)".into(),
+                wall,
+                amount: files as f64,
+                unit: "files",
+                peak_rss_kib: run.peak_rss_kib(),
+                versus: Some(RSYNC_NOCHANGE),
+            });
+        }
+        run.stop();
     }
 
     print_table(&table);
@@ -220,7 +293,7 @@ fn main() {
     for (i, r) in table.iter().enumerate() {
         let _ = write!(
             json,
-            "{}{{\"scenario\":\"{}\",\"tool\":\"{}\",\"wall_s\":{:.3},\"amount\":{},\"unit\":\"{}\",\"per_s\":{:.1},\"peak_rss_kib\":{},\"hostmig_ratio\":null}}",
+            "{}{{\"scenario\":\"{}\",\"tool\":\"{}\",\"wall_s\":{:.3},\"amount\":{},\"unit\":\"{}\",\"per_s\":{:.1},\"peak_rss_kib\":{},\"versus\":{},\"hostmig_ratio\":{}}}",
             if i > 0 { "," } else { "" },
             r.scenario,
             r.tool.replace('\'', "\\u0027"),
@@ -228,7 +301,9 @@ fn main() {
             r.amount,
             r.unit,
             r.amount / r.wall.as_secs_f64(),
-            r.peak_rss_kib
+            r.peak_rss_kib,
+            r.versus.map_or("null".to_owned(), |v| format!("\"{}\"", v.replace('\'', "\\u0027"))),
+            ratio(&table, r).map_or("null".to_owned(), |x| format!("{x:.2}")),
         );
     }
     json.push_str("]}\n");
@@ -239,21 +314,139 @@ fn main() {
     println!("written: {}", path.display());
 }
 
+/// Peer time / hostmig time, for a hostmig row whose peer ran.
+fn ratio(rows: &[Row], row: &Row) -> Option<f64> {
+    let peer = rows.iter().find(|p| Some(p.tool.as_str()) == row.versus)?;
+    Some(peer.wall.as_secs_f64() / row.wall.as_secs_f64())
+}
+
 fn print_table(rows: &[Row]) {
     println!(
-        "{:<10} {:<42} {:>10} {:>18} {:>14} {:>8}",
-        "scenario", "tool", "wall s", "throughput", "peak RSS MiB", "hostmig"
+        "{:<10} {:<42} {:>10} {:>18} {:>14} {:>22}",
+        "scenario", "tool", "wall s", "throughput", "peak RSS MiB", "vs peer (x faster)"
     );
     for r in rows {
         println!(
-            "{:<10} {:<42} {:>10.2} {:>18} {:>14.1} {:>8}",
+            "{:<10} {:<42} {:>10.2} {:>18} {:>14.1} {:>22}",
             r.scenario,
             r.tool,
             r.wall.as_secs_f64(),
             format!("{:.1} {}/s", r.amount / r.wall.as_secs_f64(), r.unit),
             r.peak_rss_kib as f64 / 1024.0,
-            "n/a"
+            ratio(rows, r).map_or("".to_owned(), |x| format!("{x:.2}x"))
         );
+    }
+}
+
+/// A fresh destination with a release `hostmig serve` against it.
+struct HostmigRun {
+    dest: Destination,
+    server: common::Server,
+    agent: ureq::Agent,
+}
+
+impl HostmigRun {
+    fn start(rt: &tokio::runtime::Runtime, source: &Source, dir: &Path) -> HostmigRun {
+        std::fs::create_dir_all(dir).expect("dir");
+        let dest = rt
+            .block_on(Destination::start(&dir.join("dst"), 1))
+            .expect("destination");
+        let config = dest.hostmig_config(&common::hash_password(PASSWORD), Some(source));
+        let server = common::Server::start(&config, dir, &dest.state);
+        let agent = common::agent(&server.cert);
+        HostmigRun {
+            dest,
+            server,
+            agent,
+        }
+    }
+
+    fn post(&self, ops: &str) -> String {
+        common::post(
+            &self.agent,
+            &self.server.url,
+            PASSWORD,
+            &format!("<packet version=\"1.6.3.0\"><migration>{ops}</migration></packet>"),
+        )
+    }
+
+    /// Sends a `start` or `resync`, polls until the new migration
+    /// finished; answers the wall time and its id.
+    fn timed(&self, op: &str) -> (Duration, String) {
+        let t = Instant::now();
+        let answer = self.post(op);
+        let id = answer
+            .split("<migration_id>")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap_or_else(|| panic!("not started: {answer}"))
+            .to_owned();
+        loop {
+            let status = self.post(&format!(
+                "<get_status><migration_id>{id}</migration_id></get_status>"
+            ));
+            if status.contains("<finished>") {
+                let wall = t.elapsed();
+                // Databases are a later issue; any other error is a failed run.
+                let content_failed =
+                    status.contains("was not copied") || status.contains("verification");
+                assert!(!content_failed, "migration {id} failed: {status}");
+                return (wall, id);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// File bytes sent, from the migration's event log; prints where each
+    /// tree's time went.
+    fn sent_bytes(&self, id: &str) -> u64 {
+        let log = std::fs::read_to_string(self.dest.state.join(format!("migrations/{id}.jsonl")))
+            .expect("event log");
+        let events: Vec<serde_json::Value> = log
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .collect();
+        let start = events
+            .first()
+            .and_then(|e| e.get("at")?.as_u64())
+            .unwrap_or(0);
+        let mut sent = 0;
+        for e in &events {
+            let at = e.get("at").and_then(|a| a.as_u64()).unwrap_or(0) - start;
+            let Some(event) = e.get("event") else {
+                continue;
+            };
+            if let Some(report) = event.get("report") {
+                sent += report
+                    .get("sent_bytes")
+                    .and_then(|v| v.as_u64())
+                    .unwrap_or(0);
+                println!(
+                    "  migration {id} +{at} ms: {} {}",
+                    event["tree"], report["timings"]
+                );
+            } else if let Some(phase) = event.get("phase") {
+                println!("  migration {id} +{at} ms: {phase}");
+            }
+        }
+        sent
+    }
+
+    fn peak_rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.server.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
+    fn stop(self) {
+        self.server.stop();
+        let mut dest = self.dest;
+        dest.stop();
     }
 }
 

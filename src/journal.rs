@@ -299,6 +299,29 @@ pub struct SaveRewrites {
     pub rewrites: Rewrites,
 }
 
+/// The trees recorded for these domains: (domain, path), by path.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String)>, JournalError>")]
+pub struct LoadTreesOf(pub Vec<String>);
+
+impl Handler<LoadTreesOf> for Journal {
+    type Result = Result<Vec<(String, String)>, JournalError>;
+
+    fn handle(&mut self, msg: LoadTreesOf, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let mut stmt =
+            conn.prepare("SELECT domain, path FROM content_trees WHERE domain = ?1 ORDER BY path")?;
+        let mut out = Vec::new();
+        for domain in msg.0 {
+            let rows = stmt.query_map(params![domain], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A domain a migration deployed (its records are on the destination).
 #[derive(Message)]
 #[rtype(result = "Result<(), JournalError>")]
@@ -482,6 +505,14 @@ mod tests {
             )
             .expect("known");
         assert_eq!(known, HashSet::from([path.clone()]));
+        assert_eq!(
+            j.handle(
+                LoadTreesOf(vec!["a.example".into(), "b.example".into()]),
+                &mut ctx
+            )
+            .expect("trees"),
+            [("a.example".to_owned(), path.clone())]
+        );
         let mut rewrites = Rewrites::new();
         rewrites.insert(
             b"conf/caf\xe9".to_vec(),

@@ -157,15 +157,26 @@ impl Supervisor {
         }
     }
 
-    /// Deletes what a migration created under `<staging>/hostmig-<id>/`, and its event log.
-    fn clean_up(&self, id: u64, staging: &std::path::Path) {
+    /// Deletes what a migration created under `<staging>/hostmig-<id>/`,
+    /// on a thread of its own (a stopped copy may be large), and with
+    /// `event_log` its event log.
+    fn clean_up(&self, id: u64, staging: &std::path::Path, event_log: bool) {
         let dir = staging.join(format!("hostmig-{id}"));
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(migration_id = id, dir = %dir.display(), error = %e, "cannot remove the staging directory");
-            }
+        let removed = std::thread::Builder::new()
+            .name("hostmig-cleanup".into())
+            .spawn(move || {
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(migration_id = id, dir = %dir.display(), error = %e, "cannot remove the staging directory");
+                    }
+                }
+            });
+        if let Err(e) = removed {
+            tracing::warn!(migration_id = id, error = %e, "cannot start the staging clean-up");
         }
-        let _ = std::fs::remove_file(event_log_path(&self.config, id));
+        if event_log {
+            let _ = std::fs::remove_file(event_log_path(&self.config, id));
+        }
     }
 }
 
@@ -389,9 +400,10 @@ impl Handler<MigrationEnded> for Supervisor {
         let state = if msg.stopped { "stopped" } else { "finished" };
         self.journal_state(msg.id, state, Some(&msg.status));
         self.report(msg.id, msg.status);
-        if self.stopping.remove(&msg.id) {
-            self.clean_up(msg.id, &running.staging);
-        }
+        // Staging is always removed once a migration ended; a finished
+        // one keeps its event log, a stopped one does not.
+        let stopped = self.stopping.remove(&msg.id);
+        self.clean_up(msg.id, &running.staging, stopped);
         self.ended.insert(msg.id, running.resync);
         tracing::info!(migration_id = msg.id, state, "migration ended");
         self.run_queued(ctx);
@@ -418,14 +430,14 @@ impl Handler<StopMigration> for Supervisor {
             };
             self.journal_state(id, "stopped", Some(&status));
             self.report(id, status);
-            self.clean_up(id, &queued.prepared.staging);
+            self.clean_up(id, &queued.prepared.staging, true);
             self.ended.insert(id, resync_source(&queued.prepared));
             self.run_queued(ctx);
             return Ok(());
         }
         match self.ended.get(&id) {
             Some(source) => {
-                self.clean_up(id, &source.staging);
+                self.clean_up(id, &source.staging, true);
                 Ok(())
             }
             None => Err(unknown(&msg.0)),
@@ -479,7 +491,7 @@ impl Handler<ResyncMigration> for Supervisor {
                         format!("the journal is not readable: {e}"),
                     )
                 })?;
-            prepare_resync(source, password, domains, config).await
+            prepare_resync(source, password, domains, config, journal).await
         };
         Box::pin(validation.into_actor(self).map(|res, act, ctx| {
             let prepared = res?;

@@ -74,7 +74,15 @@ impl SessionPool {
             self.stopper.register(&s);
             Ok::<_, TreeError>(s)
         };
-        Ok((connect()?, connect()?))
+        // Both logins at once: each waits on the network and the source.
+        std::thread::scope(|scope| {
+            let second = scope.spawn(connect);
+            let first = connect();
+            let second = second
+                .join()
+                .unwrap_or_else(|_| Err(TreeError::Failed("the SSH login thread failed".into())));
+            Ok((first?, second?))
+        })
     }
 
     fn put(&self, pair: (Session, Session)) {

@@ -33,6 +33,8 @@ pub struct Prepared {
     pub transport: Transport,
     /// A `resync`: content only, of domains already deployed.
     pub resync: bool,
+    /// A resync's trees: (domain, kind), as the journal recorded them.
+    pub resync_trees: Vec<(String, TreeKind)>,
 }
 
 /// The content trees of a domain.
@@ -71,6 +73,20 @@ impl Prepared {
             .find(|d| source::text(d.fields.get("name")).as_deref() == Some(name))
     }
 
+    /// The trees this migration copies for a domain.
+    pub fn trees_for(&self, name: &str) -> Vec<TreeKind> {
+        if self.resync {
+            return self
+                .resync_trees
+                .iter()
+                .filter(|(d, _)| d == name)
+                .map(|(_, k)| *k)
+                .collect();
+        }
+        self.domain(name)
+            .map_or_else(Vec::new, |d| trees_of(d, self.scope))
+    }
+
     /// Work steps: the plan, one deploy per object (none for a resync),
     /// one per content tree.
     pub fn total_steps(&self) -> u64 {
@@ -83,8 +99,7 @@ impl Prepared {
             .plan
             .domain_names()
             .iter()
-            .filter_map(|d| self.domain(d))
-            .map(|d| trees_of(d, self.scope).len())
+            .map(|d| self.trees_for(d).len())
             .sum();
         deploys + trees as u64
     }
@@ -224,6 +239,7 @@ pub async fn prepare(
         scope: req.scope,
         transport: req.transport,
         resync: false,
+        resync_trees: Vec::new(),
     };
     check_trees(&prepared, &dest, &journal).await?;
     Ok(prepared)
@@ -266,6 +282,32 @@ async fn check_trees(
     }
 }
 
+/// Logs into the source and discovers its layout; with `tunnel`, also
+/// opens the tunnel to its panel database.
+async fn connect_source(
+    config: &Config,
+    host: &str,
+    login: Login,
+    tunnel: bool,
+) -> Result<(SourceAccess, Option<Tunnel>), RpcError> {
+    let opts = ssh_options(config);
+    let overrides = config.sources.iter().find(|s| s.host == host).cloned();
+    actix_web::rt::task::spawn_blocking(move || {
+        let session = Session::connect(&login, &opts).map_err(failed)?;
+        let access = discover(&session, overrides.as_ref())
+            .map_err(|e| failed(format!("panel data unreadable: {e}")))?;
+        drop(session);
+        if !tunnel {
+            return Ok((access, None));
+        }
+        let tunnel = Tunnel::open(login, opts, &access.panel_db.host, access.panel_db.port)
+            .map_err(failed)?;
+        Ok((access, Some(tunnel)))
+    })
+    .await
+    .map_err(|e| failed(format!("the SSH worker failed: {e}")))?
+}
+
 /// Logs into the source, discovers it and reads the named clients and
 /// domains through the tunnel to its panel database.
 async fn read_source(
@@ -275,22 +317,13 @@ async fn read_source(
     client_logins: Vec<String>,
     domain_names: Vec<String>,
 ) -> Result<(SourceAccess, Vec<ClientRecord>, Vec<DomainRecord>), RpcError> {
-    let opts = ssh_options(config);
-    let overrides = config.sources.iter().find(|s| s.host == host).cloned();
-
     // SSH: log in, discover, open the tunnel to the panel database.
-    let (access, tunnel) =
-        actix_web::rt::task::spawn_blocking(move || -> Result<(SourceAccess, Tunnel), RpcError> {
-            let session = Session::connect(&login, &opts).map_err(failed)?;
-            let access = discover(&session, overrides.as_ref())
-                .map_err(|e| failed(format!("panel data unreadable: {e}")))?;
-            drop(session);
-            let tunnel = Tunnel::open(login, opts, &access.panel_db.host, access.panel_db.port)
-                .map_err(failed)?;
-            Ok((access, tunnel))
-        })
-        .await
-        .map_err(|e| failed(format!("the SSH worker failed: {e}")))??;
+    let (access, tunnel) = connect_source(config, host, login, true).await?;
+    let Some(tunnel) = tunnel else {
+        return Err(failed(
+            "the tunnel to the source's panel database did not open",
+        ));
+    };
 
     // The selected objects, read through the tunnel.
     let source_opts = mysql_async::OptsBuilder::default()
@@ -328,14 +361,16 @@ pub struct ResyncSource {
 }
 
 /// Validates a `resync` of `domains` (deployed by an ended migration):
-/// logs in with the credentials PROTOCOL.md gives and reads the domains
-/// from the source again. The new migration copies content only, by the
-/// rsync transport, straight into the deployed trees.
+/// logs in with the credentials PROTOCOL.md gives and discovers the
+/// source's layout; the trees are those the journal recorded for the
+/// domains. The new migration copies content only, by the rsync
+/// transport, straight into the deployed trees.
 pub async fn prepare_resync(
     source: ResyncSource,
     password: Option<crate::rpc::packet::Secret>,
     domains: Vec<String>,
     config: Arc<Config>,
+    journal: actix::Addr<Journal>,
 ) -> Result<Prepared, RpcError> {
     let credential = match (password, source.credential.clone(), config.ssh.identity.clone()) {
         (Some(p), _, _) if !p.expose().is_empty() => Credential::Password(p),
@@ -361,21 +396,39 @@ pub async fn prepare_resync(
             "Unable to resync: that migration deployed no domain",
         ));
     }
-    let (access, _, records) = read_source(
-        &config,
-        &source.host,
-        login.clone(),
-        Vec::new(),
-        domains.clone(),
-    )
-    .await?;
+    // The trees come from the journal; the source's layout from its
+    // psa.conf (no panel read: resync copies content only).
+    let (access, _) = connect_source(&config, &source.host, login.clone(), false).await?;
+    let dest = config
+        .destination
+        .clone()
+        .ok_or_else(|| not_ready("the [destination] section is not configured"))?;
+    let recorded = journal
+        .send(journal::LoadTreesOf(domains.clone()))
+        .await
+        .map_err(|e| failed(format!("the journal is not answering: {e}")))?
+        .map_err(|e| failed(format!("the journal is not readable: {e}")))?;
+    let resync_trees: Vec<(String, TreeKind)> = recorded
+        .into_iter()
+        .filter_map(|(domain, path)| {
+            let path = PathBuf::from(path);
+            let kind = if path == dest.vhosts_root.join(&domain) {
+                TreeKind::Web
+            } else if path == dest.mailnames_root.join(&domain) {
+                TreeKind::Mail
+            } else {
+                return None;
+            };
+            let wanted = match source.scope {
+                Scope::Everything => true,
+                Scope::OnlyHosting => kind == TreeKind::Web,
+                Scope::OnlyMail => kind == TreeKind::Mail,
+            };
+            wanted.then_some((domain, kind))
+        })
+        .collect();
     let objects = domains
         .iter()
-        .filter(|d| {
-            records
-                .iter()
-                .any(|r| source::text(r.fields.get("name")).as_deref() == Some(d.as_str()))
-        })
         .map(|d| plan::Object::Domain {
             name: d.clone(),
             owner: String::new(),
@@ -390,11 +443,12 @@ pub async fn prepare_resync(
         login,
         access,
         clients: Vec::new(),
-        domains: records,
+        domains: Vec::new(),
         staging: source.staging,
         scope: source.scope,
         transport: Transport::Rsync,
         resync: true,
+        resync_trees,
     })
 }
 

@@ -205,6 +205,9 @@ async fn execute(env: &Env) -> Vec<StatusError> {
     let prepared = &env.prepared;
     let total = prepared.total_steps();
     let mut completed = 1;
+    if prepared.resync {
+        return resync(env, total).await;
+    }
     let Some(dest) = env.config.destination.as_ref() else {
         return vec![StatusError::general(
             "the [destination] section is not configured",
@@ -347,6 +350,21 @@ impl Env {
     }
 }
 
+/// A resync: the recorded trees of each deployed domain, brought up to
+/// date; no records are written.
+async fn resync(env: &Env, total: u64) -> Vec<StatusError> {
+    let mut completed = 1;
+    let mut errors = Vec::new();
+    for name in env.prepared.plan.domain_names() {
+        let trees = env.prepared.trees_for(&name);
+        if let Err(problems) = copy_trees(env, &name, None, &trees, total, completed).await {
+            errors.push(StatusError::object(ObjectKind::Domain, &name, problems));
+        }
+        completed += trees.len() as u64;
+    }
+    errors
+}
+
 /// One domain: its content trees (copied, verified, remapped), then its
 /// records, written only when all of its content arrived.
 async fn migrate_domain(
@@ -361,16 +379,15 @@ async fn migrate_domain(
     let prepared = &env.prepared;
     let name = text(record.fields.get("name")).unwrap_or_default();
     let trees = trees_of(record, prepared.scope);
-    let copied = copy_trees(env, &name, record, &trees, total, *completed).await;
+    let sys_login = record
+        .hosting
+        .as_ref()
+        .and_then(|h| text(h.sys_user.get("login")));
+    let copied = copy_trees(env, &name, sys_login, &trees, total, *completed).await;
     *completed += trees.len() as u64;
     if let Err(problems) = copied {
         errors.push(StatusError::object(ObjectKind::Domain, &name, problems));
-        if !prepared.resync {
-            *completed += 1;
-        }
-        return;
-    }
-    if prepared.resync {
+        *completed += 1;
         return;
     }
     env.progress(total, *completed, format!("deploying domain {name}"));
@@ -444,7 +461,7 @@ fn scoped(record: &DomainRecord, scope: Scope) -> DomainRecord {
 async fn copy_trees(
     env: &Env,
     name: &str,
-    record: &DomainRecord,
+    sys_login: Option<String>,
     trees: &[TreeKind],
     total: u64,
     completed: u64,
@@ -459,10 +476,7 @@ async fn copy_trees(
             TreeKind::Web => (
                 &prepared.access.layout.vhosts,
                 &dest.vhosts_root,
-                record
-                    .hosting
-                    .as_ref()
-                    .and_then(|h| text(h.sys_user.get("login"))),
+                sys_login.clone(),
             ),
             TreeKind::Mail => (
                 &prepared.access.layout.mailnames,
@@ -471,9 +485,22 @@ async fn copy_trees(
             ),
         };
         let label = format!("{} of {name}", kind.label());
-        let owner = owner::for_tree(preferred.as_deref(), &dest.fallback_owner)
-            .map_err(|e| format!("{label} was not copied: {e}"))?;
         let local = local_root.join(name);
+        // A resync keeps the owner the deployed tree has.
+        let existing = std::fs::symlink_metadata(&local)
+            .ok()
+            .filter(|_| prepared.resync)
+            .map(|m| {
+                (
+                    std::os::unix::fs::MetadataExt::uid(&m),
+                    std::os::unix::fs::MetadataExt::gid(&m),
+                )
+            });
+        let owner = match existing {
+            Some(ids) => ids,
+            None => owner::for_tree(preferred.as_deref(), &dest.fallback_owner)
+                .map_err(|e| format!("{label} was not copied: {e}"))?,
+        };
         let path = local.display().to_string();
         env.journal(journal::RecordTree {
             path: path.clone(),
@@ -495,10 +522,10 @@ async fn copy_trees(
             remote: remote_root.join(name),
             local,
             transport: prepared.transport,
-            staging_file: prepared
+            staging: prepared
                 .staging
                 .join(format!("hostmig-{}", env.id))
-                .join(format!("{name}.{tag}.tar")),
+                .join(format!("{name}.{tag}")),
             owner: Some(owner),
             conf_remap: (kind == TreeKind::Web).then(|| Remap {
                 addresses: prepared.plan.addresses.clone(),

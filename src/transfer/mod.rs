@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod listing;
 pub mod owner;
+pub mod pump;
 pub mod tar;
 pub mod tree;
 pub mod unpack;

@@ -25,6 +25,8 @@ pub enum TarError {
     },
     #[error("the archive ends in the middle of an entry")]
     Truncated,
+    #[error("the archive ends without its end-of-archive marker; the transfer was cut")]
+    Unterminated,
     #[error("reading the archive failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -144,8 +146,8 @@ impl<R: Read> Reader<R> {
         let mut pax: Vec<(String, Vec<u8>)> = Vec::new();
         loop {
             let Some(block) = self.block()? else {
-                self.done = true;
-                return Ok(None);
+                // A proper archive ends with a zero block, never at EOF.
+                return Err(TarError::Unterminated);
             };
             if block.iter().all(|&b| b == 0) {
                 self.done = true;

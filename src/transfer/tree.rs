@@ -17,11 +17,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::archive::{fetch, tar_tree_command, FetchError};
+use super::archive::tar_tree_command;
 use super::listing::{
     self, bounded_stderr, dotted, enter, link_groups, shown, Hash, ListError, Listing, NodeKind,
     LIST_FROM_STDIN,
 };
+use super::pump::pumped;
 use super::set_mtime;
 use super::unpack::{unpack_with, Options as UnpackOptions, UnpackError};
 use crate::remap::Remap;
@@ -48,8 +49,10 @@ pub struct TreeJob {
     pub remote: PathBuf,
     pub local: PathBuf,
     pub transport: Transport,
-    /// The archive transport's staging file.
-    pub staging_file: PathBuf,
+    /// The archive transport's staging directory for this tree (under
+    /// `<staging>/hostmig-<id>/`): the tree is unpacked there, checked,
+    /// verified and remapped, then renamed into place.
+    pub staging: PathBuf,
     /// Owner (uid, gid) of what is written.
     pub owner: Option<(u32, u32)>,
     /// Applied to `conf/*` after verification (vhost trees).
@@ -76,6 +79,25 @@ pub struct TreeReport {
     pub rewritten_now: Vec<String>,
     /// The tree does not exist on the source.
     pub absent: bool,
+    /// Where the time went, in milliseconds.
+    pub timings: Timings,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Timings {
+    pub list_ms: u64,
+    /// Archive: receiving into the staging file; rsync: 0.
+    pub receive_ms: u64,
+    /// Writing into place (archive: unpacking; rsync: the streamed copy).
+    pub write_ms: u64,
+    /// Waiting for the source's hashes after the copy was done.
+    pub hash_wait_ms: u64,
+    pub verify_ms: u64,
+    pub total_ms: u64,
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
 }
 
 /// Where the copy is, for the status description.
@@ -126,19 +148,28 @@ impl From<UnpackError> for TreeError {
     }
 }
 
-impl From<FetchError> for TreeError {
-    fn from(e: FetchError) -> Self {
-        match e {
-            FetchError::Stopped => TreeError::Stopped,
-            e => failed(e),
-        }
-    }
-}
-
 /// Copies, verifies and remaps one tree. `session` carries the copy,
 /// `hasher` (a second session) the source's hashes; a stopper sets `stop`
 /// and breaks both sessions' sockets.
 pub fn sync_tree(
+    session: &Session,
+    hasher: &Session,
+    job: &TreeJob,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<TreeReport, TreeError> {
+    // Whatever broke while a stop was under way (a read on a socket the
+    // stopper shut down, say) is the stop.
+    sync(session, hasher, job, stop, progress).map_err(|e| {
+        if stop.load(Ordering::SeqCst) {
+            TreeError::Stopped
+        } else {
+            e
+        }
+    })
+}
+
+fn sync(
     session: &Session,
     hasher: &Session,
     job: &TreeJob,
@@ -153,9 +184,27 @@ pub fn sync_tree(
         }
     };
     progress(Progress::default());
-    let src = listing::remote(session, &job.remote).map_err(|e| stopped_or(stop, e))?;
+    let started = Instant::now();
+    // rsync compares with what is here: listed meanwhile.
+    let (src, here) = std::thread::scope(|scope| {
+        let here =
+            (job.transport == Transport::Rsync).then(|| scope.spawn(|| listing::local(&job.local)));
+        let src = listing::remote(session, &job.remote).map_err(|e| stopped_or(stop, e));
+        let here = here.map(|h| {
+            h.join().unwrap_or_else(|_| {
+                Err(ListError::Remote {
+                    what: job.local.display().to_string(),
+                    reason: "the listing thread failed".into(),
+                })
+            })
+        });
+        (src, here)
+    });
+    let src = src?;
+    let here = here.transpose()?;
     check_stop()?;
     let mut report = TreeReport::default();
+    report.timings.list_ms = ms(started);
     let (files_total, bytes_total) = totals(&src, |_| true);
     report.files = files_total;
     report.bytes = bytes_total;
@@ -170,20 +219,65 @@ pub fn sync_tree(
             n.kind == NodeKind::File && n.size == stamp.size && n.mtime == stamp.mtime
         })
     });
-    let (dst_hashes, src_hashes, sent) = match job.transport {
-        Transport::Archive => archive(session, hasher, job, &src, stop, progress, &mut report)?,
-        Transport::Rsync => rsync(
+    let (dst_hashes, src_hashes, sent, root, unchanged) = match (job.transport, here) {
+        (Transport::Rsync, Some(here)) => rsync(
             session,
             hasher,
             job,
             &src,
+            here,
             &rewritten,
             stop,
             progress,
             &mut report,
         )?,
+        _ => archive(session, hasher, job, &src, stop, progress, &mut report)?,
     };
-    check_stop()?;
+    let checked = check_stop()
+        .and_then(|_| {
+            finish_tree(
+                job,
+                &root,
+                unchanged,
+                &src,
+                &src_hashes,
+                &dst_hashes,
+                &sent,
+                &mut rewritten,
+                progress,
+                &mut report,
+            )
+        })
+        .and_then(|_| {
+            if root == job.local {
+                return Ok(());
+            }
+            place(&root, &job.local)
+        });
+    if checked.is_err() && root != job.local {
+        let _ = fs::remove_dir_all(&root);
+    }
+    checked?;
+    report.rewritten = rewritten;
+    report.timings.total_ms = ms(started);
+    Ok(report)
+}
+
+/// Verifies the copy at `root` (DESIGN.md §2 step 5), then remaps its
+/// `conf/` files (step 6).
+#[allow(clippy::too_many_arguments)]
+fn finish_tree(
+    job: &TreeJob,
+    root: &Path,
+    unchanged: Option<Listing>,
+    src: &Listing,
+    src_hashes: &HashMap<Vec<u8>, Hash>,
+    dst_hashes: &HashMap<Vec<u8>, Hash>,
+    sent: &BTreeSet<Vec<u8>>,
+    rewritten: &mut Rewrites,
+    progress: &mut dyn FnMut(Progress),
+    report: &mut TreeReport,
+) -> Result<(), TreeError> {
     progress(Progress {
         phase: Phase::Verifying,
         bytes_done: report.sent_bytes,
@@ -193,8 +287,14 @@ pub fn sync_tree(
     });
     // Sent files were rewritten anew if at all; the others keep their stamps.
     rewritten.retain(|p, _| !sent.contains(p));
-    let dst = listing::local(&job.local)?;
-    let differences = verify(&src, &dst, &src_hashes, &dst_hashes, &rewritten);
+    let verifying = Instant::now();
+    // Nothing was written: the listing taken before the copy is the copy's.
+    let dst = match unchanged {
+        Some(listing) => listing,
+        None => listing::local(root)?,
+    };
+    let differences = verify(src, &dst, src_hashes, dst_hashes, rewritten);
+    report.timings.verify_ms = ms(verifying);
     if !differences.is_empty() {
         let first: Vec<&str> = differences.iter().take(5).map(String::as_str).collect();
         return Err(failed(format!(
@@ -206,10 +306,33 @@ pub fn sync_tree(
     }
     report.hashed = src_hashes.len() as u64;
     if let Some(remap) = &job.conf_remap {
-        remap_conf(job, &src, remap, &mut rewritten, &mut report)?;
+        remap_conf(job, root, src, remap, rewritten, report)?;
     }
-    report.rewritten = rewritten;
-    Ok(report)
+    Ok(())
+}
+
+/// Puts a checked, verified staged tree into place: what was at `local`
+/// (an earlier partial copy of hostmig's) is removed, then one rename.
+fn place(staged: &Path, local: &Path) -> Result<(), TreeError> {
+    if fs::symlink_metadata(local).is_ok() {
+        fs::remove_dir_all(local).map_err(|e| {
+            failed(format!(
+                "cannot replace the earlier partial copy {}: {e}",
+                local.display()
+            ))
+        })?;
+    }
+    if let Some(parent) = local.parent() {
+        fs::create_dir_all(parent)
+            .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    fs::rename(staged, local).map_err(|e| {
+        failed(format!(
+            "cannot move the copy from {} into place at {}: {e}",
+            staged.display(),
+            local.display()
+        ))
+    })
 }
 
 /// A failure while stopping is the stop.
@@ -234,10 +357,14 @@ fn totals(list: &Listing, keep: impl Fn(&[u8]) -> bool) -> (u64, u64) {
     (files, bytes)
 }
 
+/// The copy's hashes, the source's, the paths sent, where the copy is,
+/// and its listing when the copy changed nothing.
 type Copied = (
     HashMap<Vec<u8>, Hash>,
     HashMap<Vec<u8>, Hash>,
     BTreeSet<Vec<u8>>,
+    PathBuf,
+    Option<Listing>,
 );
 
 /// Hashes `paths` (or all files) of the source on the second session while
@@ -247,6 +374,7 @@ fn with_source_hashes<T>(
     dir: &Path,
     paths: Option<Vec<Vec<u8>>>,
     stop: &AtomicBool,
+    timings: &mut Timings,
     work: impl FnOnce() -> Result<T, TreeError>,
 ) -> Result<(T, HashMap<Vec<u8>, Hash>), TreeError> {
     std::thread::scope(|scope| {
@@ -261,15 +389,21 @@ fn with_source_hashes<T>(
             // Unblock the hashing session so the scope can end.
             hasher.shutdown();
         }
+        let waiting = Instant::now();
         let hashes = hashing
             .join()
             .map_err(|_| failed("the hashing thread failed"))?;
+        timings.hash_wait_ms = ms(waiting);
         let done = done?;
         let hashes = hashes.map_err(|e| stopped_or(stop, e))?;
         Ok((done, hashes))
     })
 }
 
+/// The whole tree as one tar stream, unpacked as it arrives into the
+/// tree's staging directory (straight into place when staging is on
+/// another file system, where a rename cannot move it); answers where
+/// the copy is.
 fn archive(
     session: &Session,
     hasher: &Session,
@@ -280,91 +414,154 @@ fn archive(
     report: &mut TreeReport,
 ) -> Result<Copied, TreeError> {
     let (files_total, bytes_total) = (report.files, report.bytes);
-    // A tree left by an earlier, stopped hostmig migration is replaced whole.
-    if fs::symlink_metadata(&job.local).is_ok() {
-        fs::remove_dir_all(&job.local).map_err(|e| {
+    let staging_parent = job.staging.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(staging_parent).map_err(|e| {
+        failed(format!(
+            "cannot create the staging directory {}: {e}",
+            staging_parent.display()
+        ))
+    })?;
+    let local_parent = job.local.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(local_parent)
+        .map_err(|e| failed(format!("cannot create {}: {e}", local_parent.display())))?;
+    let same_fs = match (fs::metadata(staging_parent), fs::metadata(local_parent)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    };
+    let root = if same_fs {
+        job.staging.clone()
+    } else {
+        job.local.clone()
+    };
+    // What an earlier, stopped run left here is replaced whole.
+    if fs::symlink_metadata(&root).is_ok() {
+        fs::remove_dir_all(&root).map_err(|e| {
             failed(format!(
                 "cannot replace the earlier partial copy {}: {e}",
-                job.local.display()
+                root.display()
             ))
         })?;
     }
-    if let Some(parent) = job.staging_file.parent() {
-        fs::create_dir_all(parent).map_err(|e| {
-            failed(format!(
-                "cannot create the staging directory {}: {e}",
-                parent.display()
-            ))
-        })?;
-    }
-    let (unpacked, src_hashes) = with_source_hashes(hasher, &job.remote, None, stop, || {
-        let started = Instant::now();
-        let mut last = Instant::now() - Duration::from_secs(1);
-        fetch(
+    let mut timings = std::mem::take(&mut report.timings);
+    let writing = Instant::now();
+    let copied = with_source_hashes(hasher, &job.remote, None, stop, &mut timings, || {
+        stream_into(
             session,
             &tar_tree_command(&job.remote),
-            &job.staging_file,
-            stop,
-            &mut |n| {
-                if last.elapsed() >= Duration::from_millis(200) {
-                    last = Instant::now();
-                    progress(Progress {
-                        phase: Phase::Copying,
-                        bytes_done: n.min(bytes_total),
-                        bytes_total,
-                        files_done: 0,
-                        files_total,
-                    });
-                }
-            },
-        )
-        .map_err(|e| stopped_or(stop, e))?;
-        tracing::debug!(tree = %job.label, elapsed_ms = started.elapsed().as_millis() as u64, "archive received");
-        let result = unpack_into(
+            None,
+            &root,
             job,
             src,
-            fs::File::open(&job.staging_file),
             stop,
             progress,
-            files_total,
-            bytes_total,
-        );
-        let _ = fs::remove_file(&job.staging_file);
-        result
-    })?;
+            (files_total, bytes_total),
+        )
+    });
+    let (unpacked, src_hashes) = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            if same_fs {
+                let _ = fs::remove_dir_all(&root);
+            }
+            return Err(e);
+        }
+    };
+    timings.write_ms = ms(writing).saturating_sub(timings.hash_wait_ms);
+    report.timings = timings;
     report.sent_files = unpacked.files;
     report.sent_bytes = unpacked.bytes;
     let sent = src.keys().cloned().collect();
-    Ok((unpacked.hashes, src_hashes, sent))
+    Ok((unpacked.hashes, src_hashes, sent, root, None))
+}
+
+/// Runs a tar `command` on the source (fed `input` on stdin, if any) and
+/// unpacks its output into `root` as it arrives, receiving on a thread of
+/// its own; checks that the archive ended properly and the command
+/// exited 0.
+#[allow(clippy::too_many_arguments)]
+fn stream_into(
+    session: &Session,
+    command: &str,
+    input: Option<&[u8]>,
+    root: &Path,
+    job: &TreeJob,
+    src: &Listing,
+    stop: &AtomicBool,
+    progress: &mut dyn FnMut(Progress),
+    (files_total, bytes_total): (u64, u64),
+) -> Result<super::unpack::Unpacked, TreeError> {
+    let channel_err =
+        |e: ssh2::Error| stopped_or(stop, format!("the SSH channel failed: {}", e.message()));
+    let mut channel = session.raw().channel_session().map_err(channel_err)?;
+    channel.exec(command).map_err(channel_err)?;
+    if let Some(input) = input {
+        std::io::Write::write_all(&mut channel, input).map_err(|e| stopped_or(stop, e))?;
+    }
+    channel.send_eof().map_err(channel_err)?;
+    let (unpacked, read) = pumped(
+        &mut channel,
+        || session.shutdown(),
+        |stream| {
+            unpack_into(
+                job,
+                root,
+                src,
+                stream,
+                stop,
+                progress,
+                files_total,
+                bytes_total,
+            )
+        },
+    );
+    // The source's exit status and complaint explain a failure best;
+    // they can be read when the stream ended (not when it was broken).
+    let exit = match read {
+        Ok(()) => {
+            let mut stderr = String::new();
+            let _ = channel.stderr().take(8192).read_to_string(&mut stderr);
+            channel
+                .wait_close()
+                .and_then(|_| channel.exit_status())
+                .map(|status| (status, stderr))
+                .map_err(channel_err)
+        }
+        Err(e) => Err(stopped_or(stop, format!("the SSH channel failed: {e}"))),
+    };
+    match (unpacked, exit) {
+        (_, Ok((status, stderr))) if status != 0 => Err(failed(format!(
+            "tar on the source failed (exit status {status}): {}",
+            stderr.trim()
+        ))),
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+        (Ok(unpacked), Ok(_)) => Ok(unpacked),
+    }
 }
 
 /// Creates the tree's root if needed and unpacks `input` into it.
+#[allow(clippy::too_many_arguments)]
 fn unpack_into(
     job: &TreeJob,
+    root: &Path,
     src: &Listing,
-    input: std::io::Result<impl Read>,
+    input: impl Read,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
     files_total: u64,
     bytes_total: u64,
 ) -> Result<super::unpack::Unpacked, TreeError> {
-    let input = input.map_err(|e| failed(format!("cannot read the staging file: {e}")))?;
-    if fs::symlink_metadata(&job.local).is_err() {
-        if let Some(parent) = job.local.parent() {
+    if fs::symlink_metadata(root).is_err() {
+        if let Some(parent) = root.parent() {
             fs::create_dir_all(parent)
                 .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
         }
-        fs::create_dir(&job.local)
-            .map_err(|e| failed(format!("cannot create {}: {e}", job.local.display())))?;
+        fs::create_dir(root)
+            .map_err(|e| failed(format!("cannot create {}: {e}", root.display())))?;
         let mode = src.get(&Vec::new()).map_or(0o755, |n| n.mode & 0o1777);
-        let _ = fs::set_permissions(&job.local, fs::Permissions::from_mode(mode));
+        let _ = fs::set_permissions(root, fs::Permissions::from_mode(mode));
         if let Some((uid, gid)) = job.owner {
-            std::os::unix::fs::lchown(&job.local, Some(uid), Some(gid)).map_err(|e| {
-                failed(format!(
-                    "cannot set the owner of {}: {e}",
-                    job.local.display()
-                ))
-            })?;
+            std::os::unix::fs::lchown(root, Some(uid), Some(gid))
+                .map_err(|e| failed(format!("cannot set the owner of {}: {e}", root.display())))?;
         }
     }
     let mut last = Instant::now() - Duration::from_secs(1);
@@ -388,7 +585,7 @@ fn unpack_into(
     };
     Ok(unpack_with(
         std::io::BufReader::with_capacity(1 << 20, input),
-        &job.local,
+        root,
         opts,
     )?)
 }
@@ -459,12 +656,12 @@ fn rsync(
     hasher: &Session,
     job: &TreeJob,
     src: &Listing,
+    dst: Listing,
     rewritten: &Rewrites,
     stop: &AtomicBool,
     progress: &mut dyn FnMut(Progress),
     report: &mut TreeReport,
 ) -> Result<Copied, TreeError> {
-    let dst = listing::local(&job.local)?;
     let (send, delete) = compare(src, &dst, rewritten);
     // Deepest first, never following a symlink.
     let mut delete = delete;
@@ -487,11 +684,14 @@ fn rsync(
         .filter(|p| src.get(*p).is_some_and(|n| n.kind == NodeKind::File))
         .cloned()
         .collect();
+    let mut timings = std::mem::take(&mut report.timings);
+    let writing = Instant::now();
     let (unpacked, src_hashes) = with_source_hashes(
         hasher,
         &job.remote,
         Some(files),
         stop,
+        &mut timings,
         || {
             if send.is_empty() {
                 return Ok(super::unpack::Unpacked::default());
@@ -502,77 +702,55 @@ fn rsync(
                 list.push(0);
             }
             let command = bounded_stderr(&format!(
-            "{}{LIST_FROM_STDIN}tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -",
-            enter(&job.remote)
-        ));
-            let channel_err = |e: ssh2::Error| {
-                stopped_or(stop, format!("the SSH channel failed: {}", e.message()))
-            };
-            let mut channel = session.raw().channel_session().map_err(channel_err)?;
-            channel.exec(&command).map_err(channel_err)?;
-            std::io::Write::write_all(&mut channel, &list).map_err(|e| stopped_or(stop, e))?;
-            channel.send_eof().map_err(channel_err)?;
-            let unpacked = unpack_into(
+                "{}{LIST_FROM_STDIN}tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -",
+                enter(&job.remote)
+            ));
+            stream_into(
+                session,
+                &command,
+                Some(&list),
+                &job.local,
                 job,
                 src,
-                Ok(&mut channel),
                 stop,
                 progress,
-                files_total,
-                bytes_total,
-            );
-            let unpacked = match unpacked {
-                Ok(u) => u,
-                Err(e) => {
-                    // The source's own complaint explains a cut stream best.
-                    if !stop.load(Ordering::Relaxed) {
-                        let mut stderr = String::new();
-                        let _ = std::io::copy(&mut channel, &mut std::io::sink());
-                        let _ = channel.stderr().take(8192).read_to_string(&mut stderr);
-                        let _ = channel.wait_close();
-                        if let Ok(status) = channel.exit_status() {
-                            if status != 0 {
-                                return Err(failed(format!(
-                                    "tar on the source failed (exit status {status}): {}",
-                                    stderr.trim()
-                                )));
-                            }
-                        }
-                    }
-                    return Err(e);
-                }
-            };
-            // The rest of the stream is padding; then the exit status.
-            std::io::copy(&mut channel, &mut std::io::sink()).map_err(|e| stopped_or(stop, e))?;
-            let mut stderr = String::new();
-            let _ = channel.stderr().take(8192).read_to_string(&mut stderr);
-            channel.wait_close().map_err(channel_err)?;
-            let status = channel.exit_status().map_err(channel_err)?;
-            if status != 0 {
-                return Err(failed(format!(
-                    "tar on the source failed (exit status {status}): {}",
-                    stderr.trim()
-                )));
-            }
-            Ok(unpacked)
+                (files_total, bytes_total),
+            )
         },
     )?;
+    timings.write_ms = ms(writing).saturating_sub(timings.hash_wait_ms);
+    report.timings = timings;
     // Deleting and writing changed directories' mtimes: put the source's back.
+    let untouched = sent.is_empty() && report.deleted == 0;
     let mut dirs: Vec<_> = src
         .iter()
         .filter(|(_, n)| n.kind == NodeKind::Dir)
         .collect();
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    let mut fixed = false;
     for (p, n) in dirs {
         let path = job.local.join(std::ffi::OsStr::from_bytes(p));
-        if fs::symlink_metadata(&path).is_ok_and(|m| m.mtime() != n.mtime) {
+        let current = if untouched {
+            dst.get(p).map(|d| d.mtime)
+        } else {
+            fs::symlink_metadata(&path).ok().map(|m| m.mtime())
+        };
+        if current.is_some_and(|m| m != n.mtime) {
             set_mtime(&path, n.mtime)
                 .map_err(|e| failed(format!("cannot set the mtime of {}: {e}", shown(p))))?;
+            fixed = true;
         }
     }
     report.sent_files = unpacked.files;
     report.sent_bytes = unpacked.bytes;
-    Ok((unpacked.hashes, src_hashes, sent))
+    let unchanged = (untouched && !fixed).then_some(dst);
+    Ok((
+        unpacked.hashes,
+        src_hashes,
+        sent,
+        job.local.clone(),
+        unchanged,
+    ))
 }
 
 /// Every difference between the source's listing and the copy, one
@@ -673,6 +851,7 @@ const MAX_CONF_BYTES: u64 = 4 << 20;
 /// source's stamp of every file it rewrote.
 fn remap_conf(
     job: &TreeJob,
+    root: &Path,
     src: &Listing,
     remap: &Remap,
     rewritten: &mut Rewrites,
@@ -689,7 +868,7 @@ fn remap_conf(
         {
             continue;
         }
-        let path = job.local.join(std::ffi::OsStr::from_bytes(p));
+        let path = root.join(std::ffi::OsStr::from_bytes(p));
         let Ok(text) = fs::read(&path).map(String::from_utf8) else {
             continue;
         };
@@ -735,7 +914,7 @@ fn remap_conf(
         .get(b"conf".as_slice())
         .filter(|_| !report.rewritten_now.is_empty())
     {
-        set_mtime(&job.local.join("conf"), conf.mtime)
+        set_mtime(&root.join("conf"), conf.mtime)
             .map_err(|e| failed(format!("cannot set the mtime of conf: {e}")))?;
     }
     Ok(())

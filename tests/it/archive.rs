@@ -1,5 +1,5 @@
-//! The archive transport's fetch: tar over an SSH exec channel into a
-//! staging file, against the sandbox's real sshd.
+//! The archive transport against the sandbox's real sshd: a source whose
+//! tar fails, is cut, or stalls until stopped.
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use hostmig::config::HostKeyPolicy;
 use hostmig::sandbox::{Profile, Source};
 use hostmig::ssh::{Credential, Login, Options, Session, Target};
-use hostmig::transfer::archive::{fetch, tar_tree_command, FetchError};
-use hostmig::transfer::unpack::unpack;
+use hostmig::transfer::tree::{sync_tree, Rewrites, Transport, TreeError, TreeJob, TreeReport};
 
 use crate::sandbox::rt;
 
@@ -40,118 +39,95 @@ pub fn hostile_tar(source: &Source, dir: &Path, script: &str) {
     source.ssh.set_command_path(Some(&bin)).expect("PATH");
 }
 
-/// Fetches jdoe.example from the source into `staging`.
-fn fetch_jdoe(
-    source: &Source,
-    ssh: &Session,
-    staging: &Path,
-    stop: &AtomicBool,
-) -> Result<u64, FetchError> {
-    fetch(
-        ssh,
-        &tar_tree_command(&source.layout.vhosts.join("jdoe.example")),
-        staging,
-        stop,
-        &mut |_| {},
-    )
+/// The archive transport's job for jdoe.example's web tree, into `dir/out`.
+fn jdoe_job(source: &Source, dir: &Path) -> TreeJob {
+    TreeJob {
+        label: "web content of jdoe.example".into(),
+        remote: source.layout.vhosts.join("jdoe.example"),
+        local: dir.join("out"),
+        transport: Transport::Archive,
+        staging: dir.join("staging/hostmig-1/jdoe.example.web"),
+        owner: None,
+        conf_remap: None,
+        rewritten: Rewrites::new(),
+    }
 }
 
-#[test]
-fn a_domain_tree_arrives_through_the_staging_file() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let source = rt()
-        .block_on(Source::start(&dir.path().join("src"), Profile::Tiny, 61))
-        .expect("source");
-    let ssh = session(&source, dir.path());
-    let staging = dir.path().join("staging.tar");
-    let mut seen = 0;
-    let bytes = fetch(
-        &ssh,
-        &tar_tree_command(&source.layout.vhosts.join("jdoe.example")),
-        &staging,
-        &AtomicBool::new(false),
-        &mut |n| seen = n,
-    )
-    .expect("fetched");
-    assert_eq!(
-        (bytes, seen),
-        (std::fs::metadata(&staging).expect("staging").len(), bytes)
+fn copy(source: &Source, dir: &Path, stop: &AtomicBool) -> Result<TreeReport, TreeError> {
+    let (a, b) = (session(source, dir), session(source, dir));
+    sync_tree(&a, &b, &jdoe_job(source, dir), stop, &mut |_| {})
+}
+
+/// Neither a staged nor a placed tree is left.
+fn assert_nothing_left(dir: &Path) {
+    assert!(!dir.join("out").exists(), "nothing placed");
+    assert!(
+        !dir.join("staging/hostmig-1/jdoe.example.web").exists(),
+        "nothing staged"
     );
-    let out = dir.path().join("out");
-    std::fs::create_dir(&out).expect("out");
-    unpack(std::fs::File::open(&staging).expect("open"), &out).expect("unpack");
-    crate::unpack::assert_same_tree(&source.layout.vhosts.join("jdoe.example"), &out);
-    // A second fetch never overwrites an existing staging file.
-    let err = fetch_jdoe(&source, &ssh, &staging, &AtomicBool::new(false)).expect_err("exists");
-    assert!(matches!(err, FetchError::Staging { .. }), "{err}");
 }
 
 #[test]
-fn a_failing_or_cut_source_leaves_no_staging_file() {
+fn a_failing_or_cut_source_fails_the_tree_and_leaves_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let source = rt()
         .block_on(Source::start(&dir.path().join("src"), Profile::Tiny, 62))
         .expect("source");
-    let staging = dir.path().join("staging.tar");
 
     hostile_tar(
         &source,
         dir.path(),
         "echo 'tar: cannot open: Permission denied' >&2; head -c 1024 /dev/zero; exit 2",
     );
-    let err = fetch_jdoe(
-        &source,
-        &session(&source, dir.path()),
-        &staging,
-        &AtomicBool::new(false),
-    )
-    .expect_err("exit 2");
+    let err = copy(&source, dir.path(), &AtomicBool::new(false)).expect_err("exit 2");
+    let text = err.to_string();
     assert!(
-        matches!(err, FetchError::RemoteFailed { status: 2, .. }),
-        "{err}"
+        text.contains("exit status 2") && text.contains("Permission denied"),
+        "{text}"
     );
-    assert!(err.to_string().contains("Permission denied"), "{err}");
-    assert!(!staging.exists());
+    assert_nothing_left(dir.path());
 
-    // Exit 0, but the archive stops in the middle.
-    hostile_tar(
-        &source,
-        dir.path(),
-        "/bin/tar -cf - . | head -c 4096; exit 0",
-    );
-    let err = fetch_jdoe(
-        &source,
-        &session(&source, dir.path()),
-        &staging,
-        &AtomicBool::new(false),
-    )
-    .expect_err("cut");
-    assert!(
-        matches!(err, FetchError::Incomplete { bytes: 4096 }),
-        "{err}"
-    );
-    assert!(!staging.exists());
+    // Exit 0, but the archive stops in the middle, or at an entry's end
+    // without its end-of-archive marker.
+    for cut in [4096, 3 * 512] {
+        hostile_tar(
+            &source,
+            dir.path(),
+            &format!("/bin/tar -cf - . | head -c {cut}; exit 0"),
+        );
+        let err = copy(&source, dir.path(), &AtomicBool::new(false)).expect_err("cut");
+        assert!(
+            matches!(&err, TreeError::Failed(t) if t.contains("the archive ends")),
+            "cut at {cut}: {err}"
+        );
+        assert_nothing_left(dir.path());
+    }
 
     // A stop breaks a stalled transfer at once.
     hostile_tar(&source, dir.path(), "head -c 512 /dev/zero; sleep 30");
     let stop = Arc::new(AtomicBool::new(false));
-    let ssh = Arc::new(session(&source, dir.path()));
+    let (a, b) = (
+        Arc::new(session(&source, dir.path())),
+        Arc::new(session(&source, dir.path())),
+    );
     let stopper = {
-        let (stop, ssh) = (stop.clone(), ssh.clone());
+        let (stop, a, b) = (stop.clone(), a.clone(), b.clone());
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(300));
             stop.store(true, Ordering::Relaxed);
-            ssh.shutdown();
+            a.shutdown();
+            b.shutdown();
         })
     };
     let t = Instant::now();
-    let err = fetch_jdoe(&source, &ssh, &staging, &stop).expect_err("stopped");
-    assert!(matches!(err, FetchError::Stopped), "{err}");
+    let err =
+        sync_tree(&a, &b, &jdoe_job(&source, dir.path()), &stop, &mut |_| {}).expect_err("stopped");
+    assert!(matches!(err, TreeError::Stopped), "{err}");
     assert!(
         t.elapsed() < Duration::from_secs(2),
         "stopped in {:?}",
         t.elapsed()
     );
-    assert!(!staging.exists());
+    assert_nothing_left(dir.path());
     stopper.join().expect("stopper");
 }

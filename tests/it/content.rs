@@ -27,7 +27,7 @@ fn job(source: &Source, out: &Path, transport: Transport, rewritten: Rewrites) -
         remote: source.layout.vhosts.join("jdoe.example"),
         local: out.to_owned(),
         transport,
-        staging_file: out.with_extension("tar"),
+        staging: out.with_extension("staging"),
         owner: Some((1, 1)),
         conf_remap: Some(Remap {
             addresses,

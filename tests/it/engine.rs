@@ -256,6 +256,16 @@ impl World {
     }
 }
 
+/// Waits up to `limit` for `path` to disappear (staging is removed on a
+/// thread of its own); answers whether it did.
+pub(crate) fn wait_gone(path: &std::path::Path, limit: Duration) -> bool {
+    let t = Instant::now();
+    while path.exists() && t.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    !path.exists()
+}
+
 pub(crate) fn ip(kind: &str, old: &str, new: &str) -> String {
     format!("<ip><old><ip-type>{kind}</ip-type><ip-address>{old}</ip-address></old><new><ip-type>{kind}</ip-type><ip-address>{new}</ip-address></new></ip>")
 }
@@ -549,7 +559,13 @@ fn every_refusal_of_start_and_nothing_left_behind() {
         t.elapsed()
     );
     assert!(status.contains("stopped by finish"), "{status}");
-    assert!(!staging.exists(), "staging removed");
+    assert!(
+        wait_gone(
+            &staging,
+            Duration::from_secs(2) - t.elapsed().min(Duration::from_secs(2))
+        ),
+        "staging removed"
+    );
     assert!(
         !w.dest
             .state

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use hostmig::sandbox::Profile;
 
-use crate::engine::{domains, ip, jdoe_client, World};
+use crate::engine::{domains, ip, jdoe_client, wait_gone, World};
 use crate::harness::first;
 use crate::unpack::{archive, member};
 
@@ -132,6 +132,11 @@ fn rsync_and_each_scope_move_exactly_what_they_should() {
     assert_eq!(db_count(&w, &format!("SELECT COUNT(*) FROM hosting h JOIN domains d ON d.id = h.dom_id WHERE d.name = '{name}'")), 1);
 }
 
+/// jdoe.example's web tree on the destination, if any.
+fn tree_state(w: &World) -> Option<hostmig::sandbox::compare::Manifest> {
+    hostmig::sandbox::compare::manifest(&w.dest.vhosts.join("jdoe.example")).ok()
+}
+
 /// Every path under `root` with one of these names.
 fn named(root: &Path, names: &[&str]) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -191,10 +196,7 @@ fn hostile_archives_fail_the_domain_and_write_nothing_outside_its_tree() {
         ),
         member(b"./httpdocs/out/through.txt", b'0', b"x", b""),
     ]);
-    // (what, archive, transport, what the message says). The archive
-    // transport checks that an archive ended properly before unpacking
-    // it; rsync unpacks the stream as it comes, so its reader meets the
-    // oversized header itself.
+    // (what, archive, transport, what the message says).
     let cases: Vec<(&str, Vec<u8>, &str, &str)> = vec![
         (
             "absolute path",
@@ -258,10 +260,11 @@ fn hostile_archives_fail_the_domain_and_write_nothing_outside_its_tree() {
             "oversized header",
             [dir_entry.clone(), good.clone(), long_name].concat(),
             "archive",
-            "incomplete",
+            "oversized",
         ),
     ];
     for (what, bytes, transport, reason) in cases {
+        let placed_before = tree_state(&w);
         let file = w.dir.path().join("hostile.tar");
         std::fs::write(&file, &bytes).expect("archive");
         tar_prints(&w, &file);
@@ -289,14 +292,26 @@ fn hostile_archives_fail_the_domain_and_write_nothing_outside_its_tree() {
             &["abs.txt", "up.txt", "through.txt", "dev", "fifo"],
         );
         assert_eq!(strays, Vec::<std::path::PathBuf>::new(), "{what}");
-        // An archive that did not end properly is never unpacked at all.
-        if reason != "incomplete" {
+        // rsync writes in place: the entries before the bad one are there.
+        // The archive transport unpacks into staging: nothing is placed.
+        if transport == "rsync" {
             assert_eq!(
                 std::fs::read_to_string(w.dest.vhosts.join("jdoe.example/httpdocs/good.txt"))
                     .unwrap_or_else(|e| panic!("{what} by {transport}: {e}")),
                 "fine",
             );
+        } else {
+            assert_eq!(
+                placed_before,
+                tree_state(&w),
+                "{what} by {transport}: the tree changed"
+            );
         }
+        assert_eq!(
+            std::fs::read_dir(&w.dest.dump).map_or(0, |d| d.count()),
+            0,
+            "{what} by {transport}: staging left behind"
+        );
         assert_eq!(
             jdoe_records(&w),
             0,
@@ -378,7 +393,10 @@ fn finish_mid_transfer_stops_at_once_and_rsync_then_sends_only_the_rest() {
             "{transport}: stopped in {took:?}"
         );
         let staging = w.dest.dump.join(format!("hostmig-{id}"));
-        assert!(!staging.exists(), "{transport}: staging left behind");
+        assert!(
+            wait_gone(&staging, Duration::from_secs(2) - took),
+            "{transport}: staging left behind"
+        );
         assert_eq!(
             jdoe_records(&w),
             0,
