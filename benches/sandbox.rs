@@ -16,7 +16,9 @@
 //!   (login, planning, listing, hashing, copy, verification, records);
 //! * `hostmig-resync`: then `resync` with nothing changed, until `finished`.
 //!
-//! Each row: wall time, throughput, peak RSS (the peers: wait4's
+//! Content scenarios run `HOSTMIG_BENCH_ROUNDS` rounds (default 3),
+//! peers and hostmig interleaved, the disk synced before each run; a row's
+//! wall time is the median of its rounds. Each row: wall time, throughput, peak RSS (the peers: wait4's
 //! ru_maxrss, largest process of the pipeline; hostmig: the server's
 //! VmHWM), and for hostmig rows the ratio to the peer it is measured
 //! against (peer time / hostmig time: above 1 is faster). Prints a table
@@ -47,9 +49,15 @@ struct Row {
     peak_rss_kib: u64,
     /// For hostmig rows: the peer row (by tool) it is compared with.
     versus: Option<&'static str>,
+    /// Every round's wall time (the row's is their median).
+    rounds: Vec<Duration>,
 }
 
 const TAR_SSH: &str = "ssh src 'tar c' | tar x";
+const RSYNC_INITIAL: &str = "rsync -a over ssh (initial)";
+const HOSTMIG_ARCHIVE: &str = "hostmig archive (domain migration)";
+const HOSTMIG_RSYNC: &str = "hostmig rsync (domain migration)";
+const HOSTMIG_RESYNC: &str = "hostmig resync (no change)";
 const RSYNC_NOCHANGE: &str = "rsync -a over ssh (no change)";
 const PASSWORD: &str = "bench-admin-password";
 
@@ -124,62 +132,121 @@ fn main() {
     let ssh = ssh_options(&source);
     let mut table = Vec::new();
     let mib = bytes as f64 / 1048576.0;
-    if wanted("tar-ssh") {
-        let out = work.path().join("tar-ssh");
-        std::fs::create_dir_all(&out).expect("out");
-        let mut remote = Command::new("ssh");
-        remote.args(&ssh).arg("root@127.0.0.1").arg(format!(
-            "tar -C {} -cf - {domain}",
-            source.layout.vhosts.display()
-        ));
-        let mut local = Command::new("tar");
-        local.arg("-C").arg(&out).arg("-xf").arg("-");
-        let (wall, rss) = pipeline(vec![remote, local]);
-        table.push(Row {
-            scenario: "content",
-            tool: TAR_SSH.into(),
-            wall,
-            amount: mib,
-            unit: "MiB",
-            peak_rss_kib: rss,
-            versus: None,
-        });
+    // Content scenarios: `rounds` rounds, peers and hostmig interleaved,
+    // each from a synced disk; each row is the median of its rounds.
+    let rounds: usize = std::env::var("HOSTMIG_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(3);
+    let mut samples = Samples::default();
+    for round in 0..rounds {
+        println!("content round {} of {rounds}", round + 1);
+        if wanted("tar-ssh") {
+            let out = work.path().join("tar-ssh");
+            let _ = std::fs::remove_dir_all(&out);
+            std::fs::create_dir_all(&out).expect("out");
+            settle();
+            let mut remote = Command::new("ssh");
+            remote.args(&ssh).arg("root@127.0.0.1").arg(format!(
+                "tar -C {} -cf - {domain}",
+                source.layout.vhosts.display()
+            ));
+            let mut local = Command::new("tar");
+            local.arg("-C").arg(&out).arg("-xf").arg("-");
+            let (wall, rss) = pipeline(vec![remote, local]);
+            samples.add("content", TAR_SSH, wall, mib, "MiB", rss, None);
+        }
+        if wanted("rsync-initial") || wanted("rsync-nochange") {
+            let out = work.path().join("rsync");
+            let _ = std::fs::remove_dir_all(&out);
+            settle();
+            let run = || {
+                let mut cmd = Command::new("rsync");
+                cmd.arg("-a")
+                    .arg("-e")
+                    .arg(format!("ssh {}", ssh.join(" ")))
+                    .arg(format!(
+                        "root@127.0.0.1:{}/{domain}/",
+                        source.layout.vhosts.display()
+                    ))
+                    .arg(&out);
+                pipeline(vec![cmd])
+            };
+            let (wall, rss) = run();
+            samples.add("content", RSYNC_INITIAL, wall, mib, "MiB", rss, None);
+            let (wall, rss) = run();
+            samples.add(
+                "resync",
+                RSYNC_NOCHANGE,
+                wall,
+                files as f64,
+                "files",
+                rss,
+                None,
+            );
+        }
+        for transport in ["archive", "rsync"] {
+            let scenario = if transport == "archive" {
+                "hostmig-archive"
+            } else {
+                "hostmig-rsync"
+            };
+            let resync = transport == "rsync" && wanted("hostmig-resync");
+            if !wanted(scenario) && !resync {
+                continue;
+            }
+            let run = HostmigRun::start(
+                &rt,
+                &source,
+                &work.path().join(format!("{transport}-{round}")),
+            );
+            settle();
+            let ip = source.model.hosting_ip(&domain).expect("hosting address");
+            let mapping = format!("<ip><old><ip-type>shared</ip-type><ip-address>{ip}</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip>");
+            let (wall, id) = run.timed(&format!(
+                "<start><host>{}</host><login>root</login><password/><destination-host-directory/>\
+                 <content-transport>{transport}</content-transport><only-hosting/><selected-objects><migrate-domains>\
+                 <target-owner>admin</target-owner><domain><name>{domain}</name>{mapping}</domain></migrate-domains></selected-objects></start>",
+                source.ssh_host()
+            ));
+            let sent = run.sent_bytes(&id);
+            assert_eq!(
+                sent, bytes,
+                "hostmig {transport} sent {sent} of {bytes} bytes"
+            );
+            let tool = if transport == "archive" {
+                HOSTMIG_ARCHIVE
+            } else {
+                HOSTMIG_RSYNC
+            };
+            samples.add(
+                "content",
+                tool,
+                wall,
+                mib,
+                "MiB",
+                run.peak_rss_kib(),
+                Some(TAR_SSH),
+            );
+            if resync {
+                let (wall, new) = run.timed(&format!(
+                    "<resync><migration_id>{id}</migration_id></resync>"
+                ));
+                assert_eq!(run.sent_bytes(&new), 0, "a no-change resync sends nothing");
+                samples.add(
+                    "resync",
+                    HOSTMIG_RESYNC,
+                    wall,
+                    files as f64,
+                    "files",
+                    run.peak_rss_kib(),
+                    Some(RSYNC_NOCHANGE),
+                );
+            }
+            run.stop();
+        }
     }
-    if wanted("rsync-initial") || wanted("rsync-nochange") {
-        let out = work.path().join("rsync");
-        let run = || {
-            let mut cmd = Command::new("rsync");
-            cmd.arg("-a")
-                .arg("-e")
-                .arg(format!("ssh {}", ssh.join(" ")))
-                .arg(format!(
-                    "root@127.0.0.1:{}/{domain}/",
-                    source.layout.vhosts.display()
-                ))
-                .arg(&out);
-            pipeline(vec![cmd])
-        };
-        let (wall, rss) = run();
-        table.push(Row {
-            scenario: "content",
-            tool: "rsync -a over ssh (initial)".into(),
-            wall,
-            amount: mib,
-            unit: "MiB",
-            peak_rss_kib: rss,
-            versus: None,
-        });
-        let (wall, rss) = run();
-        table.push(Row {
-            scenario: "resync",
-            tool: RSYNC_NOCHANGE.into(),
-            wall,
-            amount: files as f64,
-            unit: "files",
-            peak_rss_kib: rss,
-            versus: None,
-        });
-    }
+    table.extend(samples.medians());
     let dst = &dest.db_servers[0];
     if wanted("mysqldump") {
         rt.block_on(fresh_database(dst, "copy_mysqldump"));
@@ -203,6 +270,7 @@ fn main() {
             unit: "rows",
             peak_rss_kib: rss,
             versus: None,
+            rounds: Vec::new(),
         });
     }
     if wanted("mydumper") {
@@ -227,58 +295,8 @@ fn main() {
             unit: "rows",
             peak_rss_kib: rss_dump.max(rss_load),
             versus: None,
+            rounds: Vec::new(),
         });
-    }
-
-    for transport in ["archive", "rsync"] {
-        let scenario = if transport == "archive" {
-            "hostmig-archive"
-        } else {
-            "hostmig-rsync"
-        };
-        let resync = transport == "rsync" && wanted("hostmig-resync");
-        if !wanted(scenario) && !resync {
-            continue;
-        }
-        let run = HostmigRun::start(&rt, &source, &work.path().join(transport));
-        let ip = source.model.hosting_ip(&domain).expect("hosting address");
-        let mapping = format!("<ip><old><ip-type>shared</ip-type><ip-address>{ip}</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip>");
-        let (wall, id) = run.timed(&format!(
-            "<start><host>{}</host><login>root</login><password/><destination-host-directory/>\
-             <content-transport>{transport}</content-transport><only-hosting/><selected-objects><migrate-domains>\
-             <target-owner>admin</target-owner><domain><name>{domain}</name>{mapping}</domain></migrate-domains></selected-objects></start>",
-            source.ssh_host()
-        ));
-        let sent = run.sent_bytes(&id);
-        assert_eq!(
-            sent, bytes,
-            "hostmig {transport} sent {sent} of {bytes} bytes"
-        );
-        table.push(Row {
-            scenario: "content",
-            tool: format!("hostmig {transport} (domain migration)"),
-            wall,
-            amount: mib,
-            unit: "MiB",
-            peak_rss_kib: run.peak_rss_kib(),
-            versus: Some(TAR_SSH),
-        });
-        if resync {
-            let (wall, new) = run.timed(&format!(
-                "<resync><migration_id>{id}</migration_id></resync>"
-            ));
-            assert_eq!(run.sent_bytes(&new), 0, "a no-change resync sends nothing");
-            table.push(Row {
-                scenario: "resync",
-                tool: "hostmig resync (no change)".into(),
-                wall,
-                amount: files as f64,
-                unit: "files",
-                peak_rss_kib: run.peak_rss_kib(),
-                versus: Some(RSYNC_NOCHANGE),
-            });
-        }
-        run.stop();
     }
 
     print_table(&table);
@@ -293,7 +311,7 @@ fn main() {
     for (i, r) in table.iter().enumerate() {
         let _ = write!(
             json,
-            "{}{{\"scenario\":\"{}\",\"tool\":\"{}\",\"wall_s\":{:.3},\"amount\":{},\"unit\":\"{}\",\"per_s\":{:.1},\"peak_rss_kib\":{},\"versus\":{},\"hostmig_ratio\":{}}}",
+            "{}{{\"scenario\":\"{}\",\"tool\":\"{}\",\"wall_s\":{:.3},\"amount\":{},\"unit\":\"{}\",\"per_s\":{:.1},\"peak_rss_kib\":{},\"versus\":{},\"hostmig_ratio\":{},\"rounds_s\":[{}]}}",
             if i > 0 { "," } else { "" },
             r.scenario,
             r.tool.replace('\'', "\\u0027"),
@@ -304,6 +322,11 @@ fn main() {
             r.peak_rss_kib,
             r.versus.map_or("null".to_owned(), |v| format!("\"{}\"", v.replace('\'', "\\u0027"))),
             ratio(&table, r).map_or("null".to_owned(), |x| format!("{x:.2}")),
+            r.rounds
+                .iter()
+                .map(|d| format!("{:.3}", d.as_secs_f64()))
+                .collect::<Vec<_>>()
+                .join(","),
         );
     }
     json.push_str("]}\n");
@@ -312,6 +335,65 @@ fn main() {
     let path = out.join(format!("sandbox-{}.json", profile.as_str()));
     std::fs::write(&path, json).expect("json");
     println!("written: {}", path.display());
+}
+
+/// Every round's measurement of each tool, in first-seen order.
+#[derive(Default)]
+struct Samples {
+    rows: Vec<(Row, Vec<Duration>)>,
+}
+
+impl Samples {
+    #[allow(clippy::too_many_arguments)]
+    fn add(
+        &mut self,
+        scenario: &'static str,
+        tool: &str,
+        wall: Duration,
+        amount: f64,
+        unit: &'static str,
+        rss: u64,
+        versus: Option<&'static str>,
+    ) {
+        match self.rows.iter_mut().find(|(r, _)| r.tool == tool) {
+            Some((row, walls)) => {
+                walls.push(wall);
+                row.peak_rss_kib = row.peak_rss_kib.max(rss);
+            }
+            None => self.rows.push((
+                Row {
+                    scenario,
+                    tool: tool.to_owned(),
+                    wall,
+                    amount,
+                    unit,
+                    peak_rss_kib: rss,
+                    versus,
+                    rounds: Vec::new(),
+                },
+                vec![wall],
+            )),
+        }
+    }
+
+    /// One row per tool: the median wall time, every round kept.
+    fn medians(self) -> Vec<Row> {
+        self.rows
+            .into_iter()
+            .map(|(mut row, mut walls)| {
+                row.rounds = walls.clone();
+                walls.sort();
+                row.wall = walls[walls.len() / 2];
+                row
+            })
+            .collect()
+    }
+}
+
+/// Flushes dirty pages so that each run starts from the same disk state.
+fn settle() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_millis(500));
 }
 
 /// Peer time / hostmig time, for a hostmig row whose peer ran.
@@ -335,6 +417,14 @@ fn print_table(rows: &[Row]) {
             r.peak_rss_kib as f64 / 1024.0,
             ratio(rows, r).map_or("".to_owned(), |x| format!("{x:.2}x"))
         );
+        if r.rounds.len() > 1 {
+            let each: Vec<String> = r
+                .rounds
+                .iter()
+                .map(|d| format!("{:.2}", d.as_secs_f64()))
+                .collect();
+            println!("{:<10} {:<42} rounds: {} s", "", "", each.join(", "));
+        }
     }
 }
 
