@@ -46,13 +46,16 @@ impl Stopper {
     }
 }
 
-/// SSH sessions for content work: pairs (copy, hashing), reused.
+/// SSH sessions for content work, reused from tree to tree.
 pub struct SessionPool {
     login: Login,
     opts: Options,
-    idle: Mutex<Vec<(Session, Session)>>,
+    idle: Mutex<Vec<Session>>,
     stopper: Arc<Stopper>,
 }
+
+/// Sessions one tree uses: this many copy streams, and one for hashing.
+const COPY_STREAMS: usize = 2;
 
 impl SessionPool {
     pub fn new(login: Login, opts: Options, stopper: Arc<Stopper>) -> Self {
@@ -64,30 +67,42 @@ impl SessionPool {
         }
     }
 
-    fn take(&self) -> Result<(Session, Session), TreeError> {
-        if let Some(pair) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
-            return Ok(pair);
-        }
+    /// `n` logged-in sessions: idle ones first, the rest logged in at once.
+    fn take(&self, n: usize) -> Result<Vec<Session>, TreeError> {
+        let mut out: Vec<Session> = match self.idle.lock() {
+            Ok(mut idle) => {
+                let keep = idle.len().saturating_sub(n);
+                idle.split_off(keep)
+            }
+            Err(_) => Vec::new(),
+        };
         let connect = || {
             let s = Session::connect(&self.login, &self.opts)
                 .map_err(|e| TreeError::Failed(format!("cannot log into the source: {e}")))?;
             self.stopper.register(&s);
             Ok::<_, TreeError>(s)
         };
-        // Both logins at once: each waits on the network and the source.
-        std::thread::scope(|scope| {
-            let second = scope.spawn(connect);
-            let first = connect();
-            let second = second
-                .join()
-                .unwrap_or_else(|_| Err(TreeError::Failed("the SSH login thread failed".into())));
-            Ok((first?, second?))
-        })
+        // Each login waits on the network and the source: all at once.
+        let fresh: Vec<Result<Session, TreeError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (out.len()..n).map(|_| scope.spawn(connect)).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(TreeError::Failed("the SSH login thread failed".into()))
+                    })
+                })
+                .collect()
+        });
+        for s in fresh {
+            out.push(s?);
+        }
+        Ok(out)
     }
 
-    fn put(&self, pair: (Session, Session)) {
+    fn put(&self, sessions: Vec<Session>) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.push(pair);
+            idle.extend(sessions);
         }
     }
 }
@@ -125,11 +140,16 @@ impl Handler<CopyTree> for ContentTransfer {
             .name("hostmig-content".into())
             .spawn(move || {
                 let CopyTree { job, mut progress } = msg;
-                let result = pool.take().and_then(|pair| {
-                    let result = sync_tree(&pair.0, &pair.1, &job, stopper.flag(), &mut *progress);
+                let result = pool.take(COPY_STREAMS + 1).and_then(|mut sessions| {
+                    let Some(hasher) = sessions.pop() else {
+                        return Err(TreeError::Failed("no SSH session for hashing".into()));
+                    };
+                    let result =
+                        sync_tree(&sessions, &hasher, &job, stopper.flag(), &mut *progress);
                     // A session that saw a failure may be broken: not reused.
                     if result.is_ok() {
-                        pool.put(pair);
+                        sessions.push(hasher);
+                        pool.put(sessions);
                     }
                     result
                 });

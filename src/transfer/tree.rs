@@ -17,7 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::archive::tar_tree_command;
 use super::listing::{
     self, bounded_stderr, dotted, enter, link_groups, shown, Hash, ListError, Listing, NodeKind,
     LIST_FROM_STDIN,
@@ -148,19 +147,23 @@ impl From<UnpackError> for TreeError {
     }
 }
 
-/// Copies, verifies and remaps one tree. `session` carries the copy,
-/// `hasher` (a second session) the source's hashes; a stopper sets `stop`
-/// and breaks both sessions' sockets.
+/// Copies, verifies and remaps one tree. `sessions` (at least one) carry
+/// the copy, several at once for a large tree; `hasher` (another session)
+/// the source's hashes. A stopper sets `stop` and breaks every session's
+/// socket.
 pub fn sync_tree(
-    session: &Session,
+    sessions: &[Session],
     hasher: &Session,
     job: &TreeJob,
     stop: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<TreeReport, TreeError> {
     // Whatever broke while a stop was under way (a read on a socket the
     // stopper shut down, say) is the stop.
-    sync(session, hasher, job, stop, progress).map_err(|e| {
+    if sessions.is_empty() {
+        return Err(failed("no SSH session to copy with"));
+    }
+    sync(sessions, hasher, job, stop, progress).map_err(|e| {
         if stop.load(Ordering::SeqCst) {
             TreeError::Stopped
         } else {
@@ -170,11 +173,11 @@ pub fn sync_tree(
 }
 
 fn sync(
-    session: &Session,
+    sessions: &[Session],
     hasher: &Session,
     job: &TreeJob,
     stop: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<TreeReport, TreeError> {
     let check_stop = || {
         if stop.load(Ordering::Relaxed) {
@@ -189,7 +192,7 @@ fn sync(
     let (src, here) = std::thread::scope(|scope| {
         let here =
             (job.transport == Transport::Rsync).then(|| scope.spawn(|| listing::local(&job.local)));
-        let src = listing::remote(session, &job.remote).map_err(|e| stopped_or(stop, e));
+        let src = listing::remote(&sessions[0], &job.remote).map_err(|e| stopped_or(stop, e));
         let here = here.map(|h| {
             h.join().unwrap_or_else(|_| {
                 Err(ListError::Remote {
@@ -221,7 +224,7 @@ fn sync(
     });
     let (dst_hashes, src_hashes, sent, root, unchanged) = match (job.transport, here) {
         (Transport::Rsync, Some(here)) => rsync(
-            session,
+            sessions,
             hasher,
             job,
             &src,
@@ -231,7 +234,7 @@ fn sync(
             progress,
             &mut report,
         )?,
-        _ => archive(session, hasher, job, &src, stop, progress, &mut report)?,
+        _ => archive(sessions, hasher, job, &src, stop, progress, &mut report)?,
     };
     let checked = check_stop()
         .and_then(|_| {
@@ -275,7 +278,7 @@ fn finish_tree(
     dst_hashes: &HashMap<Vec<u8>, Hash>,
     sent: &BTreeSet<Vec<u8>>,
     rewritten: &mut Rewrites,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
     report: &mut TreeReport,
 ) -> Result<(), TreeError> {
     progress(Progress {
@@ -405,12 +408,12 @@ fn with_source_hashes<T>(
 /// another file system, where a rename cannot move it); answers where
 /// the copy is.
 fn archive(
-    session: &Session,
+    sessions: &[Session],
     hasher: &Session,
     job: &TreeJob,
     src: &Listing,
     stop: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
     report: &mut TreeReport,
 ) -> Result<Copied, TreeError> {
     let (files_total, bytes_total) = (report.files, report.bytes);
@@ -444,18 +447,23 @@ fn archive(
     }
     let mut timings = std::mem::take(&mut report.timings);
     let writing = Instant::now();
+    let all: Vec<Vec<u8>> = src
+        .iter()
+        .filter(|(_, n)| n.kind != NodeKind::Other)
+        .map(|(p, _)| p.clone())
+        .collect();
     let copied = with_source_hashes(hasher, &job.remote, None, stop, &mut timings, || {
-        stream_into(
-            session,
-            &tar_tree_command(&job.remote),
-            None,
-            &root,
+        let into = Landing {
+            root: &root,
             job,
             src,
             stop,
-            progress,
-            (files_total, bytes_total),
-        )
+            totals: (files_total, bytes_total),
+        };
+        let unpacked = stream_paths(sessions, &all, &into, progress)?;
+        // Streams in parallel wrote into each other's directories.
+        fix_dir_mtimes(&root, src, None)?;
+        Ok(unpacked)
     });
     let (unpacked, src_hashes) = match copied {
         Ok(c) => c,
@@ -474,22 +482,190 @@ fn archive(
     Ok((unpacked.hashes, src_hashes, sent, root, None))
 }
 
+/// Puts the source's mtimes back on the copy's directories (writing into
+/// a directory changes its mtime); `known` is the copy's listing when it
+/// is current. Answers whether any was changed.
+fn fix_dir_mtimes(root: &Path, src: &Listing, known: Option<&Listing>) -> Result<bool, TreeError> {
+    let mut dirs: Vec<_> = src
+        .iter()
+        .filter(|(_, n)| n.kind == NodeKind::Dir)
+        .collect();
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    let mut fixed = false;
+    for (p, n) in dirs {
+        let path = root.join(std::ffi::OsStr::from_bytes(p));
+        let current = match known {
+            Some(listing) => listing.get(p).map(|d| d.mtime),
+            None => fs::symlink_metadata(&path).ok().map(|m| m.mtime()),
+        };
+        if current.is_some_and(|m| m != n.mtime) {
+            set_mtime(&path, n.mtime)
+                .map_err(|e| failed(format!("cannot set the mtime of {}: {e}", shown(p))))?;
+            fixed = true;
+        }
+    }
+    Ok(fixed)
+}
+
+/// Trees at least this large go over several streams at once.
+const PARALLEL_FROM_BYTES: u64 = 64 << 20;
+
+/// Sends `paths` (sorted) of the source's tree as tar streams, one per
+/// session when there is enough to send (one otherwise), unpacked into
+/// `root` at the same time. Hard-link groups stay in one stream; the
+/// streams carry about the same bytes.
+fn stream_paths(
+    sessions: &[Session],
+    paths: &[Vec<u8>],
+    into: &Landing<'_>,
+    progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<super::unpack::Unpacked, TreeError> {
+    if paths.is_empty() {
+        return Ok(super::unpack::Unpacked::default());
+    }
+    let (src, job) = (into.src, into.job);
+    let streams = if into.totals.1 >= PARALLEL_FROM_BYTES {
+        sessions.len().max(1)
+    } else {
+        1
+    };
+    let lists = split(src, paths, streams);
+    let command = bounded_stderr(&format!(
+        "{}{LIST_FROM_STDIN}tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -",
+        enter(&job.remote)
+    ));
+    if lists.len() == 1 {
+        return stream_into(
+            &sessions[0],
+            &command,
+            Some(&nul_list(&lists[0])),
+            into,
+            progress,
+        );
+    }
+    // Each stream reports its own counts; the sum is what is reported.
+    let shared = std::sync::Mutex::new((progress, vec![(0u64, 0u64); lists.len()]));
+    let results: Vec<Result<super::unpack::Unpacked, TreeError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = lists
+            .iter()
+            .zip(sessions)
+            .enumerate()
+            .map(|(i, (list, session))| {
+                let (shared, command) = (&shared, &command);
+                scope.spawn(move || {
+                    let mut report = |p: Progress| {
+                        if let Ok(mut guard) = shared.lock() {
+                            let (progress, counts) = &mut *guard;
+                            counts[i] = (p.bytes_done, p.files_done);
+                            let (bytes_done, files_done) =
+                                counts.iter().fold((0, 0), |(b, f), (x, y)| (b + x, f + y));
+                            progress(Progress {
+                                bytes_done,
+                                files_done,
+                                ..p
+                            });
+                        }
+                    };
+                    let result =
+                        stream_into(session, command, Some(&nul_list(list)), into, &mut report);
+                    if result.is_err() {
+                        // The other streams end too: this tree has failed.
+                        for s in sessions {
+                            s.shutdown();
+                        }
+                    }
+                    result
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(failed("a transfer thread failed")))
+            })
+            .collect()
+    });
+    let mut total = super::unpack::Unpacked::default();
+    let mut errors = Vec::new();
+    for r in results {
+        match r {
+            Ok(u) => {
+                total.entries += u.entries;
+                total.files += u.files;
+                total.bytes += u.bytes;
+                total.hashes.extend(u.hashes);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    // The stream that failed first says why; the others only saw their
+    // sessions broken.
+    let cause = errors
+        .iter()
+        .position(|e| !e.to_string().starts_with("the SSH channel failed"))
+        .unwrap_or(0);
+    match errors.into_iter().nth(cause) {
+        Some(e) => Err(e),
+        None => Ok(total),
+    }
+}
+
+/// Paths as `tar -T --null` reads them.
+fn nul_list(paths: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for p in paths {
+        out.extend_from_slice(&dotted(p));
+        out.push(0);
+    }
+    out
+}
+
+/// Splits sorted `paths` into `n` lists of about equal bytes, each sorted:
+/// the files of one directory in one list (inodes are allocated near their
+/// directory's; one writer per directory avoids contention), hard-link
+/// groups whole, directories and symlinks in the first.
+fn split(src: &Listing, paths: &[Vec<u8>], n: usize) -> Vec<Vec<Vec<u8>>> {
+    let n = n.max(1);
+    let mut lists: Vec<Vec<Vec<u8>>> = vec![Vec::new(); n];
+    let mut loads = vec![0u64; n];
+    let mut by_inode: HashMap<u64, usize> = HashMap::new();
+    let mut by_dir: HashMap<&[u8], usize> = HashMap::new();
+    for p in paths {
+        let Some(node) = src.get(p) else {
+            continue;
+        };
+        let lightest = |loads: &[u64]| (0..n).min_by_key(|&i| loads[i]).unwrap_or(0);
+        let target = if node.kind != NodeKind::File {
+            0
+        } else if node.nlink > 1 {
+            *by_inode.entry(node.ino).or_insert_with(|| lightest(&loads))
+        } else {
+            let dir = p
+                .iter()
+                .rposition(|&b| b == b'/')
+                .map_or(&p[..0], |i| &p[..i]);
+            *by_dir.entry(dir).or_insert_with(|| lightest(&loads))
+        };
+        loads[target] += node.size.max(512);
+        lists[target].push(p.clone());
+    }
+    lists.retain(|l| !l.is_empty());
+    lists
+}
+
 /// Runs a tar `command` on the source (fed `input` on stdin, if any) and
 /// unpacks its output into `root` as it arrives, receiving on a thread of
 /// its own; checks that the archive ended properly and the command
 /// exited 0.
-#[allow(clippy::too_many_arguments)]
 fn stream_into(
     session: &Session,
     command: &str,
     input: Option<&[u8]>,
-    root: &Path,
-    job: &TreeJob,
-    src: &Listing,
-    stop: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
-    (files_total, bytes_total): (u64, u64),
+    into: &Landing<'_>,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<super::unpack::Unpacked, TreeError> {
+    let stop = into.stop;
     let channel_err =
         |e: ssh2::Error| stopped_or(stop, format!("the SSH channel failed: {}", e.message()));
     let mut channel = session.raw().channel_session().map_err(channel_err)?;
@@ -501,18 +677,7 @@ fn stream_into(
     let (unpacked, read) = pumped(
         &mut channel,
         || session.shutdown(),
-        |stream| {
-            unpack_into(
-                job,
-                root,
-                src,
-                stream,
-                stop,
-                progress,
-                files_total,
-                bytes_total,
-            )
-        },
+        |stream| unpack_into(into, stream, progress),
     );
     // The source's exit status and complaint explain a failure best;
     // they can be read when the stream ended (not when it was broken).
@@ -538,18 +703,30 @@ fn stream_into(
     }
 }
 
+/// Where and how streams of one tree are unpacked.
+struct Landing<'a> {
+    root: &'a Path,
+    job: &'a TreeJob,
+    /// The source's listing (the root's mode when the root is created).
+    src: &'a Listing,
+    stop: &'a AtomicBool,
+    /// Files and bytes to send, for progress.
+    totals: (u64, u64),
+}
+
 /// Creates the tree's root if needed and unpacks `input` into it.
-#[allow(clippy::too_many_arguments)]
 fn unpack_into(
-    job: &TreeJob,
-    root: &Path,
-    src: &Listing,
+    into: &Landing<'_>,
     input: impl Read,
-    stop: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
-    files_total: u64,
-    bytes_total: u64,
+    progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<super::unpack::Unpacked, TreeError> {
+    let Landing {
+        root,
+        job,
+        src,
+        stop,
+        totals: (files_total, bytes_total),
+    } = *into;
     if fs::symlink_metadata(root).is_err() {
         if let Some(parent) = root.parent() {
             fs::create_dir_all(parent)
@@ -652,14 +829,14 @@ fn is_under(path: &[u8], dir: &[u8]) -> bool {
 
 #[allow(clippy::too_many_arguments)]
 fn rsync(
-    session: &Session,
+    sessions: &[Session],
     hasher: &Session,
     job: &TreeJob,
     src: &Listing,
     dst: Listing,
     rewritten: &Rewrites,
     stop: &AtomicBool,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut (dyn FnMut(Progress) + Send),
     report: &mut TreeReport,
 ) -> Result<Copied, TreeError> {
     let (send, delete) = compare(src, &dst, rewritten);
@@ -686,61 +863,25 @@ fn rsync(
         .collect();
     let mut timings = std::mem::take(&mut report.timings);
     let writing = Instant::now();
-    let (unpacked, src_hashes) = with_source_hashes(
-        hasher,
-        &job.remote,
-        Some(files),
-        stop,
-        &mut timings,
-        || {
+    let (unpacked, src_hashes) =
+        with_source_hashes(hasher, &job.remote, Some(files), stop, &mut timings, || {
             if send.is_empty() {
                 return Ok(super::unpack::Unpacked::default());
             }
-            let mut list = Vec::new();
-            for p in &send {
-                list.extend_from_slice(&dotted(p));
-                list.push(0);
-            }
-            let command = bounded_stderr(&format!(
-                "{}{LIST_FROM_STDIN}tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -",
-                enter(&job.remote)
-            ));
-            stream_into(
-                session,
-                &command,
-                Some(&list),
-                &job.local,
+            let into = Landing {
+                root: &job.local,
                 job,
                 src,
                 stop,
-                progress,
-                (files_total, bytes_total),
-            )
-        },
-    )?;
+                totals: (files_total, bytes_total),
+            };
+            stream_paths(sessions, &send, &into, progress)
+        })?;
     timings.write_ms = ms(writing).saturating_sub(timings.hash_wait_ms);
     report.timings = timings;
     // Deleting and writing changed directories' mtimes: put the source's back.
     let untouched = sent.is_empty() && report.deleted == 0;
-    let mut dirs: Vec<_> = src
-        .iter()
-        .filter(|(_, n)| n.kind == NodeKind::Dir)
-        .collect();
-    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
-    let mut fixed = false;
-    for (p, n) in dirs {
-        let path = job.local.join(std::ffi::OsStr::from_bytes(p));
-        let current = if untouched {
-            dst.get(p).map(|d| d.mtime)
-        } else {
-            fs::symlink_metadata(&path).ok().map(|m| m.mtime())
-        };
-        if current.is_some_and(|m| m != n.mtime) {
-            set_mtime(&path, n.mtime)
-                .map_err(|e| failed(format!("cannot set the mtime of {}: {e}", shown(p))))?;
-            fixed = true;
-        }
-    }
+    let fixed = fix_dir_mtimes(&job.local, src, untouched.then_some(&dst))?;
     report.sent_files = unpacked.files;
     report.sent_bytes = unpacked.bytes;
     let unchanged = (untouched && !fixed).then_some(dst);

@@ -117,7 +117,7 @@ pub fn unpack_with(
                             "it would replace a file or symlink with a directory",
                         ))
                     }
-                    Err(_) => fs::create_dir(&target).map_err(write_err)?,
+                    Err(_) => ensure_dir(&target).map_err(write_err)?,
                 }
                 set_mode(&target, entry.mode, &shown)?;
                 chown(&target, owner, &shown)?;
@@ -305,10 +305,24 @@ fn check_parents(root: &Path, rel: &Path) -> Result<(), ()> {
         match fs::symlink_metadata(&at) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(()),
-            Err(_) => fs::create_dir(&at).map_err(|_| ())?,
+            Err(_) => ensure_dir(&at).map_err(|_| ())?,
         }
     }
     Ok(())
+}
+
+/// Creates a directory; one that another unpacker of the same tree
+/// created meanwhile is fine, anything else there is not.
+fn ensure_dir(path: &Path) -> std::io::Result<()> {
+    match fs::create_dir(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            match fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => Ok(()),
+                _ => Err(e),
+            }
+        }
+        other => other,
+    }
 }
 
 /// Removes a file or symlink where an entry goes; refuses a directory.

@@ -55,7 +55,7 @@ fn jdoe_job(source: &Source, dir: &Path) -> TreeJob {
 
 fn copy(source: &Source, dir: &Path, stop: &AtomicBool) -> Result<TreeReport, TreeError> {
     let (a, b) = (session(source, dir), session(source, dir));
-    sync_tree(&a, &b, &jdoe_job(source, dir), stop, &mut |_| {})
+    sync_tree(&[a], &b, &jdoe_job(source, dir), stop, &mut |_| {})
 }
 
 /// Neither a staged nor a placed tree is left.
@@ -120,8 +120,14 @@ fn a_failing_or_cut_source_fails_the_tree_and_leaves_nothing() {
         })
     };
     let t = Instant::now();
-    let err =
-        sync_tree(&a, &b, &jdoe_job(&source, dir.path()), &stop, &mut |_| {}).expect_err("stopped");
+    let err = sync_tree(
+        std::slice::from_ref(&*a),
+        &b,
+        &jdoe_job(&source, dir.path()),
+        &stop,
+        &mut |_| {},
+    )
+    .expect_err("stopped");
     assert!(matches!(err, TreeError::Stopped), "{err}");
     assert!(
         t.elapsed() < Duration::from_secs(2),

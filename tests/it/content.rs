@@ -37,9 +37,11 @@ fn job(source: &Source, out: &Path, transport: Transport, rewritten: Rewrites) -
     }
 }
 
+/// Copies with two copy sessions (a large tree goes over both at once).
 fn run(source: &Source, dir: &Path, job: &TreeJob) -> TreeReport {
-    let (a, b) = (session(source, dir), session(source, dir));
-    sync_tree(&a, &b, job, &AtomicBool::new(false), &mut |_| {}).expect("synced")
+    let copy = [session(source, dir), session(source, dir)];
+    let hasher = session(source, dir);
+    sync_tree(&copy, &hasher, job, &AtomicBool::new(false), &mut |_| {}).expect("synced")
 }
 
 /// The copy equals the source but for setid bits, owners and `conf/vhost.conf`.
