@@ -133,7 +133,10 @@ fn main() {
     let mut table = Vec::new();
     let mib = bytes as f64 / 1048576.0;
     // Content scenarios: `rounds` rounds, peers and hostmig interleaved,
-    // each from a synced disk; each row is the median of its rounds.
+    // each from a synced disk into a directory of its own (nothing is
+    // deleted until the end: ext4 makes creating files right after mass
+    // deletions slow, and that would favour whoever runs first); each row
+    // is the median of its rounds.
     let rounds: usize = std::env::var("HOSTMIG_BENCH_ROUNDS")
         .ok()
         .and_then(|r| r.parse().ok())
@@ -142,8 +145,7 @@ fn main() {
     for round in 0..rounds {
         println!("content round {} of {rounds}", round + 1);
         if wanted("tar-ssh") {
-            let out = work.path().join("tar-ssh");
-            let _ = std::fs::remove_dir_all(&out);
+            let out = work.path().join(format!("tar-ssh-{round}"));
             std::fs::create_dir_all(&out).expect("out");
             settle();
             let mut remote = Command::new("ssh");
@@ -157,8 +159,7 @@ fn main() {
             samples.add("content", TAR_SSH, wall, mib, "MiB", rss, None);
         }
         if wanted("rsync-initial") || wanted("rsync-nochange") {
-            let out = work.path().join("rsync");
-            let _ = std::fs::remove_dir_all(&out);
+            let out = work.path().join(format!("rsync-{round}"));
             settle();
             let run = || {
                 let mut cmd = Command::new("rsync");

@@ -8,6 +8,7 @@
 use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use actix::{Actor, Context, Handler, Message, ResponseFuture};
 
@@ -50,9 +51,14 @@ impl Stopper {
 pub struct SessionPool {
     login: Login,
     opts: Options,
-    idle: Mutex<Vec<Session>>,
+    /// Idle sessions and since when they idle.
+    idle: Mutex<Vec<(Session, Instant)>>,
     stopper: Arc<Stopper>,
 }
+
+/// An idle session older than this is not trusted (a server's client-alive
+/// check may have dropped it while it was not read) and is closed instead.
+const MAX_IDLE: Duration = Duration::from_secs(60);
 
 /// Sessions one tree uses: this many copy streams, and one for hashing.
 const COPY_STREAMS: usize = 2;
@@ -71,8 +77,9 @@ impl SessionPool {
     fn take(&self, n: usize) -> Result<Vec<Session>, TreeError> {
         let mut out: Vec<Session> = match self.idle.lock() {
             Ok(mut idle) => {
+                idle.retain(|(_, since)| since.elapsed() < MAX_IDLE);
                 let keep = idle.len().saturating_sub(n);
-                idle.split_off(keep)
+                idle.split_off(keep).into_iter().map(|(s, _)| s).collect()
             }
             Err(_) => Vec::new(),
         };
@@ -102,7 +109,8 @@ impl SessionPool {
 
     fn put(&self, sessions: Vec<Session>) {
         if let Ok(mut idle) = self.idle.lock() {
-            idle.extend(sessions);
+            let now = Instant::now();
+            idle.extend(sessions.into_iter().map(|s| (s, now)));
         }
     }
 }
@@ -147,8 +155,10 @@ impl Handler<CopyTree> for ContentTransfer {
                     let result =
                         sync_tree(&sessions, &hasher, &job, stopper.flag(), &mut *progress);
                     // A session that saw a failure may be broken: not reused.
+                    // The hashing session may have idled since its work
+                    // ended long ago: closed rather than trusted.
+                    drop(hasher);
                     if result.is_ok() {
-                        sessions.push(hasher);
                         pool.put(sessions);
                     }
                     result

@@ -26,9 +26,12 @@ where
 {
     std::thread::scope(|scope| {
         let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(DEPTH);
+        // Read chunks come back to be filled again: no allocation per chunk.
+        let (give_back, returned) = sync_channel::<Vec<u8>>(DEPTH + 2);
         let producer = scope.spawn(move || -> std::io::Result<()> {
             loop {
-                let mut buf = vec![0u8; CHUNK];
+                let mut buf = returned.try_recv().unwrap_or_default();
+                buf.resize(CHUNK, 0);
                 match source.read(&mut buf) {
                     Ok(0) => return Ok(()),
                     Ok(n) => {
@@ -51,6 +54,7 @@ where
             rx: &rx,
             chunk: Vec::new(),
             pos: 0,
+            give_back,
         };
         let out = consume(&mut reader);
         if out.is_ok() {
@@ -72,6 +76,7 @@ struct QueueReader<'a> {
     rx: &'a Receiver<std::io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     pos: usize,
+    give_back: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
 impl Read for QueueReader<'_> {
@@ -79,7 +84,8 @@ impl Read for QueueReader<'_> {
         if self.pos == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    let _ = self.give_back.try_send(used);
                     self.pos = 0;
                 }
                 Ok(Err(e)) => return Err(e),

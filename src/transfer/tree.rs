@@ -760,11 +760,8 @@ fn unpack_into(
         stop: Some(stop),
         progress: Some(&mut tick),
     };
-    Ok(unpack_with(
-        std::io::BufReader::with_capacity(1 << 20, input),
-        root,
-        opts,
-    )?)
+    // The input is the pump's queue of chunks: already buffered.
+    Ok(unpack_with(input, root, opts)?)
 }
 
 /// What differs between the source and the destination: the paths to send
