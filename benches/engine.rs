@@ -167,8 +167,21 @@ fn main() {
         loop {
             let answer = post(&watcher, &url, PASSWORD, &format!("<packet><migration><get_status><migration_id>{id}</migration_id></get_status></migration></packet>"));
             if answer.contains("<finished>") {
-                if !answer.contains("records migrated, but not") && !answer.contains("<success/>") {
+                // Databases are a later issue: an error entry that only
+                // says so is not a failure; any other is.
+                let messages: Vec<&str> = answer
+                    .split("<message>")
+                    .skip(1)
+                    .filter_map(|m| m.split("</message>").next())
+                    .collect();
+                let failed = messages
+                    .iter()
+                    .any(|m| !m.contains("this version of hostmig does not migrate databases"));
+                if failed {
                     failures += 1;
+                    if failures == 1 {
+                        println!("first failed migration {id}: {answer}");
+                    }
                 }
                 break;
             }
