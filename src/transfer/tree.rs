@@ -258,7 +258,7 @@ fn sync(
             place(&root, &job.local)
         });
     if checked.is_err() && root != job.local {
-        let _ = fs::remove_dir_all(&root);
+        remove_staged(&root);
     }
     checked?;
     report.rewritten = rewritten;
@@ -312,6 +312,12 @@ fn finish_tree(
         remap_conf(job, root, src, remap, rewritten, report)?;
     }
     Ok(())
+}
+
+/// Removes a staged tree (the migration's staging directory itself goes
+/// when the migration ends: another tree may be using it).
+fn remove_staged(root: &Path) {
+    let _ = fs::remove_dir_all(root);
 }
 
 /// Puts a checked, verified staged tree into place: what was at `local`
@@ -417,6 +423,10 @@ fn archive(
     report: &mut TreeReport,
 ) -> Result<Copied, TreeError> {
     let (files_total, bytes_total) = (report.files, report.bytes);
+    // A stop may have removed staging already: never create it again.
+    if stop.load(Ordering::SeqCst) {
+        return Err(TreeError::Stopped);
+    }
     let staging_parent = job.staging.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(staging_parent).map_err(|e| {
         failed(format!(
@@ -469,7 +479,7 @@ fn archive(
         Ok(c) => c,
         Err(e) => {
             if same_fs {
-                let _ = fs::remove_dir_all(&root);
+                remove_staged(&root);
             }
             return Err(e);
         }
@@ -727,6 +737,10 @@ fn unpack_into(
         stop,
         totals: (files_total, bytes_total),
     } = *into;
+    // A stop may have removed staging already: never create it again.
+    if stop.load(Ordering::SeqCst) {
+        return Err(TreeError::Stopped);
+    }
     if fs::symlink_metadata(root).is_err() {
         if let Some(parent) = root.parent() {
             fs::create_dir_all(parent)
