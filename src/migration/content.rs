@@ -177,6 +177,8 @@ impl Handler<CopyTree> for ContentTransfer {
                     }
                     result
                 });
+                // A login broken by the stopper is the stop too (sync_tree
+                // already says so for everything after the login).
                 let result = match result {
                     Err(_) if stopper.flag().load(Ordering::SeqCst) => Err(TreeError::Stopped),
                     other => other,

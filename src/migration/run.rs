@@ -327,14 +327,7 @@ async fn execute(env: &Env) -> Vec<StatusError> {
 
 impl Env {
     fn progress(&self, total: u64, completed: u64, description: String) {
-        self.report.do_send(StatusReport {
-            id: self.id,
-            status: MigrationStatus::InProgress {
-                total,
-                completed: completed.min(total),
-                description,
-            },
-        });
+        report_progress(&self.report, self.id, total, completed, description);
     }
 
     async fn journal<M>(&self, msg: M) -> Result<M::Result, String>
@@ -614,15 +607,26 @@ fn progress_reporter(
                 )
             }
         };
-        report.do_send(StatusReport {
-            id,
-            status: MigrationStatus::InProgress {
-                total,
-                completed: completed.min(total),
-                description,
-            },
-        });
+        report_progress(&report, id, total, completed, description);
     })
+}
+
+/// Reports a running migration's step and what it is doing.
+fn report_progress(
+    report: &Recipient<StatusReport>,
+    id: u64,
+    total: u64,
+    completed: u64,
+    description: String,
+) {
+    report.do_send(StatusReport {
+        id,
+        status: MigrationStatus::InProgress {
+            total,
+            completed: completed.min(total),
+            description,
+        },
+    });
 }
 
 fn mib(bytes: u64) -> String {

@@ -6,12 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
-use super::archive::shell_quote;
+use super::commands::{self, enter, LIST_FROM_STDIN};
 use crate::ssh::Session;
 
 /// Hex BLAKE2b-512 of a file's content.
@@ -50,13 +50,6 @@ pub enum ListError {
         path: String,
         source: std::io::Error,
     },
-}
-
-/// The shell prefix that enters `dir` on the source, or ends quietly
-/// (printing nothing) when the tree does not exist there.
-pub fn enter(dir: &Path) -> String {
-    let d = shell_quote(&dir.display().to_string());
-    format!("[ -d {d} ] || exit 0; cd {d} || exit 1; ")
 }
 
 /// The source's tree at `dir` (empty when it does not exist).
@@ -178,21 +171,6 @@ pub fn remote_hashes(
     Ok(out)
 }
 
-/// Shell text that stores the whole of stdin in a temporary file named by
-/// `$hostmig_list` (removed on exit), so a long list never deadlocks
-/// against the command's output.
-pub const LIST_FROM_STDIN: &str = "hostmig_list=$(mktemp) || exit 1; trap 'rm -f \"$hostmig_list\"' EXIT; cat > \"$hostmig_list\" || exit 1; ";
-
-/// `command` in a subshell whose stderr goes to a temporary file, of
-/// which the first 8 KiB are printed to stderr after it ended: however
-/// much it complains, stderr never fills the channel's window.
-pub fn bounded_stderr(command: &str) -> String {
-    format!(
-        "hostmig_err=$(mktemp) || exit 1; ( {command} ) 2>\"$hostmig_err\"; hostmig_status=$?; \
-         head -c 8192 \"$hostmig_err\" >&2; rm -f \"$hostmig_err\"; exit $hostmig_status"
-    )
-}
-
 /// Runs `command`, feeding it `input` (then EOF), handing every
 /// NUL-terminated record of its stdout to `each`. Errors name the exit
 /// status and stderr.
@@ -202,17 +180,7 @@ fn stream_command(
     input: Option<&[u8]>,
     each: &mut dyn FnMut(Vec<u8>),
 ) -> Result<(), String> {
-    let mut channel = session
-        .raw()
-        .channel_session()
-        .map_err(|e| e.message().to_owned())?;
-    channel
-        .exec(&bounded_stderr(command))
-        .map_err(|e| e.message().to_owned())?;
-    if let Some(input) = input {
-        std::io::Write::write_all(&mut channel, input).map_err(|e| e.to_string())?;
-    }
-    channel.send_eof().map_err(|e| e.message().to_owned())?;
+    let mut channel = commands::start(session, command, input)?;
     {
         let mut reader = BufReader::with_capacity(256 * 1024, &mut channel);
         loop {
@@ -229,17 +197,13 @@ fn stream_command(
             each(record);
         }
     }
-    let mut stderr = String::new();
-    let _ = channel.stderr().take(16 * 1024).read_to_string(&mut stderr);
-    channel.wait_close().map_err(|e| e.message().to_owned())?;
-    let status = channel.exit_status().map_err(|e| e.message().to_owned())?;
-    if status != 0 {
-        return Err(format!(
+    match commands::finish(&mut channel)? {
+        (0, _) => Ok(()),
+        (status, stderr) => Err(format!(
             "exit status {status}: {}",
-            stderr.trim().chars().take(300).collect::<String>()
-        ));
+            stderr.chars().take(300).collect::<String>()
+        )),
     }
-    Ok(())
 }
 
 /// The destination's tree at `root` (empty when it does not exist).
@@ -325,20 +289,6 @@ pub fn shown(path: &[u8]) -> String {
         return ".".to_owned();
     }
     String::from_utf8_lossy(path).escape_debug().to_string()
-}
-
-/// Reads all of `r` into the digest; answers the hex digest.
-pub fn hash_reader(mut r: impl Read) -> std::io::Result<Hash> {
-    let mut h = Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        let n = r.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finish())
 }
 
 /// The content digest both sides compute (BLAKE2b-512, as `b2sum`).

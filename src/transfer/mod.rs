@@ -2,7 +2,7 @@
 //! unpacking them safely into a domain's tree. The transports (archive and
 //! rsync over ssh2) build on these.
 
-pub mod archive;
+pub mod commands;
 pub mod listing;
 pub mod owner;
 pub mod pump;

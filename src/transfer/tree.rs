@@ -17,10 +17,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use super::listing::{
-    self, bounded_stderr, dotted, enter, link_groups, shown, Hash, ListError, Listing, NodeKind,
-    LIST_FROM_STDIN,
-};
+use super::commands;
+use super::listing::{self, dotted, link_groups, shown, Hash, ListError, Listing, NodeKind};
 use super::pump::pumped;
 use super::set_mtime;
 use super::unpack::{unpack_with, Options as UnpackOptions, UnpackError};
@@ -192,7 +190,7 @@ fn sync(
     let (src, here) = std::thread::scope(|scope| {
         let here =
             (job.transport == Transport::Rsync).then(|| scope.spawn(|| listing::local(&job.local)));
-        let src = listing::remote(&sessions[0], &job.remote).map_err(|e| stopped_or(stop, e));
+        let src = listing::remote(&sessions[0], &job.remote).map_err(TreeError::from);
         let here = here.map(|h| {
             h.join().unwrap_or_else(|_| {
                 Err(ListError::Remote {
@@ -344,15 +342,6 @@ fn place(staged: &Path, local: &Path) -> Result<(), TreeError> {
     })
 }
 
-/// A failure while stopping is the stop.
-fn stopped_or(stop: &AtomicBool, e: impl std::fmt::Display) -> TreeError {
-    if stop.load(Ordering::Relaxed) {
-        TreeError::Stopped
-    } else {
-        failed(e)
-    }
-}
-
 /// Regular files and their bytes (each inode once) of the paths `keep` accepts.
 fn totals(list: &Listing, keep: impl Fn(&[u8]) -> bool) -> (u64, u64) {
     let mut seen = BTreeSet::new();
@@ -382,7 +371,6 @@ fn with_source_hashes<T>(
     hasher: &Session,
     dir: &Path,
     paths: Option<Vec<Vec<u8>>>,
-    stop: &AtomicBool,
     timings: &mut Timings,
     work: impl FnOnce() -> Result<T, TreeError>,
 ) -> Result<(T, HashMap<Vec<u8>, Hash>), TreeError> {
@@ -404,7 +392,7 @@ fn with_source_hashes<T>(
             .map_err(|_| failed("the hashing thread failed"))?;
         timings.hash_wait_ms = ms(waiting);
         let done = done?;
-        let hashes = hashes.map_err(|e| stopped_or(stop, e))?;
+        let hashes = hashes?;
         Ok((done, hashes))
     })
 }
@@ -462,7 +450,7 @@ fn archive(
         .filter(|(_, n)| n.kind != NodeKind::Other)
         .map(|(p, _)| p.clone())
         .collect();
-    let copied = with_source_hashes(hasher, &job.remote, None, stop, &mut timings, || {
+    let copied = with_source_hashes(hasher, &job.remote, None, &mut timings, || {
         let into = Landing {
             root: &root,
             job,
@@ -540,10 +528,7 @@ fn stream_paths(
         1
     };
     let lists = split(src, paths, streams);
-    let command = bounded_stderr(&format!(
-        "{}{LIST_FROM_STDIN}tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -",
-        enter(&job.remote)
-    ));
+    let command = commands::tar_paths(&job.remote);
     if lists.len() == 1 {
         return stream_into(
             &sessions[0],
@@ -675,15 +660,7 @@ fn stream_into(
     into: &Landing<'_>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<super::unpack::Unpacked, TreeError> {
-    let stop = into.stop;
-    let channel_err =
-        |e: ssh2::Error| stopped_or(stop, format!("the SSH channel failed: {}", e.message()));
-    let mut channel = session.raw().channel_session().map_err(channel_err)?;
-    channel.exec(command).map_err(channel_err)?;
-    if let Some(input) = input {
-        std::io::Write::write_all(&mut channel, input).map_err(|e| stopped_or(stop, e))?;
-    }
-    channel.send_eof().map_err(channel_err)?;
+    let mut channel = commands::start(session, command, input).map_err(failed)?;
     let (unpacked, read) = pumped(
         &mut channel,
         || session.shutdown(),
@@ -692,21 +669,12 @@ fn stream_into(
     // The source's exit status and complaint explain a failure best;
     // they can be read when the stream ended (not when it was broken).
     let exit = match read {
-        Ok(()) => {
-            let mut stderr = String::new();
-            let _ = channel.stderr().take(8192).read_to_string(&mut stderr);
-            channel
-                .wait_close()
-                .and_then(|_| channel.exit_status())
-                .map(|status| (status, stderr))
-                .map_err(channel_err)
-        }
-        Err(e) => Err(stopped_or(stop, format!("the SSH channel failed: {e}"))),
+        Ok(()) => commands::finish(&mut channel).map_err(failed),
+        Err(e) => Err(failed(format!("the SSH channel failed: {e}"))),
     };
     match (unpacked, exit) {
         (_, Ok((status, stderr))) if status != 0 => Err(failed(format!(
-            "tar on the source failed (exit status {status}): {}",
-            stderr.trim()
+            "tar on the source failed (exit status {status}): {stderr}"
         ))),
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         (Ok(unpacked), Ok(_)) => Ok(unpacked),
@@ -875,7 +843,7 @@ fn rsync(
     let mut timings = std::mem::take(&mut report.timings);
     let writing = Instant::now();
     let (unpacked, src_hashes) =
-        with_source_hashes(hasher, &job.remote, Some(files), stop, &mut timings, || {
+        with_source_hashes(hasher, &job.remote, Some(files), &mut timings, || {
             if send.is_empty() {
                 return Ok(super::unpack::Unpacked::default());
             }

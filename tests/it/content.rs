@@ -88,10 +88,8 @@ fn both_transports_copy_every_hard_case_and_rsync_sends_only_changes() {
     assert_copy(&tree, &by_archive);
     assert_eq!(report.sent_files, total_files);
     assert_eq!(report.rewritten_now, ["conf/vhost.conf"]);
-    assert!(
-        !by_archive.with_extension("tar").exists(),
-        "staging file removed"
-    );
+    let staged = by_archive.with_extension("staging");
+    assert!(!staged.exists(), "the staged tree was moved into place");
     let meta = std::fs::symlink_metadata(by_archive.join("httpdocs/odd/setuid.sh")).expect("meta");
     assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
     assert_eq!(
