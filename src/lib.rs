@@ -2,6 +2,7 @@
 //! API RPC `migration` operator. ARCHITECTURE.md has the map.
 
 pub mod config;
+pub mod db;
 pub mod journal;
 pub mod migration;
 pub mod mounts;

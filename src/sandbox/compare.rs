@@ -245,6 +245,125 @@ pub async fn table_checksums(
     Ok(out)
 }
 
+/// Every row of every base table of `db`, value for value: each value as
+/// hex of its stored bytes (FLOAT as its exact DOUBLE), NULL as `NULL`,
+/// rows sorted. For test-sized databases.
+pub async fn table_rows(
+    conn: &mut Conn,
+    db: &str,
+) -> Result<BTreeMap<String, Vec<String>>, mysql_async::Error> {
+    let columns: Vec<(String, String, String)> = conn
+        .exec(
+            "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE FROM information_schema.COLUMNS c \
+             JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
+             WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
+            (db,),
+        )
+        .await?;
+    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (table, column, data_type) in columns {
+        let value = if data_type == "float" {
+            format!("CAST(`{column}` AS DOUBLE)")
+        } else {
+            format!("`{column}`")
+        };
+        tables
+            .entry(table)
+            .or_default()
+            .push(format!("IFNULL(HEX(CAST({value} AS BINARY)), 'NULL')"));
+    }
+    let mut out = BTreeMap::new();
+    for (table, values) in tables {
+        let mut rows: Vec<String> = conn
+            .query(format!(
+                "SELECT CONCAT_WS(',', {}) FROM `{db}`.`{table}`",
+                values.join(", ")
+            ))
+            .await?;
+        rows.sort();
+        out.insert(table, rows);
+    }
+    Ok(out)
+}
+
+/// The definition of every table, view, trigger, routine and event of
+/// `db` (SHOW CREATE), keyed `kind name`, with any DEFINER clause removed
+/// (a target without the definer's account defines it otherwise).
+pub async fn schema(
+    conn: &mut Conn,
+    db: &str,
+) -> Result<BTreeMap<String, String>, mysql_async::Error> {
+    let lists = [
+        ("TABLE", "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'", 1),
+        ("VIEW", "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ?", 1),
+        ("TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?", 2),
+        ("PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE'", 2),
+        ("FUNCTION", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION'", 2),
+        ("EVENT", "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ?", 3),
+    ];
+    let mut out = BTreeMap::new();
+    for (kind, list, column) in lists {
+        let names: Vec<String> = conn.exec(list, (db,)).await?;
+        for name in names {
+            let row: Option<Row> = conn
+                .query_first(format!("SHOW CREATE {kind} `{db}`.`{name}`"))
+                .await?;
+            let create = row
+                .and_then(|r| r.get::<Option<String>, _>(column).flatten())
+                .unwrap_or_default();
+            out.insert(format!("{kind} {name}"), without_definer(&create));
+        }
+    }
+    Ok(out)
+}
+
+fn without_definer(create: &str) -> String {
+    let Some(start) = create.find("DEFINER=`") else {
+        return create.to_owned();
+    };
+    // DEFINER=`user`@`host` and the space after it.
+    let rest = &create[start..];
+    let mut ticks = 0;
+    for (i, c) in rest.char_indices() {
+        if c == '`' {
+            ticks += 1;
+            if ticks == 4 {
+                let end = start + i + 1;
+                let end = if create[end..].starts_with(' ') {
+                    end + 1
+                } else {
+                    end
+                };
+                return format!("{}{}", &create[..start], &create[end..]);
+            }
+        }
+    }
+    create.to_owned()
+}
+
+/// `SHOW GRANTS` of every account of `login`, by host, sorted.
+pub async fn grants(
+    conn: &mut Conn,
+    login: &str,
+) -> Result<BTreeMap<String, Vec<String>>, mysql_async::Error> {
+    let hosts: Vec<String> = conn
+        .exec("SELECT Host FROM mysql.user WHERE User = ?", (login,))
+        .await?;
+    let mut out = BTreeMap::new();
+    for host in hosts {
+        let mut lines: Vec<String> = conn
+            .query(format!(
+                "SHOW GRANTS FOR {}@{}",
+                super::sql_literal(login),
+                super::sql_literal(&host)
+            ))
+            .await?;
+        lines.sort();
+        out.insert(host, lines);
+    }
+    Ok(out)
+}
+
 /// The panel rows of a client (by login) and its domains, ids resolved to
 /// names, one line per row, sorted: equal dumps mean equal accounts.
 pub async fn panel_client(conn: &mut Conn, login: &str) -> Result<Vec<String>, mysql_async::Error> {

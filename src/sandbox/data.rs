@@ -1,7 +1,9 @@
 //! Writes each domain's MySQL database: every column type family with edge
-//! values, a table without a primary key, a view, a trigger, a stored
-//! procedure, AUTO_INCREMENT counters that are not max(id)+1, a bulk table
-//! sized by the profile, and the database's users with their grants.
+//! values, a table without a primary key, a MyISAM table, a foreign key,
+//! a partitioned table, views (one whose definer no longer exists), a
+//! trigger, a procedure, a function, an event, AUTO_INCREMENT counters that
+//! are not max(id)+1, a bulk table sized by the profile, and the
+//! database's users with their grants.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -53,7 +55,10 @@ INSERT INTO types (c_tinyint, c_smallint_u, c_mediumint, c_int, c_bigint, c_bigi
   '2020-02-29', '2020-02-29 12:34:56.123456', '2020-02-29 12:34:56.789', '12:34:56.5', 2020,
   'ten chars!', 'NUL in text: \\0 end', '\\r\\n', 'x', NULL,
   X'6869', X'6869', X'6869', X'6869', 'b', '',
-  '\"just a string\"', ST_GeomFromText('POINT(90 180)'), NULL);
+  '\"just a string\"', ST_GeomFromText('POINT(90 180)'), NULL),
+ (NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+  '2024-00-15', '2024-02-00 00:00:00', NULL, '-100:00:00.25', NULL, 'NULL', 'NULL', 'NULL', NULL, X'C383C2A9',
+  X'5C27220000', NULL, X'5C0027225C', NULL, NULL, NULL, NULL, NULL, NULL);
 
 CREATE TABLE nopk (
   k VARCHAR(20) NULL, v INT NULL, note TEXT NULL
@@ -77,6 +82,27 @@ CREATE TABLE counters_log (
 
 CREATE TRIGGER counters_ai AFTER INSERT ON counters FOR EACH ROW
   INSERT INTO counters_log (counter_name) VALUES (NEW.name);
+INSERT INTO counters (name) VALUES ('six');
+
+CREATE TABLE counter_notes (
+  id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  counter_id INT UNSIGNED NOT NULL,
+  note VARCHAR(50) NOT NULL,
+  CONSTRAINT counter_notes_counter FOREIGN KEY (counter_id) REFERENCES counters (id)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+INSERT INTO counter_notes (counter_id, note) VALUES (1, 'first'), (3, 'third'), (3, 'again');
+
+CREATE TABLE visits (
+  id INT NOT NULL,
+  day DATE NOT NULL,
+  hits INT NOT NULL DEFAULT 0,
+  PRIMARY KEY (id, day)
+) ENGINE=InnoDB DEFAULT CHARSET=latin1 COLLATE=latin1_swedish_ci
+  PARTITION BY RANGE (YEAR(day)) (PARTITION p2023 VALUES LESS THAN (2024), PARTITION pmax VALUES LESS THAN MAXVALUE);
+INSERT INTO visits VALUES (1, '2023-05-01', 3), (2, '2024-02-29', 5), (3, '2031-01-01', 0);
+
+CREATE EVENT purge_log ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01 00:00:00' DISABLE
+  DO DELETE FROM counters_log WHERE at < '2000-01-01';
 
 CREATE VIEW counters_view AS SELECT id, UPPER(name) AS shout, touched FROM counters WHERE touched >= 0;
 
@@ -99,6 +125,8 @@ CREATE TABLE posts (
   created DATETIME NOT NULL,
   KEY author_id (author_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
+CREATE DEFINER = 'gone'@'localhost' SQL SECURITY INVOKER VIEW posts_count AS SELECT COUNT(*) AS n FROM posts;
 ";
 
 /// Rows per multi-row INSERT of the bulk table.

@@ -14,6 +14,12 @@ use hostmig::transfer::tree::{sync_tree, Rewrites, Transport, TreeError, TreeJob
 use crate::sandbox::rt;
 
 pub fn session(source: &Source, dir: &Path) -> Session {
+    let (login, opts) = login(source, dir);
+    Session::connect(&login, &opts).expect("ssh")
+}
+
+/// Root's key login to the sandbox source, known_hosts under `dir`.
+pub fn login(source: &Source, dir: &Path) -> (Login, Options) {
     let login = Login {
         target: Target::parse(&source.ssh_host()).expect("target"),
         user: "root".into(),
@@ -25,7 +31,7 @@ pub fn session(source: &Source, dir: &Path) -> Session {
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(60),
     };
-    Session::connect(&login, &opts).expect("ssh")
+    (login, opts)
 }
 
 /// Makes `tar` on the source this shell script.

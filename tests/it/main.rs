@@ -3,6 +3,7 @@
 mod archive;
 mod codec_props;
 mod content;
+mod databases;
 mod deploy;
 mod engine;
 mod harness;
