@@ -114,6 +114,33 @@ pub enum DbKind {
     Mssql,
 }
 
+impl DbKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DbKind::Mysql => "mysql",
+            DbKind::Postgresql => "postgresql",
+            DbKind::Mssql => "mssql",
+        }
+    }
+}
+
+impl DbServer {
+    /// `host:port` as DatabaseServers and mappings write it.
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+
+    /// How hostmig connects to it.
+    pub fn opts(&self) -> Result<mysql_async::Opts, String> {
+        mysql_async::Opts::from_url(self.url.as_str()).map_err(|e| {
+            format!(
+                "the url of database server {} is not a MySQL URL: {e}",
+                self.label()
+            )
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Migrations {
     pub max_parallel: usize,

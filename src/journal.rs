@@ -12,7 +12,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use crate::transfer::tree::{Rewrites, Stamp};
 
 /// The schema this build writes; older files are upgraded step by step.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -60,6 +60,9 @@ pub fn open(path: &Path) -> Result<Journal, JournalError> {
     }
     if found < 2 {
         tx.execute_batch(SCHEMA_V2).map_err(open_err)?;
+    }
+    if found < 3 {
+        tx.execute_batch(SCHEMA_V3).map_err(open_err)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(open_err)?;
@@ -112,6 +115,21 @@ CREATE TABLE deployed_domains (
     migration_id  INTEGER NOT NULL,
     domain        TEXT NOT NULL,
     PRIMARY KEY (migration_id, domain)
+);
+";
+
+/// What database copies created on target servers, recorded before it is
+/// created: a migration's objects not kept (their domain was not deployed)
+/// are dropped when it ends, or when hostmig starts after a crash.
+const SCHEMA_V3: &str = "
+CREATE TABLE created_db_objects (
+    migration_id  INTEGER NOT NULL,
+    domain        TEXT NOT NULL,
+    server        TEXT NOT NULL,
+    kind          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    kept          INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (migration_id, server, kind, name)
 );
 ";
 
@@ -419,6 +437,11 @@ impl Handler<RecordDeployed> for Journal {
             "INSERT OR IGNORE INTO deployed_domains (migration_id, domain) VALUES (?1, ?2)",
             params![msg.migration_id as i64, msg.domain],
         )?;
+        // The domain's databases and users are its own now.
+        conn.execute(
+            "UPDATE created_db_objects SET kept = 1 WHERE migration_id = ?1 AND domain = ?2 AND kind != 'scratch'",
+            params![msg.migration_id as i64, msg.domain],
+        )?;
         Ok(())
     }
 }
@@ -433,6 +456,73 @@ impl Handler<LoadDeployed> for Journal {
         )?;
         let rows = stmt.query_map(params![msg.0 as i64], |r| r.get(0))?;
         Ok(rows.collect::<Result<Vec<String>, _>>()?)
+    }
+}
+
+/// A database object a copy is about to create on a target server.
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct RecordDbObject {
+    pub migration_id: u64,
+    pub domain: String,
+    /// The server's `host:port` as configured.
+    pub server: String,
+    /// `database`, `scratch` or `user` (`user@host`).
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// A migration's database objects not kept: (server, kind, name).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String, String)>, JournalError>")]
+pub struct LoadUnkeptDbObjects(pub u64);
+
+/// Forgets a migration's database objects on one server (dropped or kept).
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct ForgetDbObjects {
+    pub migration_id: u64,
+    pub server: String,
+}
+
+impl Handler<RecordDbObject> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: RecordDbObject, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        conn.execute(
+            "INSERT OR IGNORE INTO created_db_objects (migration_id, domain, server, kind, name) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![msg.migration_id as i64, msg.domain, msg.server, msg.kind, msg.name],
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<LoadUnkeptDbObjects> for Journal {
+    type Result = Result<Vec<(String, String, String)>, JournalError>;
+
+    fn handle(&mut self, msg: LoadUnkeptDbObjects, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let mut stmt = conn.prepare(
+            "SELECT server, kind, name FROM created_db_objects WHERE migration_id = ?1 AND kept = 0 ORDER BY server, kind, name",
+        )?;
+        let rows = stmt.query_map(params![msg.0 as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
+impl Handler<ForgetDbObjects> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: ForgetDbObjects, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        conn.execute(
+            "DELETE FROM created_db_objects WHERE migration_id = ?1 AND server = ?2 AND kept = 0",
+            params![msg.migration_id as i64, msg.server],
+        )?;
+        Ok(())
     }
 }
 

@@ -228,6 +228,11 @@ impl Actor for Supervisor {
                             )],
                         };
                         act.journal_state(m.id, "finished", Some(&status));
+                        actix::spawn(crate::migration::databases::drop_unkept(
+                            act.config.clone(),
+                            act.journal.clone(),
+                            m.id,
+                        ));
                         status
                     }
                 };
@@ -404,6 +409,12 @@ impl Handler<MigrationEnded> for Supervisor {
         // one keeps its event log, a stopped one does not.
         let stopped = self.stopping.remove(&msg.id);
         self.clean_up(msg.id, &running.staging, stopped);
+        // Databases copied for domains that were not deployed go too.
+        actix::spawn(crate::migration::databases::drop_unkept(
+            self.config.clone(),
+            self.journal.clone(),
+            msg.id,
+        ));
         self.ended.insert(msg.id, running.resync);
         tracing::info!(migration_id = msg.id, state, "migration ended");
         self.run_queued(ctx);

@@ -40,7 +40,7 @@ pub struct DbJob {
 /// stop or a crash can remove it; and knows the accounts this migration
 /// created already (a login may own several databases).
 pub struct Recorder<'a> {
-    /// `(kind, name)`: kind `database` or `user` (`name` = `user@host`).
+    /// `(kind, name)`: kind `scratch`, `database` or `user` (`user@host`).
     pub record: Box<RecordFn<'a>>,
     /// Whether this migration already created the account `user@host`.
     pub created_account: Box<AccountFn<'a>>,
@@ -71,6 +71,8 @@ pub struct DbReport {
     pub bytes: u64,
     pub objects: usize,
     pub accounts: usize,
+    /// Accounts (user, host) this copy created.
+    pub created_accounts: Vec<(String, String)>,
     /// Objects created without their source definer (the target lacks it).
     pub redefined: Vec<String>,
     /// The global read lock was refused: one connection read everything.
@@ -250,6 +252,15 @@ async fn run(
     lock.query_drop("SET SESSION lock_wait_timeout = 60")
         .await
         .map_err(src_err("cannot set lock_wait_timeout"))?;
+    // Every connection is open before the lock is taken (each is an SSH
+    // login through the tunnel): the lock lasts only while they start
+    // their transactions.
+    let mut sources = future::try_join_all(
+        (0..job.connections.max(1) + 1)
+            .map(|_| connect(&job.source, SOURCE_SESSION, "the source database server")),
+    )
+    .await?;
+    let mut spare = sources.pop();
     let lock_started = Instant::now();
     let locked = match lock.query_drop("FLUSH TABLES WITH READ LOCK").await {
         Ok(()) => true,
@@ -259,14 +270,20 @@ async fn run(
         }
     };
     let mut tables = list_tables(&mut lock, db).await?;
-    let readers = if locked { job.connections.max(1) } else { 1 };
-    let mut sources = future::try_join_all((0..readers).map(|_| snapshot(&job.source))).await?;
+    if !locked {
+        sources.truncate(1);
+    }
+    future::try_join_all(sources.iter_mut().map(snapshot)).await?;
     let nontx: Vec<usize> = (0..tables.len())
         .filter(|i| !tables[*i].transactional)
         .collect();
     let mut nontx_conn = None;
     if locked && !nontx.is_empty() {
-        let mut conn = connect(&job.source, SOURCE_SESSION, "the source database server").await?;
+        let Some(mut conn) = spare.take() else {
+            return Err(DbError::Failed(
+                "no connection for the locked tables".into(),
+            ));
+        };
         let list: Vec<String> = nontx
             .iter()
             .map(|i| format!("{}.{} READ", ident(db), ident(&tables[*i].name)))
@@ -285,7 +302,7 @@ async fn run(
 
     // Schema, exactly as the source has it, into the scratch database.
     read_columns(&mut sources[0], db, &mut tables).await?;
-    (recorder.record)("database", job.stage.clone())
+    (recorder.record)("scratch", job.stage.clone())
         .await
         .map_err(DbError::Failed)?;
     created.borrow_mut().stage = true;
@@ -398,7 +415,12 @@ async fn run(
     // What loads after the rows: the stored objects and the accounts.
     let stored = objects::read(&mut sources[0], db).await?;
     let accounts = users::read(&mut lock, db, &job.users).await?;
-    for mut conn in sources.into_iter().chain(nontx_conn).chain([lock]) {
+    for mut conn in sources
+        .into_iter()
+        .chain(nontx_conn)
+        .chain(spare)
+        .chain([lock])
+    {
         let _ = conn.query_drop("ROLLBACK").await;
         let _ = conn.disconnect().await;
     }
@@ -463,6 +485,7 @@ async fn run(
         bytes: counters.bytes.get(),
         objects: stored.len(),
         accounts: accounts.len(),
+        created_accounts: fresh,
         redefined,
         single_connection: !locked,
         lock_ms,
@@ -470,15 +493,13 @@ async fn run(
     })
 }
 
-/// A reading connection inside its consistent snapshot.
-async fn snapshot(source: &Opts) -> Result<Conn, DbError> {
-    let mut conn = connect(source, SOURCE_SESSION, "the source database server").await?;
+/// Starts a reading connection's consistent snapshot.
+async fn snapshot(conn: &mut Conn) -> Result<(), DbError> {
     conn.query_drop(
         "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     )
     .await
-    .map_err(|e| DbError::sql("cannot start a consistent snapshot on the source", e))?;
-    Ok(conn)
+    .map_err(|e| DbError::sql("cannot start a consistent snapshot on the source", e))
 }
 
 /// The base tables of `db` with their engine and size estimates.

@@ -3,6 +3,7 @@
 //! and the Migration actor that carries it out (`run`).
 
 pub mod content;
+pub mod databases;
 pub mod plan;
 pub mod prepare;
 pub mod request;

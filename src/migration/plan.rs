@@ -6,7 +6,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::rpc::code::{Code, RpcError};
-use crate::rpc::packet::{IpType, MappedDomain, MappedIp, Selection, StartRequest};
+use crate::rpc::packet::{
+    IpType, MappedDbServer, MappedDomain, MappedIp, Scope, Selection, StartRequest,
+};
 
 /// What the source holds of the selected objects.
 #[derive(Debug, Clone, Default)]
@@ -17,6 +19,45 @@ pub struct SourceFacts {
     pub domains: BTreeMap<String, Vec<String>>,
     /// Client login → its IP pool.
     pub pools: BTreeMap<String, Vec<String>>,
+    /// Domain name → its databases.
+    pub databases: BTreeMap<String, Vec<SourceDb>>,
+}
+
+/// A database of the source, on the server its panel names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceDb {
+    pub name: String,
+    /// `mysql`, `postgresql` or `mssql`.
+    pub kind: String,
+    /// The server as the source sees it.
+    pub host: String,
+    pub port: u16,
+    /// The database's user logins.
+    pub users: Vec<String>,
+}
+
+/// A database server of the destination (`[[destination.db_servers]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetServer {
+    pub host: String,
+    pub port: u16,
+    pub kind: String,
+    pub default: bool,
+}
+
+impl TargetServer {
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+}
+
+/// A database the plan copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedDb {
+    pub domain: String,
+    pub db: SourceDb,
+    /// Index into the destination's servers.
+    pub target: usize,
 }
 
 /// What the destination holds.
@@ -26,6 +67,8 @@ pub struct DestinationFacts {
     pub domains: BTreeSet<String>,
     /// Address → `shared` or `exclusive`.
     pub ips: BTreeMap<String, IpType>,
+    /// The configured database servers.
+    pub db_servers: Vec<TargetServer>,
 }
 
 /// Objects held by running or queued migrations: (`domain`|`client`, name) → id.
@@ -45,6 +88,8 @@ pub struct Plan {
     pub objects: Vec<Object>,
     /// Old address → new address, for every address the objects use.
     pub addresses: BTreeMap<String, String>,
+    /// Every database the plan copies, with its target server.
+    pub databases: Vec<PlannedDb>,
 }
 
 impl Plan {
@@ -224,10 +269,143 @@ pub fn build(
         addresses.insert(used, new);
     }
 
+    // 14008 and 14009: where each database goes.
+    let databases = if req.scope == Scope::OnlyMail {
+        Vec::new()
+    } else {
+        plan_databases(req, &objects, source, dest)?
+    };
+
     // 1023: objects another running or queued migration holds.
-    let plan = Plan { objects, addresses };
+    let plan = Plan {
+        objects,
+        addresses,
+        databases,
+    };
     check_busy(&plan, busy)?;
     Ok(plan)
+}
+
+/// The target server of every database of the selected domains: the
+/// domain's `db-server` mapping of its source server, else the default
+/// server of its type.
+fn plan_databases(
+    req: &StartRequest,
+    objects: &[Object],
+    source: &SourceFacts,
+    dest: &DestinationFacts,
+) -> Result<Vec<PlannedDb>, RpcError> {
+    let domains: Vec<&MappedDomain> = match &req.selection {
+        Selection::Domains(groups) => groups.iter().flat_map(|g| &g.domains).collect(),
+        Selection::Clients { clients, .. } => clients.iter().flat_map(|c| &c.domains).collect(),
+        Selection::Resellers(_) => Vec::new(),
+    };
+    let mapped: BTreeMap<&str, &[MappedDbServer]> = domains
+        .iter()
+        .map(|d| (d.name.as_str(), d.db_servers.as_slice()))
+        .collect();
+    let mut out = Vec::new();
+    for o in objects {
+        let names: Vec<&String> = match o {
+            Object::Client { domains, .. } => domains.iter().collect(),
+            Object::Domain { name, .. } => vec![name],
+        };
+        for domain in names {
+            for db in source.databases.get(domain).into_iter().flatten() {
+                if db.kind != "mysql" {
+                    return Err(refuse(
+                        Code::WrongDbType,
+                        format!(
+                            "Unable to start migration: database {} of domain {domain} is a {} database; only mysql databases are migrated",
+                            db.name, db.kind
+                        ),
+                    ));
+                }
+                let mapping = mapped.get(domain.as_str()).and_then(|maps| {
+                    maps.iter().find(|m| {
+                        m.old.host == db.host
+                            && m.old.port == db.port
+                            && super::request::db_type_name(m.old.kind) == db.kind
+                    })
+                });
+                let target = match mapping {
+                    Some(m) => dest
+                        .db_servers
+                        .iter()
+                        .position(|s| {
+                            s.host == m.new.host
+                                && s.port == m.new.port
+                                && s.kind == super::request::db_type_name(m.new.kind)
+                        })
+                        .ok_or_else(|| {
+                            refuse(
+                                Code::DbServerNotConfigured,
+                                format!(
+                                    "Unable to start migration: database server {}:{} ({}) is not configured on the destination; add it to [[destination.db_servers]] or map to one that is",
+                                    m.new.host,
+                                    m.new.port,
+                                    super::request::db_type_name(m.new.kind)
+                                ),
+                            )
+                        })?,
+                    None => dest
+                        .db_servers
+                        .iter()
+                        .position(|s| s.default && s.kind == db.kind)
+                        .ok_or_else(|| {
+                            refuse(
+                                Code::DbServerNotConfigured,
+                                format!(
+                                    "Unable to start migration: no default {} database server is configured on the destination for database {}; mark one in [[destination.db_servers]] with default = true, or map the database's server",
+                                    db.kind, db.name
+                                ),
+                            )
+                        })?,
+                };
+                out.push(PlannedDb {
+                    domain: domain.clone(),
+                    db: db.clone(),
+                    target,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// 1007 when a planned database or one of its users already exists on its
+/// target server (`existing`: (server index, `database`|`user`, name)).
+pub fn check_databases_free(
+    plan: &Plan,
+    servers: &[TargetServer],
+    existing: &BTreeSet<(usize, &'static str, String)>,
+) -> Result<(), RpcError> {
+    for p in &plan.databases {
+        let label = servers
+            .get(p.target)
+            .map(TargetServer::label)
+            .unwrap_or_default();
+        if existing.contains(&(p.target, "database", p.db.name.clone())) {
+            return Err(refuse(
+                Code::DatabaseExists,
+                format!("database \"{}\" already exists on {label}", p.db.name),
+            ));
+        }
+        if let Some(user) =
+            p.db.users
+                .iter()
+                .find(|u| existing.contains(&(p.target, "user", (*u).clone())))
+        {
+            return Err(refuse(
+                Code::DatabaseExists,
+                format!(
+                    "database user \"{user}\" (of database {}) already exists on {label}",
+                    p.db.name
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// 1023 when another running or queued migration holds an object of the

@@ -88,12 +88,12 @@ impl Prepared {
     }
 
     /// Work steps: the plan, one deploy per object (none for a resync),
-    /// one per content tree.
+    /// one per content tree, one per database.
     pub fn total_steps(&self) -> u64 {
         let deploys = if self.resync {
             1
         } else {
-            self.plan.total_steps()
+            self.plan.total_steps() + self.plan.databases.len() as u64
         };
         let trees: usize = self
             .plan
@@ -220,14 +220,33 @@ pub async fn prepare(
             "the destination panel schema cannot be created ({e})"
         ))
     })?;
-    let facts = deploy::facts(&mut dst).await.map_err(|e| {
+    let mut facts = deploy::facts(&mut dst).await.map_err(|e| {
         not_ready(format!(
             "the destination panel database is not readable ({e})"
         ))
     })?;
+    deploy::sync_db_servers(&mut dst, &dest.db_servers)
+        .await
+        .map_err(|e| {
+            not_ready(format!(
+                "DatabaseServers cannot be brought in step with the configuration ({e})"
+            ))
+        })?;
     let _ = dst.disconnect().await;
+    facts.db_servers = dest
+        .db_servers
+        .iter()
+        .map(|s| plan::TargetServer {
+            host: s.host.clone(),
+            port: s.port,
+            kind: s.kind.name().to_owned(),
+            default: s.default,
+        })
+        .collect();
 
     let plan = plan::build(&req, &source::facts(&clients, &domains), &facts, &busy)?;
+    let existing = existing_db_objects(&dest, &plan).await?;
+    plan::check_databases_free(&plan, &facts.db_servers, &existing)?;
     let prepared = Prepared {
         plan,
         host: req.host.clone(),
@@ -243,6 +262,52 @@ pub async fn prepare(
     };
     check_trees(&prepared, &dest, &journal).await?;
     Ok(prepared)
+}
+
+/// Which planned databases and users already exist on their target
+/// servers: (server index, `database`|`user`, name).
+async fn existing_db_objects(
+    dest: &crate::config::Destination,
+    plan: &Plan,
+) -> Result<std::collections::BTreeSet<(usize, &'static str, String)>, RpcError> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut targets: Vec<usize> = plan.databases.iter().map(|p| p.target).collect();
+    targets.dedup();
+    targets.sort_unstable();
+    targets.dedup();
+    for target in targets {
+        let Some(server) = dest.db_servers.get(target) else {
+            continue;
+        };
+        let unreachable = |e: String| {
+            not_ready(format!(
+                "database server {} is not reachable ({e})",
+                server.label()
+            ))
+        };
+        let opts = server.opts().map_err(unreachable)?;
+        let mut conn = mysql_async::Conn::new(opts)
+            .await
+            .map_err(|e| unreachable(crate::db::server_text(&e)))?;
+        for p in plan.databases.iter().filter(|p| p.target == target) {
+            if crate::db::database_exists(&mut conn, &p.db.name)
+                .await
+                .map_err(|e| unreachable(crate::db::server_text(&e)))?
+            {
+                out.insert((target, "database", p.db.name.clone()));
+            }
+            for user in &p.db.users {
+                if crate::db::user_exists(&mut conn, user)
+                    .await
+                    .map_err(|e| unreachable(crate::db::server_text(&e)))?
+                {
+                    out.insert((target, "user", user.clone()));
+                }
+            }
+        }
+        let _ = conn.disconnect().await;
+    }
+    Ok(out)
 }
 
 /// 15006 for a content directory already on the destination that no
@@ -438,6 +503,7 @@ pub async fn prepare_resync(
         plan: Plan {
             objects,
             addresses: source.addresses,
+            databases: Vec::new(),
         },
         host: source.host,
         login,

@@ -87,7 +87,7 @@ fn ip_type_name(kind: IpType) -> &'static str {
     }
 }
 
-fn db_type_name(kind: DbType) -> &'static str {
+pub(super) fn db_type_name(kind: DbType) -> &'static str {
     match kind {
         DbType::Mysql => "mysql",
         DbType::Postgresql => "postgresql",

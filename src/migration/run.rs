@@ -13,7 +13,8 @@ use actix::{
 use serde_json::json;
 
 use super::content::{ContentTransfer, CopyTree, SessionPool, Stopper};
-use super::plan::Object;
+use super::databases::{CopyDatabase, CreatedAccounts, DatabaseCopy, SourceTunnels};
+use super::plan::{Object, PlannedDb, TargetServer};
 use super::prepare::{trees_of, Prepared, TreeKind};
 use super::status::{MigrationStatus, ObjectKind, StatusError};
 use crate::config::Config;
@@ -89,8 +90,15 @@ struct Env {
     journal: Addr<Journal>,
     stopper: Arc<Stopper>,
     pool: Arc<SessionPool>,
+    tunnels: SourceTunnels,
+    accounts: CreatedAccounts,
+    /// Numbers the scratch databases of this migration.
+    scratch: std::sync::atomic::AtomicUsize,
     log: PathBuf,
 }
+
+/// Reading connections that share a database's snapshot.
+const DB_CONNECTIONS: usize = 4;
 
 impl Migration {
     pub fn new(
@@ -108,6 +116,8 @@ impl Migration {
             super::prepare::ssh_options(&config),
             stopper.clone(),
         ));
+        let tunnels =
+            SourceTunnels::new(prepared.login.clone(), super::prepare::ssh_options(&config));
         Migration {
             env: Arc::new(Env {
                 id,
@@ -117,6 +127,9 @@ impl Migration {
                 journal,
                 stopper,
                 pool,
+                tunnels,
+                accounts: CreatedAccounts::default(),
+                scratch: Default::default(),
                 log,
             }),
             guard: ExitGuard {
@@ -376,16 +389,58 @@ async fn migrate_domain(
         .hosting
         .as_ref()
         .and_then(|h| text(h.sys_user.get("login")));
-    let copied = copy_trees(env, &name, sys_login, &trees, total, *completed).await;
-    *completed += trees.len() as u64;
-    if let Err(problems) = copied {
-        errors.push(StatusError::object(ObjectKind::Domain, &name, problems));
+    let planned: Vec<PlannedDb> = prepared
+        .plan
+        .databases
+        .iter()
+        .filter(|p| p.domain == name)
+        .cloned()
+        .collect();
+    let (copied, databases) = futures_util::future::join(
+        copy_trees(env, &name, sys_login, &trees, total, *completed),
+        // Both report from the same step count: the status board never
+        // lets the count go down, so neither may run ahead of the other.
+        copy_databases(env, record, &planned, total, *completed),
+    )
+    .await;
+    *completed += (trees.len() + planned.len()) as u64;
+    let mut problems = Vec::new();
+    if let Err(p) = copied {
+        problems.push(p);
+    }
+    let failed: Vec<&str> = databases
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| n.as_str())
+        .collect();
+    for (db, result) in &databases {
+        if let Err(e) = result {
+            errors.push(StatusError::object(ObjectKind::Database, db, e.clone()));
+        }
+    }
+    if !failed.is_empty() {
+        problems.push(format!(
+            "the domain's records were not written: its database{} {} did not arrive",
+            if failed.len() > 1 { "s" } else { "" },
+            failed.join(", ")
+        ));
+    }
+    if !problems.is_empty() {
+        errors.push(StatusError::object(
+            ObjectKind::Domain,
+            &name,
+            problems.join("; "),
+        ));
         *completed += 1;
         return;
     }
     env.progress(total, *completed, format!("deploying domain {name}"));
     let scoped = scoped(record, prepared.scope);
-    let deployed = deploy::domain(conn, &scoped, owner).await;
+    let targets: Vec<(String, TargetServer)> = planned
+        .iter()
+        .filter_map(|p| Some((p.db.name.clone(), target_server(env, p.target)?)))
+        .collect();
+    let deployed = deploy::domain(conn, &scoped, owner, &targets).await;
     *completed += 1;
     log_event(
         &env.log,
@@ -406,29 +461,139 @@ async fn migrate_domain(
         })
         .await
     {
-        tracing::warn!(migration_id = env.id, domain = %name, error = %e, "cannot record the deployed domain; resync will not know it");
+        tracing::warn!(migration_id = env.id, domain = %name, error = %e, "cannot record the deployed domain; resync will not know it, and its databases are dropped when the migration ends");
     }
-    // Never success while data is left behind: say what this version did not move.
-    let left: Vec<String> = scoped
+}
+
+/// The configured server at `index`, as the panel names it.
+fn target_server(env: &Env, index: usize) -> Option<TargetServer> {
+    let s = env.config.destination.as_ref()?.db_servers.get(index)?;
+    Some(TargetServer {
+        host: s.host.clone(),
+        port: s.port,
+        kind: s.kind.name().to_owned(),
+        default: s.default,
+    })
+}
+
+/// Copies a domain's databases one after the other (each over several
+/// connections), each by a DatabaseCopy sub-actor; a failure of one never
+/// stops the others. Answers each database's outcome.
+async fn copy_databases(
+    env: &Env,
+    record: &DomainRecord,
+    planned: &[PlannedDb],
+    total: u64,
+    completed: u64,
+) -> Vec<(String, Result<(), String>)> {
+    let mut out = Vec::new();
+    for p in planned {
+        let result = copy_database(env, record, p, total, completed).await;
+        out.push((p.db.name.clone(), result));
+    }
+    out
+}
+
+async fn copy_database(
+    env: &Env,
+    record: &DomainRecord,
+    p: &PlannedDb,
+    total: u64,
+    completed: u64,
+) -> Result<(), String> {
+    let name = &p.db.name;
+    let server = env
+        .config
+        .destination
+        .as_ref()
+        .and_then(|d| d.db_servers.get(p.target))
+        .ok_or_else(|| "its target database server is no longer configured".to_owned())?;
+    let target = server.opts()?;
+    // The source server's credentials (PANEL.md): its DatabaseServers row,
+    // or `admin` with the panel's password for a local server without one.
+    let row = record
         .databases
         .iter()
-        .map(|db| {
-            format!(
-                "database {}",
-                text(db.fields.get("name")).unwrap_or_default()
-            )
-        })
-        .collect();
-    if !left.is_empty() {
-        errors.push(StatusError::object(
-            ObjectKind::Domain,
-            &name,
-            format!(
-                "records and content migrated, but not its {}: this version of hostmig does not migrate databases",
-                left.join(", ")
-            ),
-        ));
+        .find(|d| text(d.fields.get("name")).as_deref() == Some(name.as_str()))
+        .map(|d| &d.server);
+    let mut user = row
+        .and_then(|r| text(r.get("admin_login")))
+        .unwrap_or_default();
+    let mut password = row
+        .and_then(|r| text(r.get("admin_password")))
+        .unwrap_or_default();
+    if password.is_empty() && matches!(p.db.host.as_str(), "localhost" | "127.0.0.1") {
+        user = "admin".to_owned();
+        password = env.prepared.access.panel_db.password.expose().to_owned();
     }
+    let tunnel = env.tunnels.to(&p.db.host, p.db.port).await?;
+    let source = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(tunnel.local.ip().to_string())
+        .tcp_port(tunnel.local.port())
+        .user(Some(user))
+        .pass(Some(password))
+        .into();
+    let n = env
+        .scratch
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let job = crate::db::DbJob {
+        name: name.clone(),
+        source,
+        target,
+        target_label: server.label(),
+        stage: format!("hostmig_{}_{n}", env.id),
+        users: p.db.users.clone(),
+        connections: DB_CONNECTIONS,
+        chunk_rows: crate::db::rows::CHUNK_ROWS,
+    };
+    let label = format!("database {name} of {}", p.domain);
+    let copy = DatabaseCopy::new(env.stopper.clone()).start();
+    let result = copy
+        .send(CopyDatabase {
+            job,
+            tunnel,
+            journal: env.journal.clone(),
+            migration_id: env.id,
+            domain: p.domain.clone(),
+            accounts: env.accounts.clone(),
+            progress: db_progress_reporter(env, label.clone(), total, completed),
+        })
+        .await
+        .unwrap_or_else(|e| Err(crate::db::DbError::Failed(e.to_string())));
+    match result {
+        Ok(report) => {
+            log_event(
+                &env.log,
+                json!({"database": &label, "server": server.label(), "report": &report}),
+            );
+            Ok(())
+        }
+        Err(crate::db::DbError::Stopped) => Err(format!("{label}: stopped")),
+        Err(crate::db::DbError::Failed(e)) => {
+            log_event(&env.log, json!({"database": &label, "failed": &e}));
+            Err(format!("{label} was not copied to {}: {e}", server.label()))
+        }
+    }
+}
+
+/// Turns a database copy's progress into status reports.
+fn db_progress_reporter(
+    env: &Env,
+    label: String,
+    total: u64,
+    completed: u64,
+) -> Box<dyn FnMut(crate::db::DbProgress) + Send> {
+    let (report, id) = (env.report.clone(), env.id);
+    Box::new(move |p: crate::db::DbProgress| {
+        let description = format!(
+            "copying {label}: {} of ~{} rows, {} of ~{}",
+            p.rows_done,
+            p.rows_total.max(p.rows_done),
+            mib(p.bytes_done),
+            mib(p.bytes_total.max(p.bytes_done))
+        );
+        report_progress(&report, id, total, completed, description);
+    })
 }
 
 /// The record as `only-hosting` or `only-mail` migrates it.

@@ -3,7 +3,8 @@
 //! (Limits, Permissions, Repository) allocated under one named lock so
 //! that concurrent deploys never share one, addresses remapped (whole addresses
 //! only) and paths under the source's roots moved to the destination's.
-//! Database rows are not written here: they belong to the database copy.
+//! A domain's `data_bases` and `db_users` rows are written for the
+//! databases its migration copied, pointing at the server each went to.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +13,7 @@ use mysql_async::{Conn, Params, Transaction, TxOpts, Value};
 
 use super::source::{text, ClientRecord, DomainRecord, Fields, Set};
 use super::PanelError;
-use crate::migration::plan::DestinationFacts;
+use crate::migration::plan::{DestinationFacts, TargetServer};
 use crate::rpc::packet::IpType;
 
 /// Creates the panel schema when it is missing (it is idempotent).
@@ -44,7 +45,46 @@ pub async fn facts(conn: &mut Conn) -> Result<DestinationFacts, PanelError> {
                 )
             })
             .collect::<BTreeMap<_, _>>(),
+        db_servers: Vec::new(),
     })
+}
+
+/// Keeps `DatabaseServers` in step with `[[destination.db_servers]]`: a
+/// row per configured server (host, port, type), with the login and
+/// password hostmig uses there. Rows of servers no longer configured stay
+/// (databases may still point at them).
+pub async fn sync_db_servers(
+    conn: &mut Conn,
+    servers: &[crate::config::DbServer],
+) -> Result<(), PanelError> {
+    for s in servers {
+        let opts = s.opts().map_err(|what| PanelError::Schema { what })?;
+        let login = opts.user().unwrap_or("").to_owned();
+        let password = opts.pass().unwrap_or("").to_owned();
+        let id: Option<u64> = conn
+            .exec_first(
+                "SELECT id FROM DatabaseServers WHERE host = ? AND port = ? AND type = ?",
+                (&s.host, s.port, s.kind.name()),
+            )
+            .await?;
+        match id {
+            Some(id) => {
+                conn.exec_drop(
+                    "UPDATE DatabaseServers SET admin_login = ?, admin_password = ? WHERE id = ?",
+                    (login, password, id),
+                )
+                .await?
+            }
+            None => {
+                conn.exec_drop(
+                    "INSERT INTO DatabaseServers (host, port, type, admin_login, admin_password) VALUES (?, ?, ?, ?, ?)",
+                    (&s.host, s.port, s.kind.name(), login, password),
+                )
+                .await?
+            }
+        }
+    }
+    Ok(())
 }
 
 fn v<T: Into<Value>>(x: T) -> Value {
@@ -202,15 +242,26 @@ async fn client_tx(conn: &mut Conn, c: &ClientRecord) -> Result<(), PanelError> 
 }
 
 /// Writes a domain and everything under it, owned by the client `owner`
-/// (or the administrator), in one transaction.
-pub async fn domain(conn: &mut Conn, d: &DomainRecord, owner: &str) -> Result<(), PanelError> {
+/// (or the administrator), in one transaction; of its databases, those in
+/// `databases` (name, the server it was copied to).
+pub async fn domain(
+    conn: &mut Conn,
+    d: &DomainRecord,
+    owner: &str,
+    databases: &[(String, TargetServer)],
+) -> Result<(), PanelError> {
     lock(conn).await?;
-    let result = domain_tx(conn, d, owner).await;
+    let result = domain_tx(conn, d, owner, databases).await;
     unlock(conn).await;
     result
 }
 
-async fn domain_tx(conn: &mut Conn, d: &DomainRecord, owner: &str) -> Result<(), PanelError> {
+async fn domain_tx(
+    conn: &mut Conn,
+    d: &DomainRecord,
+    owner: &str,
+    databases: &[(String, TargetServer)],
+) -> Result<(), PanelError> {
     let mut tx = conn.start_transaction(TxOpts::default()).await?;
     let owner_id: Option<u64> = tx
         .exec_first("SELECT id FROM clients WHERE login = ?", (owner,))
@@ -359,6 +410,55 @@ async fn domain_tx(conn: &mut Conn, d: &DomainRecord, owner: &str) -> Result<(),
             &[],
         )
         .await?;
+    }
+    for db in &d.databases {
+        let name = text(db.fields.get("name")).unwrap_or_default();
+        let Some((_, server)) = databases.iter().find(|(n, _)| *n == name) else {
+            continue;
+        };
+        let server_id: Option<u64> = tx
+            .exec_first(
+                "SELECT id FROM DatabaseServers WHERE host = ? AND port = ? AND type = ?",
+                (&server.host, server.port, &server.kind),
+            )
+            .await?;
+        let server_id = server_id.ok_or_else(|| PanelError::Schema {
+            what: format!("the DatabaseServers row of {}", server.label()),
+        })?;
+        let db_id = insert(
+            &mut tx,
+            "data_bases",
+            &db.fields,
+            &[
+                ("dom_id", v(dom)),
+                ("db_server_id", v(server_id)),
+                ("default_user_id", Value::NULL),
+            ],
+            &[],
+        )
+        .await?;
+        let mut default_user = None;
+        for (u, login_account) in &db.users {
+            let acc = account(&mut tx, login_account).await?;
+            let user = insert(
+                &mut tx,
+                "db_users",
+                u,
+                &[("db_id", v(db_id)), ("account_id", acc)],
+                &[],
+            )
+            .await?;
+            if u.get("id") == db.fields.get("default_user_id") {
+                default_user = Some(user);
+            }
+        }
+        if let Some(user) = default_user {
+            tx.exec_drop(
+                "UPDATE data_bases SET default_user_id = ? WHERE id = ?",
+                (user, db_id),
+            )
+            .await?;
+        }
     }
     tx.commit().await?;
     Ok(())

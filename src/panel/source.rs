@@ -709,9 +709,26 @@ pub fn facts(
             .into_iter()
             .chain(d.forwarding.as_ref().and_then(|(_, ip)| ip.clone()))
             .collect();
-        facts
-            .domains
-            .insert(text(d.fields.get("name")).unwrap_or_default(), addresses);
+        let name = text(d.fields.get("name")).unwrap_or_default();
+        let databases = d
+            .databases
+            .iter()
+            .map(|db| crate::migration::plan::SourceDb {
+                name: text(db.fields.get("name")).unwrap_or_default(),
+                kind: text(db.fields.get("type")).unwrap_or_default(),
+                host: text(db.server.get("host")).unwrap_or_default(),
+                port: text(db.server.get("port"))
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(3306),
+                users: db
+                    .users
+                    .iter()
+                    .filter_map(|(u, _)| text(u.get("login")))
+                    .collect(),
+            })
+            .collect();
+        facts.databases.insert(name.clone(), databases);
+        facts.domains.insert(name, addresses);
     }
     facts
 }

@@ -82,7 +82,7 @@ CREATE TABLE counters_log (
 
 CREATE TRIGGER counters_ai AFTER INSERT ON counters FOR EACH ROW
   INSERT INTO counters_log (counter_name) VALUES (NEW.name);
-INSERT INTO counters (name) VALUES ('six');
+INSERT INTO counters (id, name) VALUES (6, 'six');
 
 CREATE TABLE counter_notes (
   id INT NOT NULL AUTO_INCREMENT PRIMARY KEY,

@@ -320,18 +320,11 @@ impl Destination {
                 .await
                 .map_err(sql)?;
         }
-        // The servers' ports change on every start: register them anew.
+        // The servers' ports change on every start: hostmig registers the
+        // configured ones (it keeps DatabaseServers in step); old rows go.
         conn.query_drop("DELETE FROM psa.DatabaseServers")
             .await
             .map_err(sql)?;
-        for server in &dest.db_servers {
-            conn.exec_drop(
-                "INSERT INTO psa.DatabaseServers (host, port, type, admin_login, admin_password) VALUES ('localhost', ?, 'mysql', 'root', '')",
-                (server.port,),
-            )
-            .await
-            .map_err(sql)?;
-        }
         conn.disconnect().await.map_err(sql)?;
         Ok(dest)
     }

@@ -92,7 +92,7 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
             report.redefined,
             vec!["view posts_count (definer gone@localhost)".to_owned()]
         );
-        assert_eq!(recorded[0], format!("database hostmig_1_{hard}"));
+        assert_eq!(recorded[0], format!("scratch hostmig_1_{hard}"));
         assert!(recorded.contains(&format!("database {hard}")));
         let src_rows = compare::table_rows(&mut src, &hard).await.expect("rows");
         let dst_rows = compare::table_rows(&mut dst, &hard).await.expect("rows");
@@ -107,7 +107,7 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
         for kind in ["TABLE visits", "VIEW counters_view", "TRIGGER counters_ai", "PROCEDURE touch_counter", "FUNCTION counter_total", "EVENT purge_log"] {
             assert!(dst_schema.contains_key(kind), "{kind} on the destination");
         }
-        assert!(dst_schema["TABLE counters"].contains("AUTO_INCREMENT=1001"));
+        assert!(dst_schema["TABLE counters"].contains("AUTO_INCREMENT=1000"));
         assert!(dst_schema["TABLE posts"].contains("AUTO_INCREMENT=50000000"));
         assert!(dst_schema["TABLE visits"].contains("PARTITION BY RANGE"));
         let auto = "SELECT TABLE_NAME, AUTO_INCREMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY 1";

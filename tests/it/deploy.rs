@@ -84,13 +84,14 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
         ));
         let (clients, _) = source::clients(&mut s, &["jdoe".into()]).await.expect("client");
         let (domains, _) = source::domains(&mut s, &clients[0].domains).await.expect("domains");
-        let facts = deploy::facts(&mut d).await.expect("facts");
+        let mut facts = deploy::facts(&mut d).await.expect("facts");
+        facts.db_servers = vec![default_server()];
         let plan = plan::build(&request, &source::facts(&clients, &domains), &facts, &Busy::new()).expect("plan");
         let path_roots = vec![(src.layout.vhosts.clone(), dst.vhosts.clone()), (src.layout.mailnames.clone(), dst.mailnames.clone())];
         let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots.clone() };
         deploy::client(&mut d, &rw.client(clients[0].clone())).await.expect("deploy client");
         for domain in &domains {
-            deploy::domain(&mut d, &rw.domain(domain.clone()), "jdoe").await.expect("deploy domain");
+            deploy::domain(&mut d, &rw.domain(domain.clone()), "jdoe", &[]).await.expect("deploy domain");
         }
         let expected: Vec<String> = compare::panel_client(&mut s, "jdoe")
             .await
@@ -118,10 +119,11 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
             ip("shared", "192.0.2.100", "198.51.100.5")
         ));
         let (domains, _) = source::domains(&mut s, &["admin-site.example".into()]).await.expect("domain");
-        let facts = deploy::facts(&mut d).await.expect("facts");
+        let mut facts = deploy::facts(&mut d).await.expect("facts");
+        facts.db_servers = vec![default_server()];
         let plan = plan::build(&request, &source::facts(&[], &domains), &facts, &Busy::new()).expect("plan");
         let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots };
-        deploy::domain(&mut d, &rw.domain(domains[0].clone()), "jdoe").await.expect("deploy domain");
+        deploy::domain(&mut d, &rw.domain(domains[0].clone()), "jdoe", &[]).await.expect("deploy domain");
         let mut expected: Vec<String> = compare::panel_domain(&mut s, "admin-site.example")
             .await
             .expect("dump")
@@ -133,7 +135,8 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
         assert_eq!(compare::panel_domain(&mut d, "admin-site.example").await.expect("dump"), expected);
 
         // Planning the same client again is refused now that it exists.
-        let facts = deploy::facts(&mut d).await.expect("facts");
+        let mut facts = deploy::facts(&mut d).await.expect("facts");
+        facts.db_servers = vec![default_server()];
         let again = plan::build(&start("<migrate-clients><target-owner>admin</target-owner><client><name>jdoe</name></client></migrate-clients>"),
             &source::facts(&clients, &[]), &facts, &Busy::new());
         assert_eq!(again.err().map(|e| e.code.number()), Some(15012));
@@ -197,4 +200,14 @@ fn concurrent_deploys_never_share_a_set_id() {
             assert_eq!(compare::panel_client(&mut d, login).await.expect("dump"), expected, "{login}");
         }
     });
+}
+
+/// A default MySQL server, so plans of domains with databases build.
+fn default_server() -> hostmig::migration::plan::TargetServer {
+    hostmig::migration::plan::TargetServer {
+        host: "localhost".into(),
+        port: 3306,
+        kind: "mysql".into(),
+        default: true,
+    }
 }

@@ -215,6 +215,50 @@ impl World {
         assert!(conf.contains(&format!("<VirtualHost {new}:80>")), "{conf}");
     }
 
+    /// The database equals the source's on destination server `server`
+    /// (rows value for value, schema), and its users log in there with
+    /// their source passwords.
+    pub(crate) fn assert_database(&self, name: &str, server: usize) {
+        let users = self
+            .source
+            .model
+            .domains
+            .iter()
+            .flat_map(|d| &d.databases)
+            .find(|d| d.name == name)
+            .expect("a database of the model")
+            .users
+            .clone();
+        let port = self.dest.db_servers[server].port;
+        self.rt.block_on(async {
+            let mut src = self.source.db.connect(None).await.expect("source");
+            let mut dst = self.dest.db_servers[server]
+                .connect(None)
+                .await
+                .expect("destination");
+            assert_eq!(
+                compare::table_rows(&mut src, name).await.expect("rows"),
+                compare::table_rows(&mut dst, name).await.expect("rows"),
+                "rows of {name}"
+            );
+            assert_eq!(
+                compare::schema(&mut src, name).await.expect("schema"),
+                compare::schema(&mut dst, name).await.expect("schema"),
+            );
+            for (login, password) in users {
+                let url = format!("mysql://{login}:{password}@127.0.0.1:{port}/{name}");
+                let mut conn = mysql_async::Conn::from_url(url)
+                    .await
+                    .expect("the user logs in");
+                let _: Vec<u64> = conn
+                    .query("SELECT id FROM posts LIMIT 1")
+                    .await
+                    .expect("select");
+                let _ = conn.disconnect().await;
+            }
+        });
+    }
+
     /// Source dump lines as the destination should hold them.
     pub(crate) fn expected(
         &self,
@@ -233,9 +277,14 @@ impl World {
                 self.dest.mailnames.display().to_string(),
             ),
         ];
+        // Databases go to the destination's default server.
+        let servers = (
+            format!("localhost:{}", self.source.db.port),
+            format!("localhost:{}", self.dest.db_servers[0].port),
+        );
         let mut out: Vec<String> = lines
             .iter()
-            .filter(|l| !l.contains(" database "))
+            .map(|l| l.replace(&servers.0, &servers.1))
             .map(|l| {
                 let mut line = l
                     .split(' ')
@@ -337,12 +386,24 @@ fn client_and_domain_migrations_arrive_as_on_the_source() {
         .start(&jdoe_client("<domain><name>jdoe.example</name></domain><domain><name>xn--bcher-kva.example</name></domain>"))
         .expect("started");
     let status = w.wait(&id);
-    // The domain's database is not migrated yet, and that is said.
-    assert!(!status.contains("<success/>"), "{status}");
-    assert!(
-        status.contains("<name>jdoe.example</name></object><message>records and content migrated, but not its database jdoe_ftp_db"),
-        "{status}"
-    );
+    assert!(status.contains("<success/>"), "{status}");
+    // The domain's database arrived on the default server, value for value.
+    w.assert_database("jdoe_ftp_db", 0);
+    // DatabaseServers holds the configured servers (hostmig keeps it so).
+    let servers: Vec<(String, u16, String)> =
+        w.rt.block_on(
+            w.dest_conn()
+                .query("SELECT host, port, CAST(type AS CHAR) FROM DatabaseServers ORDER BY port"),
+        )
+        .expect("servers");
+    let mut configured: Vec<(String, u16, String)> = w
+        .dest
+        .db_servers
+        .iter()
+        .map(|s| ("localhost".to_owned(), s.port, "mysql".to_owned()))
+        .collect();
+    configured.sort();
+    assert_eq!(servers, configured);
     // The content arrived, by the default transport (archive).
     w.assert_content("jdoe.example", ("192.0.2.10", "198.51.100.4"));
     w.assert_content("xn--bcher-kva.example", ("192.0.2.10", "198.51.100.4"));

@@ -28,6 +28,27 @@ fn source() -> SourceFacts {
             ("mrsmith".to_owned(), s(&["192.0.2.100", "192.0.2.21"])),
         ]
         .into(),
+        databases: [
+            (
+                "jdoe.example".to_owned(),
+                vec![source_db("jdoe_db", "mysql", &["jdoe_u"])],
+            ),
+            (
+                "admin-site.example".to_owned(),
+                vec![source_db("pg_db", "postgresql", &[])],
+            ),
+        ]
+        .into(),
+    }
+}
+
+fn source_db(name: &str, kind: &str, users: &[&str]) -> SourceDb {
+    SourceDb {
+        name: name.into(),
+        kind: kind.into(),
+        host: "localhost".into(),
+        port: if kind == "mysql" { 3306 } else { 5432 },
+        users: users.iter().map(|u| u.to_string()).collect(),
     }
 }
 
@@ -41,6 +62,20 @@ fn destination() -> DestinationFacts {
             ("203.0.113.5".to_owned(), IpType::Exclusive),
         ]
         .into(),
+        db_servers: vec![
+            TargetServer {
+                host: "localhost".into(),
+                port: 3306,
+                kind: "mysql".into(),
+                default: true,
+            },
+            TargetServer {
+                host: "db2".into(),
+                port: 3307,
+                kind: "mysql".into(),
+                default: false,
+            },
+        ],
     }
 }
 
@@ -253,4 +288,94 @@ fn plans_and_refusals() {
             "Unable to start migration: clients can only be migrated to admin, not to \"neo\"",
         )),
     );
+}
+
+fn db_map(old_port: u16, host: &str, port: u16) -> String {
+    format!(
+        "<db-server><old><host>localhost</host><port>{old_port}</port><type>mysql</type></old>\
+         <new><host>{host}</host><port>{port}</port><type>mysql</type></new></db-server>"
+    )
+}
+
+#[test]
+fn databases_go_to_the_mapped_or_default_server_or_are_refused() {
+    let ip10 = ip("shared", "192.0.2.10", "shared", "198.51.100.4");
+    let plan_of = |extra: &str| {
+        build(
+            &request(&domains(
+                "admin",
+                &domain("jdoe.example", &format!("{ip10}{extra}")),
+            )),
+            &source(),
+            &destination(),
+            &Busy::new(),
+        )
+    };
+    let unmapped = plan_of("").expect("plan");
+    assert_eq!(unmapped.databases.len(), 1);
+    assert_eq!(
+        (
+            unmapped.databases[0].db.name.as_str(),
+            unmapped.databases[0].target
+        ),
+        ("jdoe_db", 0)
+    );
+    let mapped = plan_of(&db_map(3306, "db2", 3307)).expect("plan");
+    assert_eq!(mapped.databases[0].target, 1);
+    // A mapping of another old server leaves this database on the default.
+    assert_eq!(
+        plan_of(&db_map(3310, "db2", 3307)).expect("plan").databases[0].target,
+        0
+    );
+    let refused = plan_of(&db_map(3306, "db9", 3308)).unwrap_err();
+    assert_eq!(refused.code.number(), 14009);
+    assert!(refused.text.contains("db9:3308"), "{}", refused.text);
+
+    let pg = build(
+        &request(&domains(
+            "admin",
+            &domain(
+                "admin-site.example",
+                &ip("shared", "192.0.2.100", "shared", "198.51.100.5"),
+            ),
+        )),
+        &source(),
+        &destination(),
+        &Busy::new(),
+    )
+    .unwrap_err();
+    assert_eq!(pg.code.number(), 14008);
+    assert!(pg.text.contains("pg_db"), "{}", pg.text);
+
+    let mut no_default = destination();
+    no_default.db_servers[0].default = false;
+    let refused = build(
+        &request(&domains("admin", &domain("jdoe.example", &ip10))),
+        &source(),
+        &no_default,
+        &Busy::new(),
+    )
+    .unwrap_err();
+    assert_eq!(refused.code.number(), 14009);
+
+    let servers = destination().db_servers;
+    let taken = [(0, "database", "jdoe_db".to_owned())].into();
+    let e = check_databases_free(&unmapped, &servers, &taken).unwrap_err();
+    assert_eq!(
+        (e.code.number(), e.text.as_str()),
+        (
+            1007,
+            "database \"jdoe_db\" already exists on localhost:3306"
+        )
+    );
+    let user = [(0, "user", "jdoe_u".to_owned())].into();
+    assert_eq!(
+        check_databases_free(&unmapped, &servers, &user)
+            .unwrap_err()
+            .code
+            .number(),
+        1007
+    );
+    // The same names on another server are no conflict.
+    assert!(check_databases_free(&mapped, &servers, &taken).is_ok());
 }

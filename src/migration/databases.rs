@@ -1,0 +1,207 @@
+//! The `DatabaseCopy` sub-actor (one per database) and what a migration's
+//! database work shares: the SSH tunnels to the source's database servers
+//! (one per server, an SSH session per connection), the accounts this
+//! migration created, and the clean-up of what a copy created when its
+//! domain was not deployed (at the end of a migration, or after a crash).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
+use futures_util::FutureExt;
+
+use super::content::Stopper;
+use crate::config::Config;
+use crate::db::{copy_database, DbError, DbJob, DbProgress, DbReport, Recorder};
+use crate::journal::{self, Journal};
+use crate::ssh::{Login, Options, Tunnel};
+
+/// Tunnels to the source's database servers, opened on first use and
+/// closed when the migration ends.
+pub struct SourceTunnels {
+    login: Login,
+    opts: Options,
+    open: tokio::sync::Mutex<HashMap<(String, u16), Arc<Tunnel>>>,
+}
+
+impl SourceTunnels {
+    pub fn new(login: Login, opts: Options) -> Self {
+        SourceTunnels {
+            login,
+            opts,
+            open: tokio::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The tunnel to `host:port` as the source sees it.
+    pub async fn to(&self, host: &str, port: u16) -> Result<Arc<Tunnel>, String> {
+        let mut open = self.open.lock().await;
+        if let Some(t) = open.get(&(host.to_owned(), port)) {
+            return Ok(t.clone());
+        }
+        let (login, opts, remote) = (self.login.clone(), self.opts.clone(), host.to_owned());
+        let tunnel = actix_web::rt::task::spawn_blocking(move || {
+            Tunnel::open(login, opts, &remote, port)
+        })
+        .await
+        .map_err(|e| format!("the SSH worker failed: {e}"))?
+        .map_err(|e| {
+            format!("the tunnel to the source's database server {host}:{port} did not open: {e}")
+        })?;
+        let tunnel = Arc::new(tunnel);
+        open.insert((host.to_owned(), port), tunnel.clone());
+        Ok(tunnel)
+    }
+}
+
+/// Accounts (`server`, user, host) this migration created.
+pub type CreatedAccounts = Arc<Mutex<HashSet<(String, String, String)>>>;
+
+/// Copies one database; its work runs as a task of its own on the
+/// migration's arbiter, so a stop still lets it remove what it created.
+pub struct DatabaseCopy {
+    stopper: Arc<Stopper>,
+}
+
+impl DatabaseCopy {
+    pub fn new(stopper: Arc<Stopper>) -> Self {
+        DatabaseCopy { stopper }
+    }
+}
+
+impl Actor for DatabaseCopy {
+    type Context = Context<Self>;
+}
+
+#[derive(Message)]
+#[rtype(result = "Result<DbReport, DbError>")]
+pub struct CopyDatabase {
+    pub job: DbJob,
+    /// Kept open while the copy runs.
+    pub tunnel: Arc<Tunnel>,
+    pub journal: Addr<Journal>,
+    pub migration_id: u64,
+    pub domain: String,
+    pub accounts: CreatedAccounts,
+    pub progress: Box<dyn FnMut(DbProgress) + Send>,
+}
+
+impl Handler<CopyDatabase> for DatabaseCopy {
+    type Result = ResponseFuture<Result<DbReport, DbError>>;
+
+    fn handle(&mut self, msg: CopyDatabase, _: &mut Self::Context) -> Self::Result {
+        let stopper = self.stopper.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        actix::spawn(async move {
+            let CopyDatabase {
+                job,
+                tunnel,
+                journal,
+                migration_id,
+                domain,
+                accounts,
+                mut progress,
+            } = msg;
+            let server = job.target_label.clone();
+            let recorder = Recorder {
+                record: Box::new(|kind, name| {
+                    let record = journal::RecordDbObject {
+                        migration_id,
+                        domain: domain.clone(),
+                        server: server.clone(),
+                        kind,
+                        name,
+                    };
+                    let journal = journal.clone();
+                    async move {
+                        match journal.send(record).await {
+                            Ok(Ok(())) => Ok(()),
+                            Ok(Err(e)) => Err(format!("the journal cannot record it: {e}")),
+                            Err(e) => Err(format!("the journal is not answering: {e}")),
+                        }
+                    }
+                    .boxed_local()
+                }),
+                created_account: Box::new(|user, host| {
+                    accounts.lock().is_ok_and(|a| {
+                        a.contains(&(server.clone(), user.to_owned(), host.to_owned()))
+                    })
+                }),
+            };
+            let result = copy_database(&job, &recorder, stopper.flag(), &mut *progress).await;
+            drop(recorder);
+            if let (Ok(report), Ok(mut created)) = (&result, accounts.lock()) {
+                for (user, host) in &report.created_accounts {
+                    created.insert((server.clone(), user.clone(), host.clone()));
+                }
+            }
+            drop(tunnel);
+            let _ = tx.send(result);
+        });
+        Box::pin(async move {
+            rx.await.unwrap_or_else(|_| {
+                Err(DbError::Failed(
+                    "the database copy ended unexpectedly".into(),
+                ))
+            })
+        })
+    }
+}
+
+/// Drops what a migration's copies created and its domains did not keep
+/// (a stop, a failure, a crash), then forgets it; what cannot be dropped
+/// now stays recorded for the next start of hostmig.
+pub async fn drop_unkept(config: Arc<Config>, journal: Addr<Journal>, migration_id: u64) {
+    let objects = match journal
+        .send(journal::LoadUnkeptDbObjects(migration_id))
+        .await
+    {
+        Ok(Ok(o)) => o,
+        _ => return,
+    };
+    let Some(dest) = config.destination.as_ref() else {
+        return;
+    };
+    let mut by_server: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
+    for (server, kind, name) in objects {
+        let entry = by_server.entry(server).or_default();
+        if kind == "user" {
+            entry.1.push(name);
+        } else {
+            entry.0.push(name);
+        }
+    }
+    for (server, (databases, users)) in by_server {
+        let Some(opts) = dest
+            .db_servers
+            .iter()
+            .find(|s| s.label() == server)
+            .and_then(|s| s.opts().ok())
+        else {
+            tracing::warn!(migration_id, server = %server, "a migration created databases on a server no longer configured; drop them by hand");
+            continue;
+        };
+        let dropped = crate::db::copy::drop_objects(
+            &opts,
+            databases.iter().map(String::as_str),
+            users.iter().map(String::as_str),
+        )
+        .await;
+        match dropped {
+            Ok(()) => {
+                if !databases.is_empty() || !users.is_empty() {
+                    tracing::info!(migration_id, server = %server, databases = databases.len(), users = users.len(), "dropped what the migration created for domains it did not deploy");
+                }
+                let _ = journal
+                    .send(journal::ForgetDbObjects {
+                        migration_id,
+                        server,
+                    })
+                    .await;
+            }
+            Err(e) => {
+                tracing::warn!(migration_id, server = %server, error = %e, "cannot drop what the migration created; retried when hostmig starts again")
+            }
+        }
+    }
+}
