@@ -23,9 +23,19 @@ pub(crate) struct World {
 
 impl World {
     pub(crate) fn new(profile: Profile, extra_config: &str) -> World {
+        World::with_db_servers(profile, extra_config, 1)
+    }
+
+    /// A world whose destination has `db_servers` database servers (the
+    /// first the default).
+    pub(crate) fn with_db_servers(
+        profile: Profile,
+        extra_config: &str,
+        db_servers: usize,
+    ) -> World {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
-        let (source, dest) = crate::sandbox::start_both(&rt, dir.path(), profile, 41, 1);
+        let (source, dest) = crate::sandbox::start_both(&rt, dir.path(), profile, 41, db_servers);
         let config = format!(
             "{}{extra_config}",
             dest.hostmig_config(harness::password_hash(), Some(&source))

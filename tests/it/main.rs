@@ -8,6 +8,7 @@ mod deploy;
 mod engine;
 mod harness;
 mod migrate_content;
+mod migrate_databases;
 mod panel;
 mod rpc;
 mod sandbox;

@@ -337,7 +337,8 @@ fn slow_tar(w: &World) {
     );
 }
 
-fn finish(w: &World, id: &str) -> Duration {
+/// Sends `finish`; answers how long until the status said stopped.
+pub(crate) fn finish(w: &World, id: &str) -> Duration {
     let t = Instant::now();
     let answer = w.exchange(&format!(
         "<finish><migration_id>{id}</migration_id></finish>"
