@@ -6,7 +6,7 @@
 //! * `tar-ssh`: `ssh src 'tar c' | tar x` of the largest domain's web tree;
 //! * `rsync-initial` and `rsync-nochange`: `rsync -a` over ssh, then again;
 //! * `mysqldump`: `mysqldump --single-transaction | mysql` of the largest database;
-//! * `mydumper`: `mydumper -t 2` then `myloader -t 2` of the same database.
+//! * `mydumper`: `mydumper -t 4` then `myloader -t 4` of the same database.
 //!
 //! and hostmig's own, each against a fresh destination and a release
 //! `hostmig serve` driven through its API:
@@ -14,7 +14,11 @@
 //! * `hostmig-archive`, `hostmig-rsync`: a domain migration (`only-hosting`)
 //!   of the same domain by each transport, from `start` until `finished`
 //!   (login, planning, listing, hashing, copy, verification, records);
-//! * `hostmig-resync`: then `resync` with nothing changed, until `finished`.
+//! * `hostmig-resync`: then `resync` with nothing changed, until `finished`;
+//! * `hostmig-database`: hostmig's database copy of the same database as a
+//!   migration runs it (4 connections sharing one snapshot, through an SSH
+//!   tunnel with a session per connection, chunked, verified per chunk,
+//!   objects and all), in this process, its peak RSS measured from a reset.
 //!
 //! Content scenarios run `HOSTMIG_BENCH_ROUNDS` rounds (default 3),
 //! peers and hostmig interleaved, the disk synced before each run; a row's
@@ -60,6 +64,12 @@ const HOSTMIG_RSYNC: &str = "hostmig rsync (domain migration)";
 const HOSTMIG_RESYNC: &str = "hostmig resync (no change)";
 const RSYNC_NOCHANGE: &str = "rsync -a over ssh (no change)";
 const PASSWORD: &str = "bench-admin-password";
+const MYDUMPER: &str = "mydumper then myloader (same threads)";
+const MYSQLDUMP: &str = "mysqldump --single-transaction | mysql";
+const HOSTMIG_DATABASE: &str = "hostmig database copy (through its tunnel)";
+/// Connections hostmig's copy reads with (as a migration does), and
+/// mydumper's and myloader's threads.
+const DB_THREADS: usize = hostmig::migration::run::DB_CONNECTIONS;
 
 fn main() {
     let profile: Profile = std::env::var("HOSTMIG_BENCH_PROFILE")
@@ -265,7 +275,7 @@ fn main() {
         let (wall, rss) = pipeline(vec![dump, load]);
         table.push(Row {
             scenario: "database",
-            tool: "mysqldump --single-transaction | mysql".into(),
+            tool: MYSQLDUMP.into(),
             wall,
             amount: rows as f64,
             unit: "rows",
@@ -278,19 +288,26 @@ fn main() {
         rt.block_on(fresh_database(dst, "copy_mydumper"));
         let dir = work.path().join("mydumper");
         let mut dump = db_client("mydumper", source.db.port);
-        dump.args(["-t", "2", "-R", "-G", "-E", "-B"])
+        dump.args(["-t", &DB_THREADS.to_string(), "-R", "-G", "-E", "-B"])
             .arg(&database)
             .arg("-o")
             .arg(&dir);
         let mut load = db_client("myloader", dst.port);
-        load.args(["-t", "2", "-o", "-B", "copy_mydumper", "-d"])
-            .arg(&dir);
+        load.args([
+            "-t",
+            &DB_THREADS.to_string(),
+            "-o",
+            "-B",
+            "copy_mydumper",
+            "-d",
+        ])
+        .arg(&dir);
         let t = Instant::now();
         let (_, rss_dump) = pipeline(vec![dump]);
         let (_, rss_load) = pipeline(vec![load]);
         table.push(Row {
             scenario: "database",
-            tool: "mydumper -t 2 then myloader -t 2".into(),
+            tool: MYDUMPER.into(),
             wall: t.elapsed(),
             amount: rows as f64,
             unit: "rows",
@@ -300,7 +317,18 @@ fn main() {
         });
     }
 
+    let mut versus_mysqldump = None;
+    if wanted("hostmig-database") {
+        let (row, ratio_dump) =
+            hostmig_database(&rt, &source, &dest, &database, rows, work.path(), &table);
+        versus_mysqldump = ratio_dump;
+        table.push(row);
+    }
+
     print_table(&table);
+    if let Some(r) = versus_mysqldump {
+        println!("hostmig database copy versus mysqldump --single-transaction | mysql: {r:.2}x");
+    }
     let mut json = format!(
         "{{\"benchmark\":\"sandbox\",\"profile\":\"{}\",\"seed\":{seed},\"source_start_s\":{:.3},\"generation_s\":{},\"destination_start_s\":{:.3},\
          \"content_domain\":\"{domain}\",\"content_bytes\":{bytes},\"content_files\":{files},\"database\":\"{database}\",\"database_rows\":{rows},\"rows\":[",
@@ -654,8 +682,15 @@ async fn largest_database(source: &Source) -> Option<String> {
 
 async fn row_count(source: &Source, db: &str) -> u64 {
     let mut conn = source.db.connect(Some(db)).await.expect("source");
+    let tables: Vec<String> = conn
+        .exec(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'",
+            (db,),
+        )
+        .await
+        .expect("tables");
     let mut total = 0;
-    for table in ["types", "nopk", "counters", "counters_log", "posts"] {
+    for table in tables {
         let n: Option<u64> = conn
             .query_first(format!("SELECT COUNT(*) FROM `{table}`"))
             .await
@@ -672,4 +707,105 @@ async fn fresh_database(server: &hostmig::sandbox::mariadb::MariaDb, name: &str)
     ))
     .await
     .expect("create");
+}
+
+/// hostmig's copy of the largest database, as a migration runs it: the
+/// source's server reached through an SSH tunnel (a session per
+/// connection), into the second destination server; the process's peak
+/// RSS is reset first and read after. Answers the row and the ratio
+/// versus mysqldump.
+fn hostmig_database(
+    rt: &tokio::runtime::Runtime,
+    source: &Source,
+    dest: &Destination,
+    database: &str,
+    rows: u64,
+    dir: &Path,
+    table: &[Row],
+) -> (Row, Option<f64>) {
+    use hostmig::config::HostKeyPolicy;
+    use hostmig::ssh::{Credential, Login, Options, Target, Tunnel};
+    let login = Login {
+        target: Target::parse(&source.ssh_host()).expect("target"),
+        user: "root".into(),
+        credential: Credential::Key(source.ssh.client_key.clone()),
+    };
+    let opts = Options {
+        known_hosts: dir.join("known_hosts"),
+        policy: HostKeyPolicy::AcceptNew,
+        connect_timeout: Duration::from_secs(10),
+        io_timeout: Duration::from_secs(120),
+    };
+    let target = &dest.db_servers[1];
+    rt.block_on(async {
+        let mut c = target.connect(None).await.expect("target");
+        c.query_drop(format!("DROP DATABASE IF EXISTS `{database}`"))
+            .await
+            .expect("drop");
+    });
+    settle();
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let started = Instant::now();
+    let tunnel = Tunnel::open(login, opts, "localhost", source.db.port).expect("tunnel");
+    let job = hostmig::db::DbJob {
+        name: database.to_owned(),
+        source: tunnel.mysql_opts("admin", &source.admin_password).into(),
+        target: mysql_async::Opts::from_url(&target.root_url(None)).expect("url"),
+        target_label: format!("localhost:{}", target.port),
+        stage: "hostmig_bench_0".into(),
+        users: Vec::new(),
+        connections: DB_THREADS,
+        chunk_rows: hostmig::db::rows::CHUNK_ROWS,
+        load_data: true,
+    };
+    let recorder = hostmig::db::Recorder {
+        record: Box::new(|_, _| Box::pin(async { Ok(()) })),
+        created_account: Box::new(|_, _| false),
+    };
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let report = rt
+        .block_on(hostmig::db::copy_database(
+            &job,
+            &recorder,
+            &stop,
+            &mut |_| {},
+        ))
+        .unwrap_or_else(|e| panic!("hostmig's database copy failed: {e}"));
+    let wall = started.elapsed();
+    assert!(
+        tunnel.carried() > report.bytes / 2,
+        "every value must cross the SSH tunnel"
+    );
+    drop(tunnel);
+    let peak = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0);
+    println!(
+        "hostmig database copy: {} tables, {} chunks, {} rows, {:.1} MiB of values, global read lock held {} ms",
+        report.tables,
+        report.chunks,
+        report.rows,
+        report.bytes as f64 / 1048576.0,
+        report.lock_ms
+    );
+    let row = Row {
+        scenario: "database",
+        tool: HOSTMIG_DATABASE.into(),
+        wall,
+        amount: rows as f64,
+        unit: "rows",
+        peak_rss_kib: peak,
+        versus: Some(MYDUMPER),
+        rounds: Vec::new(),
+    };
+    let versus_mysqldump = table
+        .iter()
+        .find(|r| r.tool == MYSQLDUMP)
+        .map(|r| r.wall.as_secs_f64() / wall.as_secs_f64());
+    (row, versus_mysqldump)
 }

@@ -34,6 +34,9 @@ pub struct DbJob {
     pub connections: usize,
     /// Rows per primary-key chunk of a large table (`rows::CHUNK_ROWS`).
     pub chunk_rows: u64,
+    /// Load rows by LOAD DATA LOCAL INFILE where the target allows it
+    /// (else, and when false, by INSERT statements).
+    pub load_data: bool,
 }
 
 /// Announces what the copy is about to create on the target, so that a
@@ -395,6 +398,7 @@ async fn run(
         max_packet,
         target: &job.target,
         target_label: &job.target_label,
+        load_data: Cell::new(job.load_data),
     };
     let snapshot_workers = sources.iter_mut().map(|src| loader.work(src, &queue));
     let locked_queue = RefCell::new(locked_chunks);
@@ -568,6 +572,7 @@ async fn read_columns(conn: &mut Conn, db: &str, tables: &mut [Table]) -> Result
             name,
             kind,
             generated,
+            bit: data_type == "bit",
         });
     }
     for (t, key) in tables.iter_mut().zip(keys) {
@@ -587,7 +592,19 @@ struct Loader<'a> {
     max_packet: usize,
     target: &'a Opts,
     target_label: &'a str,
+    /// The target takes LOAD DATA LOCAL INFILE (until it refuses once).
+    load_data: Cell<bool>,
 }
+
+/// Why a LOAD DATA did not load a chunk.
+enum Refused {
+    /// The target does not allow it: the chunk goes by INSERTs instead.
+    LocalInfile(String),
+    Other(DbError),
+}
+
+/// Bytes of LOAD DATA input sent at a time.
+const LOAD_BLOCK: usize = 256 * 1024;
 
 impl Loader<'_> {
     /// Takes chunks from `queue` until it is empty: each is read on `src`,
@@ -612,9 +629,96 @@ impl Loader<'_> {
         Ok(())
     }
 
+    /// Streams a chunk's rows into the target: by LOAD DATA LOCAL INFILE
+    /// fed from the rows as they arrive, or, where the target does not
+    /// allow it, by size-bounded INSERTs.
+    async fn copy(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
+        if self.load_data.get() {
+            match self.load(src, dst, chunk).await {
+                Err(Refused::LocalInfile(e)) => {
+                    if self.load_data.replace(false) {
+                        tracing::info!(target_server = %self.target_label, error = %e, "the target does not allow LOAD DATA LOCAL INFILE; rows go as INSERT statements");
+                    }
+                }
+                Err(Refused::Other(e)) => return Err(e),
+                Ok(()) => return Ok(()),
+            }
+        }
+        self.insert(src, dst, chunk).await
+    }
+
+    /// One LOAD DATA per chunk, its data streamed in blocks of 256 KiB
+    /// while the rows are read.
+    async fn load(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), Refused> {
+        let table = &self.tables[chunk.table];
+        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
+        dst.set_infile_handler(async move {
+            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
+            });
+            Ok(Box::pin(stream) as mysql_async::InfileData)
+        });
+        let loading = dst.query_drop(table.load(self.stage));
+        let read = async {
+            let mut result = src
+                .query_iter(table.select(self.db, chunk))
+                .await
+                .map_err(|e| DbError::sql(format!("cannot read table {}", table.name), e))?;
+            let mut block = Vec::with_capacity(LOAD_BLOCK + 64 * 1024);
+            while let Some(row) = result
+                .next()
+                .await
+                .map_err(|e| DbError::sql(format!("cannot read table {}", table.name), e))?
+            {
+                let before = block.len();
+                rows::push_line(&mut block, (0..row.len()).filter_map(|i| row.as_ref(i)));
+                self.counters.rows.set(self.counters.rows.get() + 1);
+                self.counters
+                    .bytes
+                    .set(self.counters.bytes.get() + (block.len() - before) as u64);
+                if block.len() >= LOAD_BLOCK {
+                    let full =
+                        std::mem::replace(&mut block, Vec::with_capacity(LOAD_BLOCK + 64 * 1024));
+                    if tx.send(bytes::Bytes::from(full)).await.is_err() {
+                        // The load ended early; its error says why.
+                        return Ok(false);
+                    }
+                }
+            }
+            if !block.is_empty() && tx.send(bytes::Bytes::from(block)).await.is_err() {
+                return Ok(false);
+            }
+            drop(tx);
+            Ok::<bool, DbError>(true)
+        };
+        let (loaded, read) = future::join(loading, read).await;
+        if let Err(e) = loaded {
+            // ER_NOT_ALLOWED_COMMAND (MySQL) and its MariaDB successor.
+            let refused =
+                matches!(&e, mysql_async::Error::Server(s) if s.code == 1148 || s.code == 4166);
+            let error = DbError::sql(
+                format!("cannot load table {} on {}", table.name, self.target_label),
+                e,
+            );
+            return Err(if refused {
+                Refused::LocalInfile(error.to_string())
+            } else {
+                Refused::Other(error)
+            });
+        }
+        match read {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Refused::Other(DbError::Failed(format!(
+                "the load of table {} ended early",
+                table.name
+            )))),
+            Err(e) => Err(Refused::Other(e)),
+        }
+    }
+
     /// Streams a chunk's rows into size-bounded INSERTs; a second future
     /// writes each statement while the next one is read.
-    async fn copy(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
+    async fn insert(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
         let table = &self.tables[chunk.table];
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
         let read = async {
@@ -635,10 +739,11 @@ impl Loader<'_> {
                 if in_stmt > 0 {
                     stmt.push(b',');
                 }
-                let values: Vec<mysql_async::Value> = (0..row.len())
-                    .filter_map(|i| row.as_ref(i).cloned())
-                    .collect();
-                rows::push_row(&mut stmt, &kinds, &values);
+                rows::push_row(
+                    &mut stmt,
+                    &kinds,
+                    (0..row.len()).filter_map(|i| row.as_ref(i)),
+                );
                 in_stmt += 1;
                 self.counters.rows.set(self.counters.rows.get() + 1);
                 self.counters

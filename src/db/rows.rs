@@ -10,11 +10,12 @@ use super::ident;
 /// How a column's values are written into an INSERT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Integers, DECIMAL, DOUBLE, YEAR: the server's text, unquoted.
+    /// Integers, DECIMAL, DOUBLE, YEAR, BIT (read as its number): the
+    /// server's text, unquoted.
     Number,
     /// FLOAT: read as DOUBLE (the float's exact value), written unquoted.
     Float,
-    /// Binary strings, BIT, spatial values: a hex literal.
+    /// Binary strings and spatial values: a hex literal.
     Hex,
     /// Everything else (text, dates, ENUM, SET, JSON): a quoted literal of
     /// the raw stored bytes.
@@ -26,9 +27,9 @@ impl Kind {
     pub fn of(data_type: &str, charset: Option<&str>) -> Kind {
         match data_type.to_ascii_lowercase().as_str() {
             "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal"
-            | "numeric" | "double" | "real" | "year" => Kind::Number,
+            | "numeric" | "double" | "real" | "year" | "bit" => Kind::Number,
             "float" => Kind::Float,
-            "bit" | "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
+            "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
             | "geometry" | "point" | "linestring" | "polygon" | "multipoint"
             | "multilinestring" | "multipolygon" | "geometrycollection" => Kind::Hex,
             _ if charset.is_none_or(|c| c.eq_ignore_ascii_case("binary"))
@@ -47,6 +48,8 @@ pub struct Column {
     pub kind: Kind,
     /// Computed by the server (VIRTUAL or STORED): never written.
     pub generated: bool,
+    /// A BIT column: read as its number, loaded through a variable.
+    pub bit: bool,
 }
 
 /// A base table of the database being copied.
@@ -71,7 +74,7 @@ pub struct Chunk {
 }
 
 /// Rows per chunk hostmig aims at.
-pub const CHUNK_ROWS: u64 = 200_000;
+pub const CHUNK_ROWS: u64 = 50_000;
 
 /// Splits `[min, max]` into about `rows / chunk_rows` ranges.
 pub fn chunks(
@@ -142,6 +145,7 @@ impl Table {
             .written()
             .map(|c| match c.kind {
                 Kind::Float => format!("CAST({} AS DOUBLE)", ident(&c.name)),
+                _ if c.bit => format!("CAST({} AS UNSIGNED)", ident(&c.name)),
                 _ => ident(&c.name),
             })
             .collect();
@@ -164,6 +168,34 @@ impl Table {
             cols.join(", ")
         )
         .into_bytes()
+    }
+
+    /// `LOAD DATA LOCAL INFILE` of a chunk in the format `push_line`
+    /// writes (raw bytes, tab-separated, backslash escapes, `\N` for NULL);
+    /// BIT columns go through a variable (LOAD DATA cannot take them raw).
+    pub fn load(&self, db: &str) -> String {
+        let mut cols = Vec::new();
+        let mut sets = Vec::new();
+        for (i, c) in self.written().enumerate() {
+            if c.bit {
+                cols.push(format!("@v{i}"));
+                sets.push(format!("{} = CAST(@v{i} AS UNSIGNED)", ident(&c.name)));
+            } else {
+                cols.push(ident(&c.name));
+            }
+        }
+        let mut sql = format!(
+            "LOAD DATA LOCAL INFILE 'hostmig' INTO TABLE {}.{} CHARACTER SET binary \
+             FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({})",
+            ident(db),
+            ident(&self.name),
+            cols.join(", ")
+        );
+        if !sets.is_empty() {
+            sql.push_str(" SET ");
+            sql.push_str(&sets.join(", "));
+        }
+        sql
     }
 
     /// Kinds of the written columns, in SELECT order.
@@ -196,8 +228,45 @@ impl Table {
     }
 }
 
+/// Appends one row as a line of the LOAD DATA format: each value's raw
+/// bytes with backslash, tab, newline, carriage return and NUL escaped,
+/// `\N` for NULL, tab-separated.
+pub fn push_line<'v>(out: &mut Vec<u8>, values: impl Iterator<Item = &'v Value>) {
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push(b'\t');
+        }
+        match value {
+            Value::NULL => out.extend_from_slice(b"\\N"),
+            Value::Bytes(bytes) => {
+                let mut start = 0;
+                for (j, b) in bytes.iter().enumerate() {
+                    let escaped: &[u8] = match b {
+                        b'\\' => b"\\\\",
+                        b'\t' => b"\\t",
+                        b'\n' => b"\\n",
+                        b'\r' => b"\\r",
+                        0 => b"\\0",
+                        _ => continue,
+                    };
+                    out.extend_from_slice(&bytes[start..j]);
+                    out.extend_from_slice(escaped);
+                    start = j + 1;
+                }
+                out.extend_from_slice(&bytes[start..]);
+            }
+            Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::UInt(n) => out.extend_from_slice(n.to_string().as_bytes()),
+            Value::Float(f) => out.extend_from_slice(format!("{:e}", f64::from(*f)).as_bytes()),
+            Value::Double(f) => out.extend_from_slice(format!("{f:e}").as_bytes()),
+            other => out.extend_from_slice(other.as_sql(false).trim_matches('\'').as_bytes()),
+        }
+    }
+    out.push(b'\n');
+}
+
 /// Appends one row's values, `(v1, v2, ...)`, to an INSERT.
-pub fn push_row(out: &mut Vec<u8>, kinds: &[Kind], values: &[Value]) {
+pub fn push_row<'v>(out: &mut Vec<u8>, kinds: &[Kind], values: impl Iterator<Item = &'v Value>) {
     out.push(b'(');
     for (i, (kind, value)) in kinds.iter().zip(values).enumerate() {
         if i > 0 {
@@ -290,11 +359,26 @@ mod tests {
             Value::NULL,
         ];
         let mut out = Vec::new();
-        push_row(&mut out, &kinds, &values);
+        push_row(&mut out, &kinds, values.iter());
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "(-12.5e3,'a\\'b\\\\c\\0\\n',X'00FF','1); DROP TABLE x; --',NULL)"
         );
+    }
+
+    #[test]
+    fn load_lines_escape_what_the_format_needs() {
+        let mut out = Vec::new();
+        push_line(
+            &mut out,
+            [
+                Value::Bytes(b"a\tb\nc\\d\0".to_vec()),
+                Value::NULL,
+                Value::Bytes(Vec::new()),
+            ]
+            .iter(),
+        );
+        assert_eq!(out, b"a\\tb\\nc\\\\d\\0\t\\N\t\n");
     }
 
     #[test]

@@ -391,11 +391,8 @@ async fn read_source(
     };
 
     // The selected objects, read through the tunnel.
-    let source_opts = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(tunnel.local.ip().to_string())
-        .tcp_port(tunnel.local.port())
-        .user(Some(access.panel_db.user.clone()))
-        .pass(Some(access.panel_db.password.expose().to_owned()))
+    let source_opts = tunnel
+        .mysql_opts(&access.panel_db.user, access.panel_db.password.expose())
         .db_name(Some(access.panel_db.database.clone()));
     let mut src = mysql_async::Conn::new(source_opts)
         .await

@@ -97,8 +97,9 @@ struct Env {
     log: PathBuf,
 }
 
-/// Reading connections that share a database's snapshot.
-const DB_CONNECTIONS: usize = 4;
+/// Reading connections that share a database's snapshot (each with its
+/// own writing connection on the target).
+pub const DB_CONNECTIONS: usize = 4;
 
 impl Migration {
     pub fn new(
@@ -527,12 +528,7 @@ async fn copy_database(
         password = env.prepared.access.panel_db.password.expose().to_owned();
     }
     let tunnel = env.tunnels.to(&p.db.host, p.db.port).await?;
-    let source = mysql_async::OptsBuilder::default()
-        .ip_or_hostname(tunnel.local.ip().to_string())
-        .tcp_port(tunnel.local.port())
-        .user(Some(user))
-        .pass(Some(password))
-        .into();
+    let source = tunnel.mysql_opts(&user, &password).into();
     let n = env
         .scratch
         .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -545,6 +541,7 @@ async fn copy_database(
         users: p.db.users.clone(),
         connections: DB_CONNECTIONS,
         chunk_rows: crate::db::rows::CHUNK_ROWS,
+        load_data: true,
     };
     let label = format!("database {name} of {}", p.domain);
     let copy = DatabaseCopy::new(env.stopper.clone()).start();

@@ -6,7 +6,7 @@
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub struct Tunnel {
     pub local: SocketAddr,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
+    /// Bytes carried from the remote end to local connections.
+    carried: Arc<AtomicU64>,
 }
 
 impl Tunnel {
@@ -46,6 +48,8 @@ impl Tunnel {
         let stop = Arc::new(AtomicBool::new(false));
         let remote_host = remote_host.to_owned();
         let stop_flag = stop.clone();
+        let carried = Arc::new(AtomicU64::new(0));
+        let counter = carried.clone();
         let acceptor = std::thread::Builder::new()
             .name("ssh-tunnel".into())
             .spawn(move || {
@@ -54,9 +58,9 @@ impl Tunnel {
                     first,
                     login,
                     opts,
-                    remote_host,
-                    remote_port,
+                    (remote_host, remote_port),
                     stop_flag,
+                    counter,
                 )
             })
             .map_err(|e| SshError::Failed {
@@ -68,7 +72,26 @@ impl Tunnel {
             local,
             stop,
             acceptor: Some(acceptor),
+            carried,
         })
+    }
+
+    /// MySQL options for a connection through this tunnel. mysql_async
+    /// would otherwise switch a loopback connection to the Unix socket the
+    /// server names (`prefer_socket`): here that socket is the source's
+    /// path, which on this machine is some other server, or nothing.
+    pub fn mysql_opts(&self, user: &str, password: &str) -> mysql_async::OptsBuilder {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(self.local.ip().to_string())
+            .tcp_port(self.local.port())
+            .prefer_socket(false)
+            .user(Some(user))
+            .pass(Some(password))
+    }
+
+    /// Bytes the tunnel carried from the remote end so far.
+    pub fn carried(&self) -> u64 {
+        self.carried.load(Ordering::Relaxed)
     }
 }
 
@@ -86,9 +109,9 @@ fn accept_loop(
     first: Session,
     login: Login,
     opts: Options,
-    remote_host: String,
-    remote_port: u16,
+    (remote_host, remote_port): (String, u16),
     stop: Arc<AtomicBool>,
+    carried: Arc<AtomicU64>,
 ) {
     let mut spare = Some(first);
     let mut bridges = Vec::new();
@@ -101,9 +124,12 @@ fn accept_loop(
                 };
                 match session {
                     Ok(session) => {
-                        let (host, stop) = (remote_host.clone(), stop.clone());
+                        let (host, stop, carried) =
+                            (remote_host.clone(), stop.clone(), carried.clone());
                         bridges.push(std::thread::spawn(move || {
-                            if let Err(e) = bridge(local, &session, &host, remote_port, &stop) {
+                            if let Err(e) =
+                                bridge(local, &session, (&host, remote_port), &stop, &carried)
+                            {
                                 tracing::debug!(error = %e, "tunnel connection ended with an error");
                             }
                             session.shutdown();
@@ -135,9 +161,9 @@ fn accept_loop(
 fn bridge(
     mut local: TcpStream,
     session: &Session,
-    host: &str,
-    port: u16,
+    (host, port): (&str, u16),
     stop: &AtomicBool,
+    carried: &AtomicU64,
 ) -> std::io::Result<()> {
     let mut channel = session
         .raw()
@@ -186,6 +212,7 @@ fn bridge(
                 Ok(0) => {}
                 Ok(n) => {
                     down.extend_from_slice(&buf[..n]);
+                    carried.fetch_add(n as u64, Ordering::Relaxed);
                     moved = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}

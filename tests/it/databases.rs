@@ -30,18 +30,14 @@ fn job(source: &Source, tunnel: &Tunnel, dest: &Destination, server: usize, db: 
         .collect();
     DbJob {
         name: db.to_owned(),
-        source: OptsBuilder::default()
-            .ip_or_hostname(tunnel.local.ip().to_string())
-            .tcp_port(tunnel.local.port())
-            .user(Some("admin"))
-            .pass(Some(source.admin_password.clone()))
-            .into(),
+        source: tunnel.mysql_opts("admin", &source.admin_password).into(),
         target: Opts::from_url(&dest.db_servers[server].root_url(None)).expect("url"),
         target_label: format!("localhost:{}", dest.db_servers[server].port),
         stage: format!("hostmig_1_{db}"),
         users,
         connections: 4,
         chunk_rows: 20_000,
+        load_data: true,
     }
 }
 
@@ -87,6 +83,15 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
         let (report, recorded) = copy(&j, &never, &mut |_| {}).await;
         let report = report.expect("copy");
         assert!(!report.single_connection);
+        // The values crossed the SSH tunnel (never a local socket: without
+        // it only the handshakes would, a few hundred bytes each; the count
+        // is of wire bytes, the report's of escaped load data).
+        assert!(
+            tunnel.carried() > report.bytes / 2,
+            "the tunnel carried {} bytes of {} bytes of values",
+            tunnel.carried(),
+            report.bytes
+        );
         assert!(report.tables >= 7 && report.objects >= 6, "{report:?}");
         assert_eq!(
             report.redefined,
@@ -145,6 +150,34 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
             assert!(n.unwrap_or(0) > 0);
             let _ = as_user.disconnect().await;
         }
+
+        // 1b. A source login without the right to a global read lock: one
+        // connection reads everything in one snapshot, and it still arrives,
+        src.query_drop(format!(
+            "CREATE USER 'limited'@'%' IDENTIFIED BY 'limited-pw'; \
+             GRANT SELECT, LOCK TABLES, SHOW VIEW, TRIGGER, EVENT ON `{hard}`.* TO 'limited'@'%'; \
+             GRANT SELECT ON mysql.* TO 'limited'@'%'"
+        ))
+        .await
+        .expect("limited login");
+        let mut j = job(&source, &tunnel, &dest, 0, &hard);
+        j.source = OptsBuilder::from_opts(j.source.clone())
+            .user(Some("limited"))
+            .pass(Some("limited-pw"))
+            .into();
+        j.users.clear();
+        // And by INSERT statements (the way for targets without LOCAL INFILE).
+        j.load_data = false;
+        let (report, _) = copy(&j, &never, &mut |_| {}).await;
+        let report = report.expect("copy with a limited login");
+        assert!(report.single_connection, "{report:?}");
+        let mut first = conn(dest.db_servers[0].root_url(None)).await;
+        assert_eq!(
+            compare::table_rows(&mut first, &hard).await.expect("rows"),
+            src_rows
+        );
+        first.query_drop(format!("DROP DATABASE `{hard}`")).await.expect("drop");
+        let _ = first.disconnect().await;
 
         // 2. A busy database: writes on the source during the copy do not
         // tear it. It is made large enough that the copy takes a while.

@@ -57,7 +57,7 @@ fn discovery_and_the_selected_objects_of_a_source() {
     let tunnel =
         Tunnel::open(login, opts, &access.panel_db.host, access.panel_db.port).expect("tunnel");
     let url = format!(
-        "mysql://{}:{}@{}/{}",
+        "mysql://{}:{}@{}/{}?prefer_socket=false",
         access.panel_db.user,
         access.panel_db.password.expose(),
         tunnel.local,

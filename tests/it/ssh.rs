@@ -201,7 +201,7 @@ fn the_tunnel_carries_parallel_database_connections() {
         Tunnel::open(root_login(&source), opts, "localhost", source.db.port).expect("tunnel");
     assert!(tunnel.local.ip().is_loopback());
     let url = format!(
-        "mysql://admin:{}@{}/psa",
+        "mysql://admin:{}@{}/psa?prefer_socket=false",
         source.admin_password, tunnel.local
     );
     let counts = rt.block_on(async {
@@ -254,5 +254,11 @@ fn the_tunnel_carries_parallel_database_connections() {
         (clients, bytes as usize)
     });
     assert_eq!(counts, vec![direct; 4]);
+    // All of it crossed SSH: four times the posts and the 3 MB values.
+    assert!(
+        tunnel.carried() as usize > 4 * (direct.1 + 3_000_000),
+        "the tunnel carried {} bytes",
+        tunnel.carried()
+    );
     drop(tunnel);
 }
