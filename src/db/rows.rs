@@ -383,7 +383,7 @@ mod tests {
 
     #[test]
     fn chunks_cover_the_key_range_without_gaps() {
-        let parts = chunks(0, Some((1, 1_000_000)), 1_000_000, CHUNK_ROWS);
+        let parts = chunks(0, Some((1, 1_000_000)), 1_000_000, 200_000);
         assert_eq!(parts.len(), 5);
         assert_eq!(parts[0].range, Some((i128::MIN, Some(200_001))));
         for pair in parts.windows(2) {

@@ -157,7 +157,11 @@ fn accept_loop(
 }
 
 /// Copies both ways between the local socket and a direct-tcpip channel
-/// until both sides are closed (or the tunnel stops).
+/// until both sides are closed (or the tunnel stops). Waits in poll(2) for
+/// exactly what can make progress: a side is only read while there is
+/// room for what it sends, and the SSH socket is waited on in the
+/// direction libssh2 says it is blocked in, so a slow reader never makes
+/// this loop spin.
 fn bridge(
     mut local: TcpStream,
     session: &Session,
@@ -172,8 +176,10 @@ fn bridge(
     session.raw().set_blocking(false);
     local.set_nonblocking(true)?;
     local.set_nodelay(true).ok();
-    let mut up: Vec<u8> = Vec::new(); // local → remote, not yet written
-    let mut down: Vec<u8> = Vec::new(); // remote → local, not yet written
+    // local → remote, and remote → local: bytes read, and how many of
+    // them were written on.
+    let mut up = Pending::default();
+    let mut down = Pending::default();
     let mut buf = vec![0u8; 64 * 1024];
     let (mut local_eof, mut remote_eof) = (false, false);
     let fds = [local.as_raw_fd(), session.tcp().as_raw_fd()];
@@ -186,7 +192,7 @@ fn bridge(
                     let _ = channel.send_eof();
                 }
                 Ok(n) => {
-                    up.extend_from_slice(&buf[..n]);
+                    up.fill(&buf[..n]);
                     moved = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -194,35 +200,35 @@ fn bridge(
             }
         }
         if !up.is_empty() {
-            match channel.write(&up) {
+            match channel.write(up.rest()) {
                 Ok(n) => {
-                    up.drain(..n);
+                    up.consume(n);
                     moved = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
             }
         }
-        if down.is_empty() && !remote_eof {
+        // Gather several SSH packets before writing them on.
+        while down.len() < DOWN_BATCH && !remote_eof {
             match channel.read(&mut buf) {
                 Ok(0) if channel.eof() => {
                     remote_eof = true;
-                    let _ = local.shutdown(Shutdown::Write);
                 }
-                Ok(0) => {}
+                Ok(0) => break,
                 Ok(n) => {
-                    down.extend_from_slice(&buf[..n]);
+                    down.fill(&buf[..n]);
                     carried.fetch_add(n as u64, Ordering::Relaxed);
                     moved = true;
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) => return Err(e),
             }
         }
         if !down.is_empty() {
-            match local.write(&down) {
+            match local.write(down.rest()) {
                 Ok(n) => {
-                    down.drain(..n);
+                    down.consume(n);
                     moved = true;
                 }
                 Err(e) if e.kind() == ErrorKind::WouldBlock => {}
@@ -230,33 +236,84 @@ fn bridge(
             }
         }
         if remote_eof && down.is_empty() {
+            let _ = local.shutdown(Shutdown::Write);
             break;
         }
         if !moved {
-            wait(&fds, !down.is_empty(), 50);
+            // The SSH socket matters only while there is room to read into
+            // or data to send; then in the direction libssh2 is blocked in.
+            let want_ssh = (down.len() < DOWN_BATCH && !remote_eof) || !up.is_empty();
+            let ssh_events = if !want_ssh {
+                0
+            } else {
+                match session.raw().block_directions() {
+                    ssh2::BlockDirections::Outbound => libc::POLLOUT,
+                    ssh2::BlockDirections::Both => libc::POLLIN | libc::POLLOUT,
+                    _ => libc::POLLIN,
+                }
+            };
+            let mut local_events = 0;
+            if up.is_empty() && !local_eof {
+                local_events |= libc::POLLIN;
+            }
+            if !down.is_empty() {
+                local_events |= libc::POLLOUT;
+            }
+            wait(&fds, [local_events, ssh_events], 50);
         }
     }
     let _ = channel.close();
     Ok(())
 }
 
-/// Sleeps until a socket is readable (or the local one writable, when
-/// data waits for it), at most `timeout_ms`.
-fn wait(fds: &[i32; 2], local_writable: bool, timeout_ms: i32) {
-    let local_events = if local_writable {
-        libc::POLLIN | libc::POLLOUT
-    } else {
-        libc::POLLIN
-    };
+/// Bytes gathered from the SSH channel before they are written locally.
+const DOWN_BATCH: usize = 256 * 1024;
+
+/// Bytes read from one side and not yet all written to the other.
+#[derive(Default)]
+struct Pending {
+    data: Vec<u8>,
+    written: usize,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        self.written == self.data.len()
+    }
+    fn len(&self) -> usize {
+        self.data.len() - self.written
+    }
+    fn rest(&self) -> &[u8] {
+        &self.data[self.written..]
+    }
+    fn fill(&mut self, bytes: &[u8]) {
+        if self.is_empty() {
+            self.data.clear();
+            self.written = 0;
+        }
+        self.data.extend_from_slice(bytes);
+    }
+    fn consume(&mut self, n: usize) {
+        self.written += n;
+        if self.is_empty() {
+            self.data.clear();
+            self.written = 0;
+        }
+    }
+}
+
+/// Sleeps until one of the sockets is ready for the events asked of it,
+/// at most `timeout_ms`.
+fn wait(fds: &[i32; 2], events: [libc::c_short; 2], timeout_ms: i32) {
     let mut polls = [
         libc::pollfd {
             fd: fds[0],
-            events: local_events,
+            events: events[0],
             revents: 0,
         },
         libc::pollfd {
             fd: fds[1],
-            events: libc::POLLIN,
+            events: events[1],
             revents: 0,
         },
     ];
