@@ -1,6 +1,7 @@
 //! What `check` reports: every piece missing for migrations to run on this
-//! destination, named so an operator can fix it: the panel database
-//! reachable, the roots and staging writable, the SSH identity readable.
+//! destination, named so an operator can fix it: the panel database and
+//! the database servers reachable, the roots and staging writable, the SSH
+//! identity readable.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -38,6 +39,27 @@ pub async fn missing(config: Arc<Config>) -> Vec<String> {
             Ok(Ok(())) => {}
             Ok(Err(e)) => missing.push(e),
             Err(_) => missing.push("destination.panel_db did not answer within 10 s".to_owned()),
+        }
+    }
+    // Every configured database server answers (databases go there).
+    for server in config.destination.iter().flat_map(|d| &d.db_servers) {
+        let reach = async {
+            let opts = server.opts()?;
+            let conn = mysql_async::Conn::new(opts)
+                .await
+                .map_err(|e| crate::db::server_text(&e))?;
+            let _ = conn.disconnect().await;
+            Ok::<(), String>(())
+        };
+        let label = server.label();
+        match tokio::time::timeout(Duration::from_secs(10), reach).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => missing.push(format!(
+                "database server {label} of destination.db_servers is not reachable: {e}"
+            )),
+            Err(_) => missing.push(format!(
+                "database server {label} of destination.db_servers did not answer within 10 s"
+            )),
         }
     }
     missing

@@ -73,8 +73,15 @@ fn check_names_every_missing_piece_of_the_destination() {
     let roots = tempfile::tempdir().expect("tempdir");
     let vhosts = roots.path().join("vhosts");
     std::fs::create_dir(&vhosts).expect("vhosts");
+    // A database server on a closed loopback port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
     let rest = format!(
-        "[destination]\nvhosts_root = \"{}\"\nmailnames_root = \"{}\"\ndump_dir = \"{}\"\n[ssh]\nidentity = \"{}\"\n",
+        "[destination]\nvhosts_root = \"{}\"\nmailnames_root = \"{}\"\ndump_dir = \"{}\"\n\
+         [[destination.db_servers]]\nhost = \"localhost\"\nport = 3306\ntype = \"mysql\"\nurl = \"mysql://root@127.0.0.1:{closed}\"\ndefault = true\n\
+         [ssh]\nidentity = \"{}\"\n",
         vhosts.display(),
         roots.path().join("no-such-mail").display(),
         roots.path().display(),
@@ -100,6 +107,10 @@ fn check_names_every_missing_piece_of_the_destination() {
         "writable dump dir reported: {text}"
     );
     assert!(text.contains("ssh.identity"), "{text}");
+    assert!(
+        text.contains("database server localhost:3306 of destination.db_servers is not reachable"),
+        "{text}"
+    );
     // The writability probe leaves nothing behind.
     assert_eq!(std::fs::read_dir(&vhosts).expect("read").count(), 0);
 }
