@@ -13,7 +13,8 @@
 //!
 //! * `hostmig-archive`, `hostmig-rsync`: a domain migration (`only-hosting`)
 //!   of the same domain by each transport, from `start` until `finished`
-//!   (login, planning, listing, hashing, copy, verification, records);
+//!   (login, planning, listing, hashing, copy, verification, records; its
+//!   databases hidden from the panel meanwhile, so content alone is timed);
 //! * `hostmig-resync`: then `resync` with nothing changed, until `finished`;
 //! * `hostmig-database`: hostmig's database copy of the same database as a
 //!   migration runs it (4 connections sharing one snapshot, through an SSH
@@ -142,6 +143,10 @@ fn main() {
     let ssh = ssh_options(&source);
     let mut table = Vec::new();
     let mib = bytes as f64 / 1048576.0;
+    // The content scenarios measure content: the domain's databases are
+    // hidden from the source's panel meanwhile (a domain migration would
+    // copy them too; `hostmig-database` measures that on its own).
+    rt.block_on(hide_databases(&source, &domain, true));
     // Content scenarios: `rounds` rounds, peers and hostmig interleaved,
     // each from a synced disk into a directory of its own (nothing is
     // deleted until the end: ext4 makes creating files right after mass
@@ -258,6 +263,7 @@ fn main() {
         }
     }
     table.extend(samples.medians());
+    rt.block_on(hide_databases(&source, &domain, false));
     let dst = &dest.db_servers[0];
     if wanted("mysqldump") {
         rt.block_on(fresh_database(dst, "copy_mysqldump"));
@@ -808,4 +814,26 @@ fn hostmig_database(
         .find(|r| r.tool == MYSQLDUMP)
         .map(|r| r.wall.as_secs_f64() / wall.as_secs_f64());
     (row, versus_mysqldump)
+}
+
+/// Hides a domain's databases from the source's panel (their rows point
+/// at no domain), or shows every hidden one again (also those an
+/// interrupted run left hidden in the kept fixture).
+async fn hide_databases(source: &Source, domain: &str, hide: bool) {
+    const HIDDEN: u64 = 1_000_000_000;
+    let mut conn = source.db.connect(Some("psa")).await.expect("panel");
+    conn.exec_drop(
+        "UPDATE data_bases SET dom_id = dom_id - ? WHERE dom_id >= ?",
+        (HIDDEN, HIDDEN),
+    )
+    .await
+    .expect("show the databases");
+    if hide {
+        conn.exec_drop(
+            "UPDATE data_bases SET dom_id = dom_id + ? WHERE dom_id = (SELECT id FROM domains WHERE name = ?)",
+            (HIDDEN, domain),
+        )
+        .await
+        .expect("hide the databases");
+    }
 }

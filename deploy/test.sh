@@ -1,55 +1,11 @@
 #!/usr/bin/env bash
 # Installs what hostmig's tests need when it is missing (Debian packages,
-# without starting any of their services), then runs every check: format,
-# clippy with warnings as errors, and all tests.
+# without starting any of their services: deploy/install-deps.sh), then
+# runs every check: format, clippy with warnings as errors, and all tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests use, as "file-or-command package" pairs: the
-# sandbox's private sshd and MariaDB servers, the peers the benchmarks
-# measure, xmllint for the schemas, and what the build links.
-needs=(
-  "/usr/sbin/sshd openssh-server"
-  "ssh-keygen openssh-client"
-  "/usr/sbin/mariadbd mariadb-server"
-  "mariadb mariadb-client"
-  "mysqldump mariadb-client"
-  "rsync rsync"
-  "mydumper mydumper"
-  "xmllint libxml2-utils"
-  "pkg-config pkg-config"
-  "/usr/include/openssl/ssl.h libssl-dev"
-  "cc gcc"
-)
-
-missing=()
-for pair in "${needs[@]}"; do
-  read -r what pkg <<<"$pair"
-  case "$what" in
-    /*) [ -e "$what" ] || missing+=("$pkg") ;;
-    *) command -v "$what" >/dev/null 2>&1 || missing+=("$pkg") ;;
-  esac
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "deploy/test.sh: installing ${missing[*]}"
-  if [ "$(id -u)" -ne 0 ]; then
-    echo "deploy/test.sh: run as root, or install these Debian packages first: ${missing[*]}" >&2
-    exit 1
-  fi
-  # A policy-rc.d that answers 101 keeps the packages' services from starting.
-  policy=/usr/sbin/policy-rc.d
-  backup=""
-  if [ -e "$policy" ]; then backup=$(mktemp); cp -p "$policy" "$backup"; fi
-  restore() { if [ -n "$backup" ]; then mv "$backup" "$policy"; else rm -f "$policy"; fi; }
-  trap restore EXIT
-  printf '#!/bin/sh\nexit 101\n' >"$policy"
-  chmod 755 "$policy"
-  apt-get update -qq
-  # shellcheck disable=SC2046
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${missing[@]}" | sort -u) >/dev/null
-  restore
-  trap - EXIT
-fi
+bash "$(dirname "$0")/install-deps.sh"
 
 if ! command -v cargo >/dev/null 2>&1; then
   echo "deploy/test.sh: cargo is missing; install a Rust toolchain (rust-version in Cargo.toml) and run again" >&2

@@ -3,6 +3,8 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -38,6 +40,23 @@ enum Command {
     },
     /// Read a password on standard input and print its argon2id hash for api.admin_password_hash.
     HashPassword,
+    /// Migrate a generated source into a fresh destination on this machine,
+    /// through the real API, and verify what arrived.
+    Sandbox {
+        /// Size of the generated source: tiny, small, medium or large.
+        #[arg(long, default_value = "small")]
+        profile: String,
+        /// Stop everything after the summary instead of waiting for Ctrl-C.
+        #[arg(long)]
+        exit: bool,
+        /// Where the servers keep their files (default: a new directory
+        /// under the temporary directory, removed at the end).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Keep the default directory at the end.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 fn main() {
@@ -46,6 +65,12 @@ fn main() {
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
         Command::HashPassword => hash_password(),
+        Command::Sandbox {
+            profile,
+            exit,
+            dir,
+            keep,
+        } => sandbox(&profile, exit, dir, keep),
     };
     if let Err(e) = result {
         eprintln!("hostmig: error: {e:#}");
@@ -56,6 +81,48 @@ fn main() {
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = hostmig::config::Config::load(path)?;
     hostmig::serve::serve(config)?;
+    Ok(())
+}
+
+/// Set by SIGINT or SIGTERM while the sandbox runs.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn sandbox(profile: &str, exit: bool, dir: Option<PathBuf>, keep: bool) -> anyhow::Result<()> {
+    let profile: hostmig::sandbox::Profile = profile.parse().map_err(anyhow::Error::msg)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
+        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
+    }
+    let relay = stop.clone();
+    std::thread::spawn(move || loop {
+        if STOP.load(Ordering::SeqCst) {
+            relay.store(true, Ordering::SeqCst);
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    });
+    let opts = hostmig::sandbox::command::Options {
+        profile,
+        exit,
+        dir,
+        keep,
+        binary: std::env::current_exe().context("cannot find the hostmig binary")?,
+    };
+    let outcome = hostmig::sandbox::command::run(&opts, stop).map_err(anyhow::Error::msg)?;
+    if outcome.failed > 0 || !outcome.differences.is_empty() {
+        bail!(
+            "{} of {} migrations did not succeed, {} differences",
+            outcome.failed,
+            outcome.migrations,
+            outcome.differences.len()
+        );
+    }
     Ok(())
 }
 

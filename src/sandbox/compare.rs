@@ -364,6 +364,39 @@ pub async fn grants(
     Ok(out)
 }
 
+/// Source panel dump lines as the destination should hold them after a
+/// migration: addresses mapped (whole tokens), the owner renamed, paths
+/// under the source's roots moved to the destination's, and the source's
+/// database server (`host:port`) replaced by the one databases went to.
+pub fn expected_panel(
+    lines: &[String],
+    addresses: &BTreeMap<&str, &str>,
+    roots: &[(String, String)],
+    server: (&str, &str),
+    owner: Option<(&str, &str)>,
+) -> Vec<String> {
+    let mut out: Vec<String> = lines
+        .iter()
+        .map(|l| l.replace(server.0, server.1))
+        .map(|l| {
+            let mut line = l
+                .split(' ')
+                .map(|t| addresses.get(t).copied().unwrap_or(t))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Some((from, to)) = owner {
+                line = line.replace(&format!(" | {from} | "), &format!(" | {to} | "));
+            }
+            for (from, to) in roots {
+                line = line.replace(&format!("{from}/"), &format!("{to}/"));
+            }
+            line
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The panel rows of a client (by login) and its domains, ids resolved to
 /// names, one line per row, sorted: equal dumps mean equal accounts.
 pub async fn panel_client(conn: &mut Conn, login: &str) -> Result<Vec<String>, mysql_async::Error> {

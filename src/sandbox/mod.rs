@@ -8,6 +8,8 @@
 //! panel data (192.0.2.x, 198.51.100.x, 203.0.113.x) are data: nothing here
 //! connects to them.
 
+pub mod client;
+pub mod command;
 pub mod compare;
 mod content;
 mod data;

@@ -292,26 +292,7 @@ impl World {
             format!("localhost:{}", self.source.db.port),
             format!("localhost:{}", self.dest.db_servers[0].port),
         );
-        let mut out: Vec<String> = lines
-            .iter()
-            .map(|l| l.replace(&servers.0, &servers.1))
-            .map(|l| {
-                let mut line = l
-                    .split(' ')
-                    .map(|t| map.get(t).copied().unwrap_or(t))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                if let Some((from, to)) = owner {
-                    line = line.replace(&format!(" | {from} | "), &format!(" | {to} | "));
-                }
-                for (from, to) in &roots {
-                    line = line.replace(&format!("{from}/"), &format!("{to}/"));
-                }
-                line
-            })
-            .collect();
-        out.sort();
-        out
+        compare::expected_panel(&lines, &map, &roots, (&servers.0, &servers.1), owner)
     }
 }
 

@@ -12,5 +12,6 @@ mod migrate_databases;
 mod panel;
 mod rpc;
 mod sandbox;
+mod sandbox_command;
 mod ssh;
 mod unpack;
