@@ -23,7 +23,7 @@ run() {
   echo >>"$text"
 }
 run sandbox env HOSTMIG_BENCH_PROFILE=large cargo bench --locked --bench sandbox
-run engine env HOSTMIG_BENCH_PROFILE=large cargo bench --locked --bench engine
+run engine cargo bench --locked --bench engine
 run api cargo bench --locked --bench api
 {
   printf '{"date":"%s","cores":%s,"benchmarks":[' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$(nproc)"
