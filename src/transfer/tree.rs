@@ -714,8 +714,15 @@ fn unpack_into(
             fs::create_dir_all(parent)
                 .map_err(|e| failed(format!("cannot create {}: {e}", parent.display())))?;
         }
-        fs::create_dir(root)
-            .map_err(|e| failed(format!("cannot create {}: {e}", root.display())))?;
+        // Each stream of a large tree lands here: another one may have
+        // created the root a moment ago (a directory, never a link).
+        if let Err(e) = fs::create_dir(root) {
+            let created_by_another = e.kind() == std::io::ErrorKind::AlreadyExists
+                && fs::symlink_metadata(root).is_ok_and(|m| m.is_dir());
+            if !created_by_another {
+                return Err(failed(format!("cannot create {}: {e}", root.display())));
+            }
+        }
         let mode = src.get(&Vec::new()).map_or(0o755, |n| n.mode & 0o1777);
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(mode));
         if let Some((uid, gid)) = job.owner {
