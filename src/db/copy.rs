@@ -39,9 +39,12 @@ pub struct DbJob {
     pub load_data: bool,
 }
 
-/// Announces what the copy is about to create on the target, so that a
-/// stop or a crash can remove it; and knows the accounts this migration
-/// created already (a login may own several databases).
+/// Records what the copy creates on the target, so that a stop or a crash
+/// can remove it (the scratch database before it is created: its name is
+/// hostmig's own; the database and accounts right after, so that one made
+/// by someone else meanwhile is never taken for ours); and knows the
+/// accounts this migration created already (a login may own several
+/// databases).
 pub struct Recorder<'a> {
     /// `(kind, name)`: kind `scratch`, `database` or `user` (`user@host`).
     pub record: Box<RecordFn<'a>>,
@@ -430,16 +433,18 @@ async fn run(
     }
 
     // The database appears under its real name, complete.
-    (recorder.record)("database", db.to_owned())
-        .await
-        .map_err(DbError::Failed)?;
-    created.borrow_mut().real = true;
+    // Recorded once created, never before: a database someone else made
+    // under that name meanwhile makes CREATE fail, and is never ours to drop.
     dst.query_drop(format!(
         "CREATE DATABASE {} CHARACTER SET {charset} COLLATE {collation}",
         ident(db)
     ))
     .await
     .map_err(dst_err("cannot create the database"))?;
+    created.borrow_mut().real = true;
+    (recorder.record)("database", db.to_owned())
+        .await
+        .map_err(DbError::Failed)?;
     if !tables.is_empty() {
         let moves: Vec<String> = tables
             .iter()
@@ -462,24 +467,25 @@ async fn run(
         .map_err(dst_err("cannot drop the scratch database"))?;
     created.borrow_mut().stage = false;
 
-    let fresh: Vec<(String, String)> = accounts
-        .iter()
-        .filter(|a| !(recorder.created_account)(&a.user, &a.host))
-        .map(|a| (a.user.clone(), a.host.clone()))
-        .collect();
+    // Accounts likewise: recorded as each is created, only those.
+    let mut fresh = Vec::new();
+    let made = users::create(
+        &mut dst,
+        &accounts,
+        |a| (recorder.created_account)(&a.user, &a.host),
+        &mut fresh,
+    )
+    .await;
     for (user, host) in &fresh {
-        (recorder.record)("user", format!("{user}@{host}"))
-            .await
-            .map_err(DbError::Failed)?;
         created
             .borrow_mut()
             .accounts
             .push((user.clone(), host.clone()));
+        (recorder.record)("user", format!("{user}@{host}"))
+            .await
+            .map_err(DbError::Failed)?;
     }
-    users::create(&mut dst, &accounts, |a| {
-        !fresh.iter().any(|(u, h)| *u == a.user && *h == a.host)
-    })
-    .await?;
+    made?;
     let redefined = objects::create(&mut dst, db, &stored).await?;
     let _ = dst.disconnect().await;
     Ok(DbReport {

@@ -84,11 +84,14 @@ fn on_database(grant: &str, db: &str) -> bool {
 
 /// Creates the accounts on the target (except those `exists` says this
 /// migration created already, for another database of the same login)
-/// and applies their grants.
+/// and applies their grants; each account it did create goes into
+/// `created` (also when a later one fails), and only those: an account
+/// that was there already is never taken for ours.
 pub async fn create(
     dst: &mut Conn,
     accounts: &[Account],
     exists: impl Fn(&Account) -> bool,
+    created: &mut Vec<(String, String)>,
 ) -> Result<(), DbError> {
     for a in accounts {
         let failed = |what: &str, e: &mysql_async::Error| {
@@ -117,6 +120,7 @@ pub async fn create(
             dst.query_drop(a.create.as_str())
                 .await
                 .map_err(|e| failed("create", &e))?;
+            created.push((a.user.clone(), a.host.clone()));
         }
         for grant in &a.grants {
             dst.query_drop(grant.as_str())
