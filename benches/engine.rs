@@ -151,23 +151,7 @@ fn main() {
     let solo_bytes = moved_bytes(&dest.state, &solo);
 
     // Eight client migrations at once, each with all its domains.
-    let selections: Vec<String> = source
-        .model
-        .clients
-        .iter()
-        .enumerate()
-        .take(MIGRATIONS.min(solo_client))
-        .map(|(i, c)| {
-            let domains: String = source
-                .model
-                .domains
-                .iter()
-                .filter(|d| d.owner == Some(i))
-                .map(|d| format!("<domain><name>{}</name></domain>", d.name))
-                .collect();
-            format!("<migrate-clients><target-owner>admin</target-owner><client><name>{}</name>{ALL_IPS}{domains}</client></migrate-clients>", c.login)
-        })
-        .collect();
+    let selections: Vec<String> = (0..MIGRATIONS.min(solo_client)).map(selection_of).collect();
     let domains: usize = source
         .model
         .domains

@@ -238,28 +238,15 @@ pub fn push_line<'v>(out: &mut Vec<u8>, values: impl Iterator<Item = &'v Value>)
         }
         match value {
             Value::NULL => out.extend_from_slice(b"\\N"),
-            Value::Bytes(bytes) => {
-                let mut start = 0;
-                for (j, b) in bytes.iter().enumerate() {
-                    let escaped: &[u8] = match b {
-                        b'\\' => b"\\\\",
-                        b'\t' => b"\\t",
-                        b'\n' => b"\\n",
-                        b'\r' => b"\\r",
-                        0 => b"\\0",
-                        _ => continue,
-                    };
-                    out.extend_from_slice(&bytes[start..j]);
-                    out.extend_from_slice(escaped);
-                    start = j + 1;
-                }
-                out.extend_from_slice(&bytes[start..]);
-            }
-            Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
-            Value::UInt(n) => out.extend_from_slice(n.to_string().as_bytes()),
-            Value::Float(f) => out.extend_from_slice(format!("{:e}", f64::from(*f)).as_bytes()),
-            Value::Double(f) => out.extend_from_slice(format!("{f:e}").as_bytes()),
-            other => out.extend_from_slice(other.as_sql(false).trim_matches('\'').as_bytes()),
+            Value::Bytes(bytes) => push_escaped(out, bytes, |b| match b {
+                b'\\' => Some(b"\\\\"),
+                b'\t' => Some(b"\\t"),
+                b'\n' => Some(b"\\n"),
+                b'\r' => Some(b"\\r"),
+                0 => Some(b"\\0"),
+                _ => None,
+            }),
+            other => out.extend_from_slice(scalar_text(other).as_bytes()),
         }
     }
     out.push(b'\n');
@@ -296,14 +283,36 @@ fn push_value(out: &mut Vec<u8>, kind: Kind, value: &Value) {
             // number (never trusted as SQL).
             _ => push_quoted(out, bytes),
         },
-        // The text protocol sends every value as bytes; these keep any
-        // other answer exact all the same.
-        Value::Int(n) => out.extend_from_slice(n.to_string().as_bytes()),
-        Value::UInt(n) => out.extend_from_slice(n.to_string().as_bytes()),
-        Value::Float(f) => out.extend_from_slice(format!("{:e}", f64::from(*f)).as_bytes()),
-        Value::Double(f) => out.extend_from_slice(format!("{f:e}").as_bytes()),
-        other => push_quoted(out, other.as_sql(false).trim_matches('\'').as_bytes()),
+        Value::Int(_) | Value::UInt(_) | Value::Float(_) | Value::Double(_) => {
+            out.extend_from_slice(scalar_text(value).as_bytes())
+        }
+        other => push_quoted(out, scalar_text(other).as_bytes()),
     }
+}
+
+/// A value that did not come as bytes, as text. The text protocol sends
+/// every value as bytes; this keeps any other answer exact all the same.
+fn scalar_text(value: &Value) -> String {
+    match value {
+        Value::Int(n) => n.to_string(),
+        Value::UInt(n) => n.to_string(),
+        Value::Float(f) => format!("{:e}", f64::from(*f)),
+        Value::Double(f) => format!("{f:e}"),
+        other => other.as_sql(false).trim_matches('\'').to_owned(),
+    }
+}
+
+/// Appends `bytes` with each byte `escape` names replaced.
+fn push_escaped(out: &mut Vec<u8>, bytes: &[u8], escape: impl Fn(u8) -> Option<&'static [u8]>) {
+    let mut start = 0;
+    for (i, b) in bytes.iter().enumerate() {
+        if let Some(escaped) = escape(*b) {
+            out.extend_from_slice(&bytes[start..i]);
+            out.extend_from_slice(escaped);
+            start = i + 1;
+        }
+    }
+    out.extend_from_slice(&bytes[start..]);
 }
 
 /// A plain decimal or scientific number (what a numeric column sends).
@@ -318,22 +327,15 @@ fn is_number(bytes: &[u8]) -> bool {
 fn push_quoted(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() + 2);
     out.push(b'\'');
-    let mut start = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'\'' => b"\\'",
-            b'\\' => b"\\\\",
-            0 => b"\\0",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            0x1a => b"\\Z",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escaped);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
+    push_escaped(out, bytes, |b| match b {
+        b'\'' => Some(b"\\'"),
+        b'\\' => Some(b"\\\\"),
+        0 => Some(b"\\0"),
+        b'\n' => Some(b"\\n"),
+        b'\r' => Some(b"\\r"),
+        0x1a => Some(b"\\Z"),
+        _ => None,
+    });
     out.push(b'\'');
 }
 
