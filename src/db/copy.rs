@@ -255,7 +255,10 @@ async fn run(
             "database \"{db}\" is in the source's panel but not on its database server"
         )));
     };
-    lock.query_drop("SET SESSION lock_wait_timeout = 60")
+    // A global read lock that cannot be had at once (a long statement
+    // holds tables) would stall every write on the source while it waits:
+    // after 5 s hostmig gives up on it and reads in one connection.
+    lock.query_drop("SET SESSION lock_wait_timeout = 5")
         .await
         .map_err(src_err("cannot set lock_wait_timeout"))?;
     // Every connection is open before the lock is taken (each is an SSH
@@ -271,7 +274,7 @@ async fn run(
     let locked = match lock.query_drop("FLUSH TABLES WITH READ LOCK").await {
         Ok(()) => true,
         Err(e) => {
-            tracing::info!(database = %db, error = %super::server_text(&e), "the source refused a global read lock; one connection reads the whole database in a single snapshot");
+            tracing::info!(database = %db, error = %super::server_text(&e), "the source refused a global read lock, or it was not free within 5 s; one connection reads the whole database in a single snapshot");
             false
         }
     };
