@@ -126,9 +126,7 @@ fn main() {
         let c = &source.model.clients[i];
         let domains: String = source
             .model
-            .domains
-            .iter()
-            .filter(|d| d.owner == Some(i))
+            .domains_of(Some(i))
             .map(|d| format!("<domain><name>{}</name></domain>", d.name))
             .collect();
         format!("<migrate-clients><target-owner>admin</target-owner><client><name>{}</name>{ALL_IPS}{domains}</client></migrate-clients>", c.login)

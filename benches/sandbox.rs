@@ -729,19 +729,7 @@ fn hostmig_database(
     dir: &Path,
     table: &[Row],
 ) -> (Row, Option<f64>) {
-    use hostmig::config::HostKeyPolicy;
-    use hostmig::ssh::{Credential, Login, Options, Target, Tunnel};
-    let login = Login {
-        target: Target::parse(&source.ssh_host()).expect("target"),
-        user: "root".into(),
-        credential: Credential::Key(source.ssh.client_key.clone()),
-    };
-    let opts = Options {
-        known_hosts: dir.join("known_hosts"),
-        policy: HostKeyPolicy::AcceptNew,
-        connect_timeout: Duration::from_secs(10),
-        io_timeout: Duration::from_secs(120),
-    };
+    let (login, opts) = source.root_login(dir);
     let target = &dest.db_servers[1];
     rt.block_on(async {
         let mut c = target.connect(None).await.expect("target");
@@ -752,7 +740,8 @@ fn hostmig_database(
     settle();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
     let started = Instant::now();
-    let tunnel = Tunnel::open(login, opts, "localhost", source.db.port).expect("tunnel");
+    let tunnel =
+        hostmig::ssh::Tunnel::open(login, opts, "localhost", source.db.port).expect("tunnel");
     let job = hostmig::db::DbJob {
         name: database.to_owned(),
         source: tunnel.mysql_opts("admin", &source.admin_password).into(),

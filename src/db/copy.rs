@@ -263,13 +263,22 @@ async fn run(
         .map_err(src_err("cannot set lock_wait_timeout"))?;
     // Every connection is open before the lock is taken (each is an SSH
     // login through the tunnel): the lock lasts only while they start
-    // their transactions.
+    // their transactions. One more holds the non-InnoDB tables, when the
+    // database has any (listed again under the lock, which decides).
+    let nontransactional = list_tables(&mut lock, db)
+        .await?
+        .iter()
+        .any(|t| !t.transactional);
     let mut sources = future::try_join_all(
-        (0..job.connections.max(1) + 1)
+        (0..job.connections.max(1) + usize::from(nontransactional))
             .map(|_| connect(&job.source, SOURCE_SESSION, "the source database server")),
     )
     .await?;
-    let mut spare = sources.pop();
+    let mut spare = if nontransactional {
+        sources.pop()
+    } else {
+        None
+    };
     let lock_started = Instant::now();
     let locked = match lock.query_drop("FLUSH TABLES WITH READ LOCK").await {
         Ok(()) => true,
@@ -288,10 +297,11 @@ async fn run(
         .collect();
     let mut nontx_conn = None;
     if locked && !nontx.is_empty() {
-        let Some(mut conn) = spare.take() else {
-            return Err(DbError::Failed(
-                "no connection for the locked tables".into(),
-            ));
+        let mut conn = match spare.take() {
+            Some(conn) => conn,
+            // A table changed engine since the first listing: rare, and
+            // only makes the lock a login longer.
+            None => connect(&job.source, SOURCE_SESSION, "the source database server").await?,
         };
         let list: Vec<String> = nontx
             .iter()

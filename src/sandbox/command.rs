@@ -265,7 +265,7 @@ fn migration_map(
         .and_then(|i| model.clients.get(i))
         .map(|c| c.pool.clone())
         .unwrap_or_default();
-    for d in model.domains.iter().filter(|d| d.owner == owner) {
+    for d in model.domains_of(owner) {
         if let HostingKind::Virtual { ip, .. } | HostingKind::Forward { ip, .. } = &d.hosting {
             used.push(*ip);
         }
@@ -288,12 +288,7 @@ fn start_all(client: &ApiClient, source: &Source) -> Result<Vec<(String, String)
     let model = &source.model;
     let mut selections = Vec::new();
     for (i, c) in model.clients.iter().enumerate() {
-        let domains: String = model
-            .domains
-            .iter()
-            .filter(|d| d.owner == Some(i))
-            .map(domain_element)
-            .collect();
+        let domains: String = model.domains_of(Some(i)).map(domain_element).collect();
         let pool: String = c.pool.iter().map(|i| ip(*i)).collect();
         selections.push((
             format!("client {}", c.login),
@@ -303,12 +298,7 @@ fn start_all(client: &ApiClient, source: &Source) -> Result<Vec<(String, String)
             ),
         ));
     }
-    let admin: String = model
-        .domains
-        .iter()
-        .filter(|d| d.owner.is_none())
-        .map(domain_element)
-        .collect();
+    let admin: String = model.domains_of(None).map(domain_element).collect();
     if !admin.is_empty() {
         selections.push((
             "the administrator's domains".to_owned(),
@@ -518,7 +508,7 @@ async fn verify(source: &Source, dest: &Destination) -> (Checked, Vec<String>) {
             migration_map(&source.model, Some(i)),
         ));
     }
-    for d in source.model.domains.iter().filter(|d| d.owner.is_none()) {
+    for d in source.model.domains_of(None) {
         dumps.push((
             compare::panel_domain(&mut sp, &d.name).await,
             compare::panel_domain(&mut dp, &d.name).await,

@@ -329,6 +329,12 @@ impl Model {
             })
     }
 
+    /// The domains of client `owner` (an index into `clients`), or the
+    /// administrator's with `None`.
+    pub fn domains_of(&self, owner: Option<usize>) -> impl Iterator<Item = &Domain> {
+        self.domains.iter().filter(move |d| d.owner == owner)
+    }
+
     pub fn hosting_domains(&self) -> impl Iterator<Item = &Domain> {
         self.domains
             .iter()

@@ -219,6 +219,24 @@ impl Source {
     }
 
     /// `host:port` of the source's sshd, as a start packet writes it.
+    /// Root's key login to this source over SSH, with known_hosts under
+    /// `dir` (the host key accepted on first use).
+    pub fn root_login(&self, dir: &Path) -> (crate::ssh::Login, crate::ssh::Options) {
+        let login = crate::ssh::Login {
+            target: crate::ssh::Target::parse(&self.ssh_host())
+                .unwrap_or_else(|| panic!("the sandbox's own address {} parses", self.ssh_host())),
+            user: "root".into(),
+            credential: crate::ssh::Credential::Key(self.ssh.client_key.clone()),
+        };
+        let opts = crate::ssh::Options {
+            known_hosts: dir.join("known_hosts"),
+            policy: crate::config::HostKeyPolicy::AcceptNew,
+            connect_timeout: Duration::from_secs(10),
+            io_timeout: Duration::from_secs(120),
+        };
+        (login, opts)
+    }
+
     pub fn ssh_host(&self) -> String {
         format!("127.0.0.1:{}", self.ssh.port)
     }

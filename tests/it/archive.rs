@@ -6,32 +6,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hostmig::config::HostKeyPolicy;
 use hostmig::sandbox::{Profile, Source};
-use hostmig::ssh::{Credential, Login, Options, Session, Target};
+use hostmig::ssh::Session;
 use hostmig::transfer::tree::{sync_tree, Rewrites, Transport, TreeError, TreeJob, TreeReport};
 
 use crate::sandbox::rt;
 
 pub fn session(source: &Source, dir: &Path) -> Session {
-    let (login, opts) = login(source, dir);
+    let (login, opts) = source.root_login(dir);
     Session::connect(&login, &opts).expect("ssh")
-}
-
-/// Root's key login to the sandbox source, known_hosts under `dir`.
-pub fn login(source: &Source, dir: &Path) -> (Login, Options) {
-    let login = Login {
-        target: Target::parse(&source.ssh_host()).expect("target"),
-        user: "root".into(),
-        credential: Credential::Key(source.ssh.client_key.clone()),
-    };
-    let opts = Options {
-        known_hosts: dir.join("known_hosts"),
-        policy: HostKeyPolicy::AcceptNew,
-        connect_timeout: Duration::from_secs(5),
-        io_timeout: Duration::from_secs(60),
-    };
-    (login, opts)
 }
 
 /// Makes `tar` on the source this shell script.

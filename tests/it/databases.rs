@@ -15,7 +15,7 @@ use mysql_async::{Conn, Opts, OptsBuilder};
 use crate::sandbox::{rt, start_both};
 
 fn tunnel(source: &Source, dir: &std::path::Path) -> Tunnel {
-    let (login, opts) = crate::archive::login(source, dir);
+    let (login, opts) = source.root_login(dir);
     Tunnel::open(login, opts, "localhost", source.db.port).expect("tunnel")
 }
 

@@ -674,9 +674,7 @@ fn max_parallel_queues_the_rest_and_status_keeps_answering() {
         let domains: String = w
             .source
             .model
-            .domains
-            .iter()
-            .filter(|d| d.owner == Some(i))
+            .domains_of(Some(i))
             .map(|d| format!("<domain><name>{}</name></domain>", d.name))
             .collect();
         let selection = clients(&format!(
