@@ -31,7 +31,10 @@
 //!
 //! `HOSTMIG_BENCH_PROFILE` (tiny|small|medium|large, default small),
 //! `HOSTMIG_BENCH_SEED` (default 1), `HOSTMIG_BENCH_ONLY` (comma-separated
-//! scenario names). Run: `cargo bench --bench sandbox`.
+//! scenario names), `HOSTMIG_BENCH_KEEP=1` (keep the work directory: a
+//! mass deletion slows file creation on ext4 for minutes after, which
+//! would weigh on a run started right after this one). Run: `cargo bench
+//! --bench sandbox`.
 
 use std::fmt::Write as _;
 use std::os::unix::fs::MetadataExt;
@@ -88,6 +91,7 @@ fn main() {
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let fixture = target.join(format!("bench-fixtures/{}-{seed}", profile.as_str()));
     let work = tempfile::tempdir_in(&target).expect("work dir");
+    let keep = std::env::var("HOSTMIG_BENCH_KEEP").is_ok_and(|k| k == "1");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -370,6 +374,9 @@ fn main() {
     let path = out.join(format!("sandbox-{}.json", profile.as_str()));
     std::fs::write(&path, json).expect("json");
     println!("written: {}", path.display());
+    if keep {
+        println!("kept: {}", work.keep().display());
+    }
 }
 
 /// Every round's measurement of each tool, in first-seen order.

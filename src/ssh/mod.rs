@@ -138,7 +138,7 @@ pub struct Session {
 }
 
 /// Ciphers in order of preference (libssh2 drops those it lacks).
-const CIPHERS: &str = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr,chacha20-poly1305@openssh.com";
+const CIPHERS: &str = "chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr";
 
 /// Serialises additions to known_hosts files within this process.
 static KNOWN_HOSTS_LOCK: Mutex<()> = Mutex::new(());
@@ -176,8 +176,12 @@ impl Session {
         let mut inner = ssh2::Session::new().map_err(|e| failed("session set-up", e))?;
         inner.set_tcp_stream(tcp.try_clone().map_err(|e| unreachable(e.to_string()))?);
         inner.set_timeout(opts.io_timeout.as_millis().min(u32::MAX as u128) as u32);
-        // AES-GCM first: libssh2 runs it through OpenSSL (AES-NI), its
-        // ChaCha20 is portable C and costs several times the CPU per byte.
+        // ChaCha20-Poly1305 first: libssh2 runs AES (GCM and CTR) through
+        // OpenSSL one 16-byte block per call, which costs more than its own
+        // ChaCha20 does on whole packets. Receiving 1 GB here: ChaCha20 2.6
+        // s of CPU on our side (4.4 s with the sender's), AES-128-GCM 3.5
+        // to 3.9 s (4.7 to 5.0). AES-GCM stays next, for servers that
+        // refuse ChaCha20 (FIPS mode).
         for direction in [ssh2::MethodType::CryptCs, ssh2::MethodType::CryptSc] {
             inner
                 .method_pref(direction, CIPHERS)

@@ -25,18 +25,17 @@ where
     R: Read + Send,
 {
     std::thread::scope(|scope| {
-        let (tx, rx) = sync_channel::<std::io::Result<Vec<u8>>>(DEPTH);
-        // Read chunks come back to be filled again: no allocation per chunk.
+        // A chunk travels with the length read into it; chunks come back
+        // to be filled again, whole: no allocation nor zeroing per read.
+        let (tx, rx) = sync_channel::<std::io::Result<(Vec<u8>, usize)>>(DEPTH);
         let (give_back, returned) = sync_channel::<Vec<u8>>(DEPTH + 2);
         let producer = scope.spawn(move || -> std::io::Result<()> {
             loop {
-                let mut buf = returned.try_recv().unwrap_or_default();
-                buf.resize(CHUNK, 0);
+                let mut buf = returned.try_recv().unwrap_or_else(|_| vec![0; CHUNK]);
                 match source.read(&mut buf) {
                     Ok(0) => return Ok(()),
                     Ok(n) => {
-                        buf.truncate(n);
-                        if tx.send(Ok(buf)).is_err() {
+                        if tx.send(Ok((buf, n))).is_err() {
                             return Ok(());
                         }
                     }
@@ -53,6 +52,7 @@ where
         let mut reader = QueueReader {
             rx: &rx,
             chunk: Vec::new(),
+            len: 0,
             pos: 0,
             give_back,
         };
@@ -73,26 +73,30 @@ where
 }
 
 struct QueueReader<'a> {
-    rx: &'a Receiver<std::io::Result<Vec<u8>>>,
+    rx: &'a Receiver<std::io::Result<(Vec<u8>, usize)>>,
     chunk: Vec<u8>,
+    /// Bytes of `chunk` that were read.
+    len: usize,
     pos: usize,
     give_back: std::sync::mpsc::SyncSender<Vec<u8>>,
 }
 
 impl Read for QueueReader<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.pos == self.chunk.len() {
+        if self.pos == self.len {
             match self.rx.recv() {
-                Ok(Ok(chunk)) => {
+                Ok(Ok((chunk, len))) => {
                     let used = std::mem::replace(&mut self.chunk, chunk);
-                    let _ = self.give_back.try_send(used);
-                    self.pos = 0;
+                    if !used.is_empty() {
+                        let _ = self.give_back.try_send(used);
+                    }
+                    (self.len, self.pos) = (len, 0);
                 }
                 Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(0),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.pos);
+        let n = buf.len().min(self.len - self.pos);
         buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)

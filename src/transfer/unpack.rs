@@ -13,7 +13,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::listing::{Hash, Hasher};
@@ -73,6 +73,10 @@ pub fn unpack_with(
     let mut reader = Reader::new(input);
     let mut stats = Unpacked::default();
     let mut dirs: Vec<(PathBuf, i64)> = Vec::new();
+    // Directories of the tree known to be real directories: checked once.
+    // None of the archive's entries can turn one into anything else (an
+    // entry never replaces a directory), so the check holds.
+    let mut real_dirs: HashSet<PathBuf> = HashSet::new();
     let mut buf = vec![0u8; 1 << 20];
     let stopped = |opts: &Options<'_>| opts.stop.is_some_and(|s| s.load(Ordering::Relaxed));
     let owner = opts.owner;
@@ -99,7 +103,7 @@ pub fn unpack_with(
             continue;
         }
         let target = root.join(&rel);
-        check_parents(root, &rel)
+        check_parents(root, &rel, &mut real_dirs)
             .map_err(|_| refused("a directory on its path is a symlink or not a directory"))?;
         let write_err = |source| UnpackError::Write {
             path: shown.clone(),
@@ -122,6 +126,7 @@ pub fn unpack_with(
                 set_mode(&target, entry.mode, &shown)?;
                 chown(&target, owner, &shown)?;
                 dirs.push((target, entry.mtime));
+                real_dirs.insert(rel.clone());
             }
             Kind::Symlink => {
                 let link = entry.link.clone().unwrap_or_default();
@@ -134,7 +139,7 @@ pub fn unpack_with(
                 let link = entry.link.clone().unwrap_or_default();
                 let source_rel =
                     safe_relative(&link).ok_or_else(|| refused("it links to outside the tree"))?;
-                check_parents(root, &source_rel)
+                check_parents(root, &source_rel, &mut real_dirs)
                     .map_err(|_| refused("it links through a symlink"))?;
                 let source = root.join(&source_rel);
                 match fs::symlink_metadata(&source) {
@@ -149,14 +154,24 @@ pub fn unpack_with(
                 fs::hard_link(&source, &target).map_err(write_err)?;
             }
             Kind::File => {
-                make_room(&target).map_err(|_| refused("it would replace a directory"))?;
-                let mut file = fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .mode(0o600)
-                    .open(&target)
-                    .map_err(write_err)?;
+                // Usually nothing is there yet: created at once; otherwise
+                // what is there is replaced (never a directory).
+                let create = || {
+                    fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .mode(0o600)
+                        .open(&target)
+                };
+                let mut file = match create() {
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        make_room(&target).map_err(|_| refused("it would replace a directory"))?;
+                        create()
+                    }
+                    other => other,
+                }
+                .map_err(write_err)?;
                 let mut hasher = opts.hash.then(Hasher::new);
                 let mut sink = Sink {
                     file: &mut file,
@@ -175,9 +190,16 @@ pub fn unpack_with(
                             source,
                         },
                     })?;
+                // Owner, mode and times through the open file: no more
+                // path lookups. The owner first (a chown clears mode bits).
                 if let Some((uid, gid)) = owner {
                     std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(write_err)?;
                 }
+                file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o1777))
+                    .map_err(write_err)?;
+                let time = mtime_of(entry.mtime);
+                file.set_times(fs::FileTimes::new().set_accessed(time).set_modified(time))
+                    .map_err(write_err)?;
                 drop(file);
                 stats.files += 1;
                 if let Some(h) = hasher {
@@ -188,8 +210,6 @@ pub fn unpack_with(
                 if let Some(p) = opts.progress.as_deref_mut() {
                     p(stats.bytes, stats.files);
                 }
-                set_mode(&target, entry.mode, &shown)?;
-                set_mtime(&target, entry.mtime).map_err(write_err)?;
             }
         }
         stats.entries += 1;
@@ -236,8 +256,9 @@ fn write_data<R: Read>(
         None => vec![(0, entry.size)],
     };
     let mut written = 0;
-    // How far the digest has read the file.
+    // How far the digest has read the file, and where the file's offset is.
     let mut hashed_to = 0u64;
+    let mut written_to = 0u64;
     for (offset, len) in segments {
         if sink.stop.is_some_and(|s| s.load(Ordering::Relaxed)) {
             return Err(DataError::Stopped);
@@ -246,8 +267,14 @@ fn write_data<R: Read>(
             h.zeros(offset.saturating_sub(hashed_to));
             hashed_to = hashed_to.max(offset + len);
         }
-        let file = &mut *sink.file;
-        file.seek(SeekFrom::Start(offset)).map_err(DataError::Io)?;
+        // A new file is written from its start: a seek only for a
+        // sparse file's later segments.
+        if offset != written_to {
+            sink.file
+                .seek(SeekFrom::Start(offset))
+                .map_err(DataError::Io)?;
+        }
+        written_to = offset + len;
         let mut left = len;
         while left > 0 {
             let want = (left as usize).min(buf.len());
@@ -297,16 +324,28 @@ fn safe_relative(raw: &[u8]) -> Option<PathBuf> {
 
 /// Every directory between `root` and the entry must be a real directory
 /// (a symlink there would let a later entry write outside the tree).
-fn check_parents(root: &Path, rel: &Path) -> Result<(), ()> {
+/// Those in `known` were checked before; those checked now join them.
+fn check_parents(root: &Path, rel: &Path, known: &mut HashSet<PathBuf>) -> Result<(), ()> {
+    let Some(parent) = rel.parent() else {
+        return Ok(());
+    };
+    if parent.as_os_str().is_empty() || known.contains(parent) {
+        return Ok(());
+    }
     let mut at = root.to_owned();
-    let parts: Vec<_> = rel.components().collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
+    let mut sub = PathBuf::new();
+    for part in parent.components() {
         at.push(part);
+        sub.push(part);
+        if known.contains(&sub) {
+            continue;
+        }
         match fs::symlink_metadata(&at) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(()),
             Err(_) => ensure_dir(&at).map_err(|_| ())?,
         }
+        known.insert(sub.clone());
     }
     Ok(())
 }
@@ -331,6 +370,16 @@ fn make_room(target: &Path) -> Result<(), ()> {
         Ok(m) if m.is_dir() => Err(()),
         Ok(_) => fs::remove_file(target).map_err(|_| ()),
         Err(_) => Ok(()),
+    }
+}
+
+/// An archive's mtime (seconds since the epoch) as a time.
+fn mtime_of(secs: i64) -> std::time::SystemTime {
+    let at = std::time::Duration::from_secs(secs.unsigned_abs());
+    if secs >= 0 {
+        std::time::UNIX_EPOCH + at
+    } else {
+        std::time::UNIX_EPOCH - at
     }
 }
 
