@@ -7,6 +7,7 @@ pub mod journal;
 pub mod migration;
 pub mod mounts;
 pub mod panel;
+pub mod priority;
 pub mod readiness;
 pub mod remap;
 pub mod rpc;

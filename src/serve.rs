@@ -89,6 +89,10 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
             front,
             max_packet_bytes: config.api.max_packet_bytes,
         });
+        // This thread runs RpcFront (the status board) and starts the HTTP
+        // workers, which inherit its priority; the journal, the supervisor
+        // and the migrations' threads, started before, keep theirs.
+        crate::priority::set_thread_nice(crate::priority::API_NICE, "the API threads");
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         let mut server =
             HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))

@@ -115,19 +115,6 @@ impl SessionPool {
     }
 }
 
-/// Bulk copying yields the CPU to the API and the actors: this thread (and
-/// the threads it starts, which inherit it) runs at nice 10.
-fn lower_priority() {
-    // SAFETY: gettid and setpriority on this very thread; no memory involved.
-    let rc = unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 10)
-    };
-    if rc != 0 {
-        tracing::debug!(error = %std::io::Error::last_os_error(), "cannot lower the priority of a transfer thread");
-    }
-}
-
 pub struct ContentTransfer {
     pool: Arc<SessionPool>,
     stopper: Arc<Stopper>,
@@ -160,7 +147,9 @@ impl Handler<CopyTree> for ContentTransfer {
         let spawned = std::thread::Builder::new()
             .name("hostmig-content".into())
             .spawn(move || {
-                lower_priority();
+                // Bulk copying yields the CPU to the API and the actors
+                // (the threads this one starts inherit it).
+                crate::priority::set_thread_nice(crate::priority::BULK_NICE, "a transfer thread");
                 let CopyTree { job, mut progress } = msg;
                 let result = pool.take(COPY_STREAMS + 1).and_then(|mut sessions| {
                     let Some(hasher) = sessions.pop() else {
