@@ -156,6 +156,19 @@ fn hostile_archives_write_nothing_outside_the_tree() {
             "symlink",
         ),
         (
+            // A directory is checked once: a later entry must not turn
+            // it into a link to write through.
+            "a directory, then a symlink in its place, then a file through it",
+            archive(&[
+                good.clone(),
+                member(b"site/d/", b'5', b"", b""),
+                member(b"site/d/first.txt", b'0', b"x", b""),
+                member(b"site/d", b'2', b"", victim.as_os_str().as_encoded_bytes()),
+                member(b"site/d/pwned.txt", b'0', b"x", b""),
+            ]),
+            "replace a directory",
+        ),
+        (
             "a character device",
             archive(&[good.clone(), member(b"site/dev", b'3', b"", b"")]),
             "device",
@@ -244,6 +257,42 @@ fn hostile_archives_write_nothing_outside_the_tree() {
     assert!(
         matches!(err, UnpackError::Archive(TarError::Truncated)),
         "{err}"
+    );
+}
+
+/// An entry over an earlier one replaces it: a file over a symlink is a
+/// new file in the tree (the link's target untouched), a file given twice
+/// holds the second data.
+#[test]
+fn later_entries_replace_earlier_ones_without_following_links() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let victim = dir.path().join("precious.txt");
+    std::fs::write(&victim, "keep me").expect("victim");
+    let tree = dir.path().join("tree");
+    std::fs::create_dir(&tree).expect("tree");
+    let bytes = archive(&[
+        member(
+            b"site/link",
+            b'2',
+            b"",
+            victim.as_os_str().as_encoded_bytes(),
+        ),
+        member(b"site/link", b'0', b"replaced", b""),
+        member(b"site/twice.txt", b'0', b"first", b""),
+        member(b"site/twice.txt", b'0', b"second", b""),
+    ]);
+    let unpacked = unpack(Cursor::new(bytes), &tree).expect("unpack");
+    assert_eq!(unpacked.files, 3);
+    let link = tree.join("site/link");
+    assert!(
+        std::fs::symlink_metadata(&link).expect("link").is_file(),
+        "the symlink was replaced by a file"
+    );
+    assert_eq!(std::fs::read_to_string(&link).expect("file"), "replaced");
+    assert_eq!(std::fs::read_to_string(&victim).expect("victim"), "keep me");
+    assert_eq!(
+        std::fs::read_to_string(tree.join("site/twice.txt")).expect("twice"),
+        "second"
     );
 }
 
