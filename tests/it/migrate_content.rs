@@ -9,7 +9,7 @@ use hostmig::sandbox::Profile;
 
 use crate::engine::{domains, ip, jdoe_client, wait_gone, World};
 use crate::harness::first;
-use crate::unpack::{archive, member};
+use crate::unpack::{archive, member, symlink_to};
 
 const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
 
@@ -188,12 +188,7 @@ fn hostile_archives_fail_the_domain_and_write_nothing_outside_its_tree() {
     let through = archive(&[
         dir_entry.clone(),
         good.clone(),
-        member(
-            b"./httpdocs/out",
-            b'2',
-            b"",
-            victim.as_os_str().as_encoded_bytes(),
-        ),
+        symlink_to(b"./httpdocs/out", &victim),
         member(b"./httpdocs/out/through.txt", b'0', b"x", b""),
     ]);
     // (what, archive, transport, what the message says).

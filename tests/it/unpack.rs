@@ -109,6 +109,11 @@ pub(crate) fn member(name: &[u8], kind: u8, data: &[u8], link: &[u8]) -> Vec<u8>
     out
 }
 
+/// A symlink member named `name` pointing at `target`.
+pub(crate) fn symlink_to(name: &[u8], target: &Path) -> Vec<u8> {
+    member(name, b'2', b"", target.as_os_str().as_encoded_bytes())
+}
+
 pub(crate) fn archive(members: &[Vec<u8>]) -> Vec<u8> {
     let mut out: Vec<u8> = members.concat();
     out.extend_from_slice(&[0u8; 1024]);
@@ -145,12 +150,7 @@ fn hostile_archives_write_nothing_outside_the_tree() {
             "a symlink, then a file through it",
             archive(&[
                 good.clone(),
-                member(
-                    b"site/link",
-                    b'2',
-                    b"",
-                    victim.as_os_str().as_encoded_bytes(),
-                ),
+                symlink_to(b"site/link", &victim),
                 member(b"site/link/pwned.txt", b'0', b"x", b""),
             ]),
             "symlink",
@@ -163,7 +163,7 @@ fn hostile_archives_write_nothing_outside_the_tree() {
                 good.clone(),
                 member(b"site/d/", b'5', b"", b""),
                 member(b"site/d/first.txt", b'0', b"x", b""),
-                member(b"site/d", b'2', b"", victim.as_os_str().as_encoded_bytes()),
+                symlink_to(b"site/d", &victim),
                 member(b"site/d/pwned.txt", b'0', b"x", b""),
             ]),
             "replace a directory",
@@ -271,12 +271,7 @@ fn later_entries_replace_earlier_ones_without_following_links() {
     let tree = dir.path().join("tree");
     std::fs::create_dir(&tree).expect("tree");
     let bytes = archive(&[
-        member(
-            b"site/link",
-            b'2',
-            b"",
-            victim.as_os_str().as_encoded_bytes(),
-        ),
+        symlink_to(b"site/link", &victim),
         member(b"site/link", b'0', b"replaced", b""),
         member(b"site/twice.txt", b'0', b"first", b""),
         member(b"site/twice.txt", b'0', b"second", b""),
