@@ -14,6 +14,12 @@ use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
+/// The mode bits a copy keeps: permissions and the sticky bit; setuid and
+/// setgid are never kept.
+pub fn kept_mode(mode: u32) -> u32 {
+    mode & 0o1777
+}
+
 /// Sets a path's mtime (and atime) without following a symlink.
 pub fn set_mtime(path: &Path, secs: i64) -> std::io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())

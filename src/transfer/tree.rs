@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use super::commands;
 use super::listing::{self, dotted, link_groups, shown, Hash, ListError, Listing, NodeKind};
 use super::pump::pumped;
-use super::set_mtime;
 use super::unpack::{unpack_with, Options as UnpackOptions, UnpackError};
+use super::{kept_mode, set_mtime};
 use crate::remap::Remap;
 use crate::ssh::Session;
 
@@ -723,7 +723,7 @@ fn unpack_into(
                 return Err(failed(format!("cannot create {}: {e}", root.display())));
             }
         }
-        let mode = src.get(&Vec::new()).map_or(0o755, |n| n.mode & 0o1777);
+        let mode = src.get(&Vec::new()).map_or(0o755, |n| kept_mode(n.mode));
         let _ = fs::set_permissions(root, fs::Permissions::from_mode(mode));
         if let Some((uid, gid)) = job.owner {
             std::os::unix::fs::lchown(root, Some(uid), Some(gid))
@@ -776,11 +776,11 @@ pub fn compare(src: &Listing, dst: &Listing, rewritten: &Rewrites) -> (Vec<Vec<u
                 if rewritten.contains_key(p) {
                     true
                 } else {
-                    d.size == s.size && d.mtime == s.mtime && d.mode == s.mode & 0o1777
+                    d.size == s.size && d.mtime == s.mtime && d.mode == kept_mode(s.mode)
                 }
             }
             NodeKind::Symlink => d.link == s.link && d.mtime == s.mtime,
-            NodeKind::Dir => d.mode == s.mode & 0o1777,
+            NodeKind::Dir => d.mode == kept_mode(s.mode),
             NodeKind::Other => true,
         };
         if !same {
@@ -907,7 +907,7 @@ pub fn verify(
             ));
             continue;
         }
-        if s.kind != NodeKind::Symlink && d.mode != s.mode & 0o1777 {
+        if s.kind != NodeKind::Symlink && d.mode != kept_mode(s.mode) {
             out.push(format!(
                 "{name}: mode {:o} on the source, {:o} here",
                 s.mode, d.mode
@@ -1021,7 +1021,7 @@ fn remap_conf(
                 .map_err(err)?;
             std::io::Write::write_all(&mut f, new.as_bytes()).map_err(err)?;
             std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid())).map_err(err)?;
-            f.set_permissions(fs::Permissions::from_mode(meta.mode() & 0o1777))
+            f.set_permissions(fs::Permissions::from_mode(kept_mode(meta.mode())))
                 .map_err(err)?;
             f.sync_all().map_err(err)?;
         }

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::listing::{Hash, Hasher};
-use super::set_mtime;
 use super::tar::{Entry, Kind, Reader, TarError};
+use super::{kept_mode, set_mtime};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
@@ -195,7 +195,7 @@ pub fn unpack_with(
                 if let Some((uid, gid)) = owner {
                     std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(write_err)?;
                 }
-                file.set_permissions(fs::Permissions::from_mode(entry.mode & 0o1777))
+                file.set_permissions(fs::Permissions::from_mode(kept_mode(entry.mode)))
                     .map_err(write_err)?;
                 let time = mtime_of(entry.mtime);
                 file.set_times(fs::FileTimes::new().set_accessed(time).set_modified(time))
@@ -394,8 +394,7 @@ fn chown(path: &Path, owner: Option<(u32, u32)>, shown: &str) -> Result<(), Unpa
 }
 
 fn set_mode(path: &Path, mode: u32, shown: &str) -> Result<(), UnpackError> {
-    // setuid and setgid are never kept.
-    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o1777)).map_err(|source| {
+    fs::set_permissions(path, fs::Permissions::from_mode(kept_mode(mode))).map_err(|source| {
         UnpackError::Write {
             path: shown.to_owned(),
             source,
