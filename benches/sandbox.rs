@@ -73,7 +73,7 @@ const MYSQLDUMP: &str = "mysqldump --single-transaction | mysql";
 const HOSTMIG_DATABASE: &str = "hostmig database copy (through its tunnel)";
 /// Connections hostmig's copy reads with (as a migration does), and
 /// mydumper's and myloader's threads.
-const DB_THREADS: usize = hostmig::migration::run::DB_CONNECTIONS;
+const DB_THREADS: usize = hostmig::migration::databases::DB_CONNECTIONS;
 
 fn main() {
     let profile: Profile = std::env::var("HOSTMIG_BENCH_PROFILE")

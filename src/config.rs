@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::db::DbKind;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -103,24 +105,6 @@ impl std::fmt::Debug for DbServer {
             .field("kind", &self.kind)
             .field("default", &self.default)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DbKind {
-    Mysql,
-    Postgresql,
-    Mssql,
-}
-
-impl DbKind {
-    pub fn name(self) -> &'static str {
-        match self {
-            DbKind::Mysql => "mysql",
-            DbKind::Postgresql => "postgresql",
-            DbKind::Mssql => "mssql",
-        }
     }
 }
 
@@ -244,7 +228,7 @@ mod raw {
         pub host: String,
         pub port: i64,
         #[serde(rename = "type")]
-        pub kind: super::DbKind,
+        pub kind: crate::db::DbKind,
         pub url: String,
         #[serde(default)]
         pub default: bool,
@@ -452,7 +436,7 @@ fn validate_api(api: raw::Api) -> Checked<Api> {
         return bad("api.admin_login", "must be a login without spaces");
     }
     if let Some(hash) = &api.admin_password_hash {
-        crate::rpc::auth::check_password_hash(hash).map_err(|message| {
+        crate::password::check_password_hash(hash).map_err(|message| {
             (
                 "api.admin_password_hash".to_owned(),
                 format!("{message}; make one with `hostmig hash-password`"),

@@ -6,10 +6,11 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use actix::{Actor, ActorContext, Context, Handler, Message};
+use actix::{Actor, ActorContext, Addr, Context, Handler, Message};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::transfer::tree::{Rewrites, Stamp};
+use crate::db::DbObjectKind;
+use crate::transfer::conf::{Rewrites, Stamp};
 
 /// The schema this build writes; older files are upgraded step by step.
 pub const SCHEMA_VERSION: i64 = 3;
@@ -25,6 +26,8 @@ pub enum JournalError {
     TooNew { path: String, found: i64 },
     #[error("the journal is closed")]
     Closed,
+    #[error("the journal is not answering: {0}")]
+    NotAnswering(String),
     #[error("journal write failed: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -137,6 +140,20 @@ impl Actor for Journal {
     type Context = Context<Self>;
 }
 
+/// Asks the journal and waits for its answer; a journal that does not
+/// answer (its thread stopped) is one more `JournalError`.
+pub async fn ask<M, T>(journal: &Addr<Journal>, msg: M) -> Result<T, JournalError>
+where
+    M: Message<Result = Result<T, JournalError>> + Send + 'static,
+    T: Send + 'static,
+    Journal: Handler<M>,
+{
+    journal
+        .send(msg)
+        .await
+        .map_err(|e| JournalError::NotAnswering(e.to_string()))?
+}
+
 /// Records that this server process started; answers whether the previous
 /// run ended without recording its stop (a crash or a kill).
 #[derive(Message)]
@@ -203,11 +220,51 @@ impl Handler<Close> for Journal {
     }
 }
 
+/// Where a migration is in its life, as the journal records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationState {
+    Queued,
+    Running,
+    /// hostmig stopped (a crash, a kill, a reboot) while it ran.
+    Interrupted,
+    Finished,
+    /// Ended by `finish`.
+    Stopped,
+}
+
+impl MigrationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MigrationState::Queued => "queued",
+            MigrationState::Running => "running",
+            MigrationState::Interrupted => "interrupted",
+            MigrationState::Finished => "finished",
+            MigrationState::Stopped => "stopped",
+        }
+    }
+
+    /// A state as stored; anything else reads as interrupted (it did not
+    /// end as far as the journal knows).
+    pub fn parse(text: &str) -> Self {
+        match text {
+            "queued" => MigrationState::Queued,
+            "running" => MigrationState::Running,
+            "finished" => MigrationState::Finished,
+            "stopped" => MigrationState::Stopped,
+            _ => MigrationState::Interrupted,
+        }
+    }
+
+    pub fn ended(self) -> bool {
+        matches!(self, MigrationState::Finished | MigrationState::Stopped)
+    }
+}
+
 /// A migration as the journal holds it.
 #[derive(Debug, Clone)]
 pub struct StoredMigration {
     pub id: u64,
-    pub state: String,
+    pub state: MigrationState,
     /// The plan summary (JSON, no secrets).
     pub plan: String,
     /// The final status (JSON), once ended.
@@ -233,7 +290,7 @@ pub struct RecordMigration {
 #[rtype(result = "Result<(), JournalError>")]
 pub struct UpdateMigration {
     pub id: u64,
-    pub state: String,
+    pub state: MigrationState,
     pub result: Option<String>,
 }
 
@@ -247,7 +304,7 @@ impl Handler<LoadMigrations> for Journal {
         let rows = stmt.query_map([], |r| {
             Ok(StoredMigration {
                 id: r.get::<_, i64>(0)? as u64,
-                state: r.get(1)?,
+                state: MigrationState::parse(&r.get::<_, String>(1)?),
                 plan: r.get(2)?,
                 result: r.get(3)?,
             })
@@ -278,12 +335,12 @@ impl Handler<UpdateMigration> for Journal {
         let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
         conn.execute(
             "UPDATE migrations SET state = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now'), result = COALESCE(?3, result) WHERE id = ?1",
-            params![msg.id as i64, msg.state, msg.result],
+            params![msg.id as i64, msg.state.as_str(), msg.result],
         )?;
         record_event(
             conn,
             msg.id,
-            &msg.state,
+            msg.state.as_str(),
             msg.result.as_deref().unwrap_or(""),
         )?;
         Ok(())
@@ -467,14 +524,14 @@ pub struct RecordDbObject {
     pub domain: String,
     /// The server's `host:port` as configured.
     pub server: String,
-    /// `database`, `scratch` or `user` (`user@host`).
-    pub kind: &'static str,
+    /// A user is named `user@host`.
+    pub kind: DbObjectKind,
     pub name: String,
 }
 
 /// A migration's database objects not kept: (server, kind, name).
 #[derive(Message)]
-#[rtype(result = "Result<Vec<(String, String, String)>, JournalError>")]
+#[rtype(result = "Result<Vec<(String, DbObjectKind, String)>, JournalError>")]
 pub struct LoadUnkeptDbObjects(pub u64);
 
 /// Forgets a migration's database objects on one server (dropped or kept).
@@ -492,14 +549,14 @@ impl Handler<RecordDbObject> for Journal {
         let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
         conn.execute(
             "INSERT OR IGNORE INTO created_db_objects (migration_id, domain, server, kind, name) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![msg.migration_id as i64, msg.domain, msg.server, msg.kind, msg.name],
+            params![msg.migration_id as i64, msg.domain, msg.server, msg.kind.as_str(), msg.name],
         )?;
         Ok(())
     }
 }
 
 impl Handler<LoadUnkeptDbObjects> for Journal {
-    type Result = Result<Vec<(String, String, String)>, JournalError>;
+    type Result = Result<Vec<(String, DbObjectKind, String)>, JournalError>;
 
     fn handle(&mut self, msg: LoadUnkeptDbObjects, _: &mut Self::Context) -> Self::Result {
         let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
@@ -507,9 +564,21 @@ impl Handler<LoadUnkeptDbObjects> for Journal {
             "SELECT server, kind, name FROM created_db_objects WHERE migration_id = ?1 AND kept = 0 ORDER BY server, kind, name",
         )?;
         let rows = stmt.query_map(params![msg.0 as i64], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
         })?;
-        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        let mut out = Vec::new();
+        for row in rows {
+            let (server, kind, name) = row?;
+            // A kind this build does not know is left for the build that wrote it.
+            if let Some(kind) = DbObjectKind::parse(&kind) {
+                out.push((server, kind, name));
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -549,93 +618,4 @@ fn record_event(conn: &Connection, id: u64, kind: &str, detail: &str) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn creates_the_schema_once_and_refuses_newer_files() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("journal.sqlite");
-        drop(open(&path).expect("first open"));
-        drop(open(&path).expect("second open upgrades nothing"));
-        let conn = Connection::open(&path).expect("open");
-        let version: i64 = conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .expect("version");
-        assert_eq!(version, SCHEMA_VERSION);
-        let mode: String = conn
-            .pragma_query_value(None, "journal_mode", |r| r.get(0))
-            .expect("mode");
-        assert_eq!(mode, "wal");
-        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-            .expect("bump");
-        drop(conn);
-        assert!(matches!(open(&path), Err(JournalError::TooNew { .. })));
-    }
-
-    #[test]
-    fn trees_rewrites_and_deployed_domains_round_trip() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut j = open(&dir.path().join("journal.sqlite")).expect("open");
-        let mut ctx = Context::new();
-        let path = "/var/www/vhosts/a.example".to_owned();
-        j.handle(
-            RecordTree {
-                path: path.clone(),
-                domain: "a.example".into(),
-                migration_id: 3,
-            },
-            &mut ctx,
-        )
-        .expect("tree");
-        let known = j
-            .handle(
-                KnownTrees(vec![path.clone(), "/elsewhere".into()]),
-                &mut ctx,
-            )
-            .expect("known");
-        assert_eq!(known, HashSet::from([path.clone()]));
-        assert_eq!(
-            j.handle(
-                LoadTreesOf(vec!["a.example".into(), "b.example".into()]),
-                &mut ctx
-            )
-            .expect("trees"),
-            [("a.example".to_owned(), path.clone())]
-        );
-        let mut rewrites = Rewrites::new();
-        rewrites.insert(
-            b"conf/caf\xe9".to_vec(),
-            Stamp {
-                size: 10,
-                mtime: 20,
-            },
-        );
-        j.handle(
-            SaveRewrites {
-                path: path.clone(),
-                rewrites: rewrites.clone(),
-            },
-            &mut ctx,
-        )
-        .expect("save");
-        assert_eq!(
-            j.handle(LoadRewrites(path), &mut ctx).expect("load"),
-            rewrites
-        );
-        for d in ["b.example", "a.example", "a.example"] {
-            j.handle(
-                RecordDeployed {
-                    migration_id: 3,
-                    domain: d.into(),
-                },
-                &mut ctx,
-            )
-            .expect("deployed");
-        }
-        assert_eq!(
-            j.handle(LoadDeployed(3), &mut ctx).expect("load"),
-            ["a.example", "b.example"]
-        );
-    }
-}
+mod tests;

@@ -176,7 +176,7 @@ fn hash_password() -> anyhow::Result<()> {
     if password.is_empty() {
         bail!("the password is empty; type a password (or pipe one in) and press Enter");
     }
-    let hash = hostmig::rpc::auth::hash_password(password).map_err(anyhow::Error::msg)?;
+    let hash = hostmig::password::hash_password(password).map_err(anyhow::Error::msg)?;
     println!("{hash}");
     Ok(())
 }

@@ -8,7 +8,16 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use crate::rpc::response::FsInfo;
+/// One mounted file system, as `get_fs` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsInfo {
+    pub mountpoint: String,
+    pub device: String,
+    pub read_only: bool,
+    pub size: u64,
+    pub free: u64,
+    pub fs_type: String,
+}
 
 /// File system types that hold no dump: kernel interfaces, memory, images.
 const PSEUDO: &[&str] = &[

@@ -20,19 +20,22 @@ pub async fn missing(config: Arc<Config>) -> Vec<String> {
         .as_ref()
         .and_then(|d| d.panel_db.as_ref())
     {
-        // Reachable, with its schema: created when missing, as start does.
+        // Reachable, with its schema (which `check` never creates: the
+        // server does when it starts).
         let reach = async {
             let mut conn = mysql_async::Conn::from_url(url.as_str())
                 .await
                 .map_err(|e| format!("destination.panel_db is not reachable: {e}"))?;
-            crate::panel::deploy::ensure_schema(&mut conn)
+            let missing = crate::panel::destination::missing_tables(&mut conn)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "destination.panel_db has no panel schema and it cannot be created: {e}"
-                    )
-                })?;
+                .map_err(|e| format!("destination.panel_db cannot be read: {e}"))?;
             let _ = conn.disconnect().await;
+            if !missing.is_empty() {
+                return Err(format!(
+                    "destination.panel_db lacks the panel schema (tables {}); hostmig creates it when it starts: restart hostmig, and check the server log if it could not",
+                    missing.join(", ")
+                ));
+            }
             Ok::<(), String>(())
         };
         match tokio::time::timeout(Duration::from_secs(10), reach).await {

@@ -17,7 +17,7 @@ use crate::rpc::front::{GetSupervisor, RpcFront};
 use crate::rpc::http::{self, AppState};
 use crate::rpc::tls::{self, TlsError};
 use crate::state;
-use crate::supervisor::{Shutdown, Supervisor};
+use crate::supervisor::{make_destination_ready, Shutdown, Supervisor};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -65,6 +65,15 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     let config = Arc::new(config);
 
     actix_web::rt::System::new().block_on(async move {
+        // The destination's panel schema and DatabaseServers rows, before
+        // anything listens (a start that finds them not ready tries again).
+        let destination_ready = Arc::new(tokio::sync::OnceCell::new());
+        let readying = destination_ready.get_or_try_init(|| make_destination_ready(&config));
+        match tokio::time::timeout(std::time::Duration::from_secs(15), readying).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the destination's panel database is not ready; starts are refused until it is"),
+            Err(_) => tracing::warn!("the destination's panel database did not answer within 15 s; starts try again"),
+        }
         let journal_thread = Arbiter::new();
         let journal = Journal::start_in_arbiter(&journal_thread.handle(), |_| journal);
         // The Supervisor (and the validation of starts) has a thread of its
@@ -76,7 +85,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
             let board = ctx.address().recipient();
             let sup_config = board_config.clone();
             let supervisor = Supervisor::start_in_arbiter(&supervisor_handle, move |_| {
-                Supervisor::new(sup_config, journal, board)
+                Supervisor::new(sup_config, journal, board, destination_ready)
             });
             RpcFront::new(board_config, supervisor)
         });

@@ -13,25 +13,25 @@ use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, Message,
     Recipient, ResponseActFuture, WrapFuture,
 };
-use serde_json::json;
 
 use crate::config::Config;
-use crate::journal::{self, Journal};
-use crate::migration::plan::{check_busy, Busy, Object};
+use crate::journal::{self, Journal, MigrationState};
+use crate::migration::events::{Event, EventLog};
+use crate::migration::plan::{check_busy, Busy, Hold};
 use crate::migration::prepare::{prepare, prepare_resync, Prepared, ResyncSource};
-use crate::migration::run::{
-    event_log_path, log_event, Migration, MigrationEnded, StatusReport, StopNow,
-};
-use crate::migration::status::{MigrationStatus, StatusError};
-use crate::rpc::code::{Code, RpcError};
-use crate::rpc::packet::{MigrationId, Scope, Secret, StartRequest};
+use crate::migration::refusal::{NotReady, Refusal};
+use crate::migration::request::{MigrationId, StartRequest};
+use crate::migration::run::{Migration, MigrationEnded, StatusReport, StopNow};
+use crate::migration::status::{MigrationStatus, Progress, Stage, StatusError};
+use crate::migration::summary::PlanSummary;
+use crate::secret::Secret;
 
 /// How many starts are validated at the same time.
 const VALIDATIONS_AT_ONCE: usize = 2;
 
 struct Running {
     addr: Addr<Migration>,
-    holds: Vec<(&'static str, String)>,
+    holds: Vec<Hold>,
     staging: PathBuf,
     resync: ResyncSource,
 }
@@ -52,7 +52,7 @@ pub struct Supervisor {
     /// Ids being validated right now are not known yet; this is the next one.
     next_id: u64,
     /// Queued objects, for the busy check (running ones are in `running`).
-    queued_holds: HashMap<u64, Vec<(&'static str, String)>>,
+    queued_holds: HashMap<u64, Vec<Hold>>,
     stopping: HashSet<u64>,
     /// Threads the Migration actors run on (one per core), so their work
     /// never shares a thread with RpcFront or the Supervisor.
@@ -61,13 +61,20 @@ pub struct Supervisor {
     /// Starts validated at once: each logs into a source (SSH key exchange,
     /// panel reads); a burst of them must not starve the API of CPU.
     validations: Arc<tokio::sync::Semaphore>,
+    /// Set once the destination's panel database was made ready (schema,
+    /// DatabaseServers rows): at start-up, or before the first admission
+    /// after it came up.
+    destination_ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl Supervisor {
+    /// `destination_ready` is set once the destination's panel database
+    /// was made ready (the server tries before it listens).
     pub fn new(
         config: Arc<Config>,
         journal: Addr<Journal>,
         board: Recipient<StatusReport>,
+        destination_ready: Arc<tokio::sync::OnceCell<()>>,
     ) -> Self {
         Supervisor {
             config,
@@ -82,6 +89,7 @@ impl Supervisor {
             workers: Vec::new(),
             started: 0,
             validations: Arc::new(tokio::sync::Semaphore::new(VALIDATIONS_AT_ONCE)),
+            destination_ready,
         }
     }
 
@@ -90,7 +98,7 @@ impl Supervisor {
         let running = self.running.iter().map(|(id, r)| (id, &r.holds));
         for (id, holds) in running.chain(self.queued_holds.iter()) {
             for h in holds {
-                busy.insert(h.clone(), id.to_string());
+                busy.insert(h.clone(), *id);
             }
         }
         busy
@@ -100,13 +108,10 @@ impl Supervisor {
         self.board.do_send(StatusReport { id, status });
     }
 
-    fn journal_state(&self, id: u64, state: &str, result: Option<&MigrationStatus>) {
+    fn journal_state(&self, id: u64, state: MigrationState, result: Option<&MigrationStatus>) {
         let result = result.and_then(|r| serde_json::to_string(r).ok());
-        self.journal.do_send(journal::UpdateMigration {
-            id,
-            state: state.to_owned(),
-            result,
-        });
+        self.journal
+            .do_send(journal::UpdateMigration { id, state, result });
     }
 
     /// Starts queued migrations while there is room.
@@ -126,7 +131,7 @@ impl Supervisor {
                 ctx.address().recipient(),
                 self.journal.clone(),
             );
-            self.journal_state(next.id, "running", None);
+            self.journal_state(next.id, MigrationState::Running, None);
             let worker = &self.workers[(self.started as usize) % self.workers.len()];
             self.started += 1;
             let addr = Migration::start_in_arbiter(&worker.handle(), move |_| migration);
@@ -144,15 +149,16 @@ impl Supervisor {
         for (position, q) in self.queue.iter().enumerate() {
             self.report(
                 q.id,
-                MigrationStatus::InProgress {
+                MigrationStatus::InProgress(Progress {
                     total: q.prepared.total_steps(),
                     completed: 1,
-                    description: format!(
-                        "queued: {} of {waiting} waiting for one of the {} migration slots",
-                        position + 1,
-                        self.config.migrations.max_parallel
-                    ),
-                },
+                    stage: Stage::Queued {
+                        position: position + 1,
+                        waiting,
+                        slots: self.config.migrations.max_parallel,
+                    },
+                    items: Vec::new(),
+                }),
             );
         }
     }
@@ -175,7 +181,7 @@ impl Supervisor {
             tracing::warn!(migration_id = id, error = %e, "cannot start the staging clean-up");
         }
         if event_log {
-            let _ = std::fs::remove_file(event_log_path(&self.config, id));
+            EventLog::of(&self.config, id).remove();
         }
     }
 }
@@ -190,44 +196,45 @@ impl Actor for Supervisor {
             pid: std::process::id(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
         };
+        let journal = self.journal.clone();
         ctx.wait(
-            self.journal
-                .send(record)
+            async move { journal::ask(&journal, record).await }
                 .into_actor(self)
                 .map(|res, _, _| match res {
-                    Ok(Ok(run)) if run.previous_run_unclean => tracing::warn!(
+                    Ok(run) if run.previous_run_unclean => tracing::warn!(
                         run_id = run.run_id,
                         "the previous hostmig run did not stop cleanly (killed or crashed)"
                     ),
-                    Ok(Ok(run)) => {
+                    Ok(run) => {
                         tracing::debug!(run_id = run.run_id, "server run recorded in the journal")
                     }
-                    Ok(Err(e)) => {
+                    Err(e) => {
                         tracing::error!(error = %e, "cannot record the server run in the journal")
                     }
-                    Err(e) => tracing::error!(error = %e, "the journal is not answering"),
                 }),
         );
         // Migrations of earlier runs: ended ones answer as they ended; ones
         // that were queued or running when hostmig stopped did not complete.
-        ctx.wait(self.journal.send(journal::LoadMigrations).into_actor(self).map(|res, act, _| {
+        let journal = self.journal.clone();
+        let load = async move { journal::ask(&journal, journal::LoadMigrations).await };
+        ctx.wait(load.into_actor(self).map(|res, act, _| {
             let stored = match res {
-                Ok(Ok(stored)) => stored,
-                Ok(Err(e)) => return tracing::error!(error = %e, "cannot read migrations from the journal"),
-                Err(e) => return tracing::error!(error = %e, "the journal is not answering"),
+                Ok(stored) => stored,
+                Err(e) => return tracing::error!(error = %e, "cannot read migrations from the journal"),
             };
             for m in stored {
                 act.next_id = act.next_id.max(m.id + 1);
                 let source = stored_resync_source(&m.plan);
-                let status = match (m.state.as_str(), m.result.as_deref().and_then(|r| serde_json::from_str(r).ok())) {
-                    ("finished" | "stopped", Some(status)) => status,
+                let result = m.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
+                let status = match (m.state.ended(), result) {
+                    (true, Some(status)) => status,
                     _ => {
                         let status = MigrationStatus::Finished {
                             errors: vec![StatusError::general(
                                 "hostmig restarted during this migration; it did not complete, start it again",
                             )],
                         };
-                        act.journal_state(m.id, "finished", Some(&status));
+                        act.journal_state(m.id, MigrationState::Finished, Some(&status));
                         actix::spawn(crate::migration::databases::drop_unkept(
                             act.config.clone(),
                             act.journal.clone(),
@@ -245,17 +252,17 @@ impl Actor for Supervisor {
 
 /// Start a migration; answers its id.
 #[derive(Message)]
-#[rtype(result = "Result<String, RpcError>")]
+#[rtype(result = "Result<String, Refusal>")]
 pub struct StartMigration(pub Box<StartRequest>);
 
 /// Stop a migration (the protocol's `finish`).
 #[derive(Message)]
-#[rtype(result = "Result<(), RpcError>")]
+#[rtype(result = "Result<(), Refusal>")]
 pub struct StopMigration(pub MigrationId);
 
 /// Bring an ended migration's content up to date; answers the new id.
 #[derive(Message)]
-#[rtype(result = "Result<String, RpcError>")]
+#[rtype(result = "Result<String, Refusal>")]
 pub struct ResyncMigration {
     pub id: MigrationId,
     pub password: Option<Secret>,
@@ -266,21 +273,41 @@ pub struct ResyncMigration {
 #[rtype(result = "()")]
 pub struct Shutdown;
 
-fn unknown(id: &MigrationId) -> RpcError {
-    RpcError::new(
-        Code::NotFound,
-        format!("migration {} does not exist", crate::rpc::xml::short(&id.0)),
-    )
+fn unknown(id: &MigrationId) -> Refusal {
+    Refusal::UnknownMigration { id: id.0.clone() }
+}
+
+/// Makes the destination's panel database ready (schema, DatabaseServers
+/// rows) when it is configured; nothing to do when it is not (`start`
+/// refuses for that reason itself).
+pub async fn make_destination_ready(config: &Config) -> Result<(), Refusal> {
+    let Some((url, dest)) = config
+        .destination
+        .as_ref()
+        .and_then(|d| Some((d.panel_db.as_ref()?, d)))
+    else {
+        return Ok(());
+    };
+    let mut conn = mysql_async::Conn::from_url(url.as_str())
+        .await
+        .map_err(|e| Refusal::NotReady(NotReady::PanelDbUnreachable(crate::db::server_text(&e))))?;
+    let made = crate::panel::destination::make_ready(&mut conn, &dest.db_servers).await;
+    let _ = conn.disconnect().await;
+    made.map_err(|e| Refusal::NotReady(NotReady::PanelSchema(e.to_string())))
 }
 
 impl Handler<StartMigration> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<String, RpcError>>;
+    type Result = ResponseActFuture<Self, Result<String, Refusal>>;
 
     fn handle(&mut self, msg: StartMigration, _: &mut Self::Context) -> Self::Result {
         let (config, busy, slots) = (self.config.clone(), self.busy(), self.validations.clone());
-        let journal = self.journal.clone();
+        let (journal, ready) = (self.journal.clone(), self.destination_ready.clone());
         let validation = async move {
             let _slot = slots.acquire_owned().await;
+            // Done at start-up, unless the panel database was down then.
+            ready
+                .get_or_try_init(|| make_destination_ready(&config))
+                .await?;
             prepare(*msg.0, config, busy, journal).await
         };
         Box::pin(
@@ -294,66 +321,34 @@ impl Handler<StartMigration> for Supervisor {
 impl Supervisor {
     /// Queues a validated migration (and starts it when there is room);
     /// answers its id.
-    fn admit(&mut self, prepared: Prepared, ctx: &mut Context<Self>) -> Result<String, RpcError> {
-        let act = self;
-        {
-            // Others may have been admitted while this one was validated.
-            check_busy(&prepared.plan, &act.busy())?;
-            let holds = prepared.plan.holds();
-            let id = act.next_id;
-            act.next_id += 1;
-            let objects: Vec<String> = prepared
-                .plan
-                .objects
-                .iter()
-                .map(|o| match o {
-                    Object::Client { login, domains } => {
-                        format!("client {login} with {}", domains.join(", "))
-                    }
-                    Object::Domain { name, owner } => format!("domain {name} to {owner}"),
-                })
-                .collect();
-            let summary = json!({
-                "host": &prepared.host,
-                "login": &prepared.login.user,
-                "scope": scope_name(prepared.scope),
-                "resync": prepared.resync,
-                "staging": prepared.staging.display().to_string(),
-                "objects": objects,
-                "addresses": &prepared.plan.addresses,
-            });
-            act.journal.do_send(journal::RecordMigration {
-                id,
-                source_host: prepared.host.clone(),
-                plan: summary.to_string(),
-            });
-            log_event(
-                &event_log_path(&act.config, id),
-                json!({"phase": "queued", "plan": summary}),
-            );
-            tracing::info!(migration_id = id, source = %prepared.host, objects = ?objects, "migration admitted");
-            // Known to get_status before the client hears the id.
-            act.report(
-                id,
-                MigrationStatus::InProgress {
-                    total: prepared.total_steps(),
-                    completed: 1,
-                    description: "planned; starting".to_owned(),
-                },
-            );
-            act.queued_holds.insert(id, holds);
-            act.queue.push_back(Queued { id, prepared });
-            act.run_queued(ctx);
-            Ok(id.to_string())
-        }
-    }
-}
-
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Everything => "everything",
-        Scope::OnlyHosting => "only-hosting",
-        Scope::OnlyMail => "only-mail",
+    fn admit(&mut self, prepared: Prepared, ctx: &mut Context<Self>) -> Result<String, Refusal> {
+        // Others may have been admitted while this one was validated.
+        check_busy(&prepared.plan, &self.busy())?;
+        let holds = prepared.plan.holds();
+        let id = self.next_id;
+        self.next_id += 1;
+        let summary = prepared.summary();
+        self.journal.do_send(journal::RecordMigration {
+            id,
+            source_host: prepared.host.clone(),
+            plan: serde_json::to_string(&summary).unwrap_or_default(),
+        });
+        EventLog::of(&self.config, id).write(&Event::queued(&summary));
+        tracing::info!(migration_id = id, source = %prepared.host, objects = ?summary.objects, "migration admitted");
+        // Known to get_status before the client hears the id.
+        self.report(
+            id,
+            MigrationStatus::InProgress(Progress {
+                total: prepared.total_steps(),
+                completed: 1,
+                stage: Stage::Planned,
+                items: Vec::new(),
+            }),
+        );
+        self.queued_holds.insert(id, holds);
+        self.queue.push_back(Queued { id, prepared });
+        self.run_queued(ctx);
+        Ok(id.to_string())
     }
 }
 
@@ -371,27 +366,14 @@ fn resync_source(p: &Prepared) -> ResyncSource {
 
 /// The same from the journal's plan summary of an earlier run (no credential).
 fn stored_resync_source(plan: &str) -> ResyncSource {
-    let p: serde_json::Value = serde_json::from_str(plan).unwrap_or_default();
-    let text = |k: &str| {
-        p.get(k)
-            .and_then(|v| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
+    let p: PlanSummary = serde_json::from_str(plan).unwrap_or_default();
     ResyncSource {
-        host: text("host"),
-        user: text("login"),
+        host: p.host,
+        user: p.login,
         credential: None,
-        scope: match text("scope").as_str() {
-            "only-hosting" => Scope::OnlyHosting,
-            "only-mail" => Scope::OnlyMail,
-            _ => Scope::Everything,
-        },
-        staging: PathBuf::from(text("staging")),
-        addresses: p
-            .get("addresses")
-            .and_then(|a| serde_json::from_value(a.clone()).ok())
-            .unwrap_or_default(),
+        scope: p.scope,
+        staging: p.staging,
+        addresses: p.addresses,
     }
 }
 
@@ -402,7 +384,11 @@ impl Handler<MigrationEnded> for Supervisor {
         let Some(running) = self.running.remove(&msg.id) else {
             return;
         };
-        let state = if msg.stopped { "stopped" } else { "finished" };
+        let state = if msg.stopped {
+            MigrationState::Stopped
+        } else {
+            MigrationState::Finished
+        };
         self.journal_state(msg.id, state, Some(&msg.status));
         self.report(msg.id, msg.status);
         // Staging is always removed once a migration ended; a finished
@@ -416,13 +402,17 @@ impl Handler<MigrationEnded> for Supervisor {
             msg.id,
         ));
         self.ended.insert(msg.id, running.resync);
-        tracing::info!(migration_id = msg.id, state, "migration ended");
+        tracing::info!(
+            migration_id = msg.id,
+            state = state.as_str(),
+            "migration ended"
+        );
         self.run_queued(ctx);
     }
 }
 
 impl Handler<StopMigration> for Supervisor {
-    type Result = Result<(), RpcError>;
+    type Result = Result<(), Refusal>;
 
     fn handle(&mut self, msg: StopMigration, ctx: &mut Self::Context) -> Self::Result {
         let id: u64 = msg.0 .0.parse().map_err(|_| unknown(&msg.0))?;
@@ -439,7 +429,7 @@ impl Handler<StopMigration> for Supervisor {
                     "the migration was stopped by finish before it started",
                 )],
             };
-            self.journal_state(id, "stopped", Some(&status));
+            self.journal_state(id, MigrationState::Stopped, Some(&status));
             self.report(id, status);
             self.clean_up(id, &queued.prepared.staging, true);
             self.ended.insert(id, resync_source(&queued.prepared));
@@ -457,16 +447,13 @@ impl Handler<StopMigration> for Supervisor {
 }
 
 impl Handler<ResyncMigration> for Supervisor {
-    type Result = ResponseActFuture<Self, Result<String, RpcError>>;
+    type Result = ResponseActFuture<Self, Result<String, Refusal>>;
 
     fn handle(&mut self, msg: ResyncMigration, _: &mut Self::Context) -> Self::Result {
         let checked = (|| {
             let id: u64 = msg.id.0.parse().map_err(|_| unknown(&msg.id))?;
             if self.running.contains_key(&id) || self.queue.iter().any(|q| q.id == id) {
-                return Err(RpcError::new(
-                    Code::OperationFailed,
-                    format!("migration {id} is still running; resync it after it ended"),
-                ));
+                return Err(Refusal::StillRunning { id });
             }
             let source = self
                 .ended
@@ -487,21 +474,9 @@ impl Handler<ResyncMigration> for Supervisor {
         let password = msg.password;
         let validation = async move {
             let _slot = slots.acquire_owned().await;
-            let domains = journal
-                .send(journal::LoadDeployed(id))
+            let domains = journal::ask(&journal, journal::LoadDeployed(id))
                 .await
-                .map_err(|e| {
-                    RpcError::new(
-                        Code::OperationFailed,
-                        format!("the journal is not answering: {e}"),
-                    )
-                })?
-                .map_err(|e| {
-                    RpcError::new(
-                        Code::OperationFailed,
-                        format!("the journal is not readable: {e}"),
-                    )
-                })?;
+                .map_err(|e| Refusal::Journal(e.to_string()))?;
             prepare_resync(source, password, domains, config, journal).await
         };
         Box::pin(validation.into_actor(self).map(|res, act, ctx| {
@@ -519,15 +494,14 @@ impl Handler<Shutdown> for Supervisor {
         for running in self.running.values() {
             running.addr.do_send(StopNow);
         }
+        let journal = self.journal.clone();
         Box::pin(
-            self.journal
-                .send(journal::Close)
+            async move { journal::ask(&journal, journal::Close).await }
                 .into_actor(self)
                 .map(|res, _, ctx| {
                     match res {
-                        Ok(Ok(())) => tracing::info!("journal closed"),
-                        Ok(Err(e)) => tracing::error!(error = %e, "closing the journal failed"),
-                        Err(e) => tracing::error!(error = %e, "the journal is not answering"),
+                        Ok(()) => tracing::info!("journal closed"),
+                        Err(e) => tracing::error!(error = %e, "closing the journal failed"),
                     }
                     ctx.stop();
                 }),

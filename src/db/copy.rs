@@ -1,6 +1,10 @@
-//! The copy of one database, start to end (the module comment of `db`
-//! has the shape). Everything it creates on the target is announced to
-//! the `Recorder` first, and removed again when the copy fails or stops.
+//! The copy of one database, start to end, in named phases (the module
+//! comment of `db` has the shape): check the target, take the snapshot
+//! (`snapshot`), create the schema in the scratch database, load and
+//! verify the rows (`loader`), publish the database under its real name,
+//! then its accounts and stored objects. Everything it creates on the
+//! target is announced to the `Recorder`, and removed again when the copy
+//! fails or stops.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -9,11 +13,15 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{self, LocalBoxFuture};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, Row};
+use mysql_async::{Conn, Opts};
 use serde::Serialize;
 
-use super::rows::{self, Chunk, Column, Kind, Table};
-use super::{connect, ident, objects, users, DbError, SOURCE_SESSION, TARGET_SESSION};
+use super::loader::Loader;
+use super::rows::{self, Chunk};
+use super::snapshot::{self, Snapshot};
+use super::users::Account;
+use super::{connect, ident, objects, users, DbError, DbObjectKind};
+use crate::journal::JournalError;
 
 /// What to copy, from where, to where.
 #[derive(Clone)]
@@ -46,18 +54,15 @@ pub struct DbJob {
 /// accounts this migration created already (a login may own several
 /// databases).
 pub struct Recorder<'a> {
-    /// `(kind, name)`: kind `scratch`, `database` or `user` (`user@host`).
+    /// `(kind, name)`; a user is named `user@host`.
     pub record: Box<RecordFn<'a>>,
     /// Whether this migration already created the account `user@host`.
     pub created_account: Box<AccountFn<'a>>,
 }
 
 pub type RecordFn<'a> =
-    dyn Fn(&'static str, String) -> LocalBoxFuture<'static, Result<(), String>> + 'a;
+    dyn Fn(DbObjectKind, String) -> LocalBoxFuture<'static, Result<(), JournalError>> + 'a;
 pub type AccountFn<'a> = dyn Fn(&str, &str) -> bool + 'a;
-
-/// A row of information_schema.TABLES: name, engine, rows, bytes.
-type TableRow = (String, Option<String>, Option<u64>, Option<u64>);
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DbProgress {
@@ -88,9 +93,7 @@ pub struct DbReport {
     pub seconds: f64,
 }
 
-/// Largest INSERT hostmig builds (a single larger row goes alone).
-const STATEMENT_BYTES: usize = 1024 * 1024;
-
+/// What this copy created on the target (to remove when it fails).
 #[derive(Default)]
 struct Created {
     stage: bool,
@@ -98,12 +101,13 @@ struct Created {
     accounts: Vec<(String, String)>,
 }
 
+/// How far the copy is, shared by its loading connections.
 #[derive(Default)]
-struct Counters {
-    rows: Cell<u64>,
-    bytes: Cell<u64>,
-    rows_total: Cell<u64>,
-    bytes_total: Cell<u64>,
+pub(super) struct Counters {
+    pub rows: Cell<u64>,
+    pub bytes: Cell<u64>,
+    pub rows_total: Cell<u64>,
+    pub bytes_total: Cell<u64>,
 }
 
 /// Copies `job.name`; on failure or stop removes what it created.
@@ -116,7 +120,9 @@ pub async fn copy_database(
     let started = Instant::now();
     let counters = Counters::default();
     let created = RefCell::new(Created::default());
-    let work = run(job, recorder, &counters, &created);
+    // Ids of the target connections that load rows.
+    let connections = RefCell::new(Vec::new());
+    let work = run(job, recorder, &counters, &created, &connections);
     let watch = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -146,7 +152,7 @@ pub async fn copy_database(
         }
         Err(e) => {
             let created = created.into_inner();
-            if let Err(cleanup) = remove(job, &created).await {
+            if let Err(cleanup) = remove(job, &created, &connections.into_inner()).await {
                 tracing::warn!(database = %job.name, error = %cleanup, "cannot remove what a failed database copy created; it is recorded in the journal and removed when the migration ends");
             }
             Err(e)
@@ -155,8 +161,11 @@ pub async fn copy_database(
 }
 
 /// Drops what a copy created (the scratch database, the database, the
-/// accounts it created).
-async fn remove(job: &DbJob, created: &Created) -> Result<(), DbError> {
+/// accounts it created), once the statements its loading connections may
+/// still run on the server are ended: a dropped connection's LOAD DATA
+/// goes on until the server notices, holding the tables a DROP waits for.
+async fn remove(job: &DbJob, created: &Created, connections: &[u32]) -> Result<(), DbError> {
+    end_connections(&job.target, connections).await;
     let names: Vec<String> = created
         .accounts
         .iter()
@@ -174,13 +183,35 @@ async fn remove(job: &DbJob, created: &Created) -> Result<(), DbError> {
     .await
 }
 
+/// Ends these connections' statements on the server.
+async fn end_connections(target: &Opts, ids: &[u32]) {
+    if ids.is_empty() {
+        return;
+    }
+    let Ok(mut conn) = connect(target, "SET NAMES utf8mb4", "the target database server").await
+    else {
+        return;
+    };
+    for id in ids {
+        // Unknown thread (1094): it ended already.
+        let _ = conn.query_drop(format!("KILL {id}")).await;
+    }
+    let _ = conn.disconnect().await;
+}
+
 /// Drops databases and accounts (`user@host`, the host after the last `@`).
 pub async fn drop_objects<'a>(
     target: &Opts,
     databases: impl IntoIterator<Item = &'a str>,
     accounts: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), DbError> {
-    let mut conn = connect(target, "SET NAMES utf8mb4", "the target database server").await?;
+    // A statement that still holds a table gets a minute, not a year.
+    let mut conn = connect(
+        target,
+        "SET NAMES utf8mb4, SESSION lock_wait_timeout = 60",
+        "the target database server",
+    )
+    .await?;
     for db in databases {
         conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(db)))
             .await
@@ -207,8 +238,53 @@ async fn run(
     recorder: &Recorder<'_>,
     counters: &Counters,
     created: &RefCell<Created>,
+    connections: &RefCell<Vec<u32>>,
 ) -> Result<DbReport, DbError> {
-    let db = job.name.as_str();
+    let (mut dst, max_packet) = check_target(job).await?;
+    let mut snap = snapshot::take(job).await?;
+    create_schema(job, recorder, created, &mut dst, &mut snap).await?;
+    let chunks = load_rows(job, counters, connections, &mut snap, max_packet).await?;
+    // What loads after the rows: the stored objects and the accounts.
+    let stored = objects::read(&mut snap.readers[0], &job.name).await?;
+    let accounts = users::read(&mut snap.lock, &job.name, &job.users).await?;
+    let tables = std::mem::take(&mut snap.tables);
+    let charset = (snap.charset.clone(), snap.collation.clone());
+    let (locked, lock_ms) = (snap.locked, snap.lock_ms);
+    snap.close().await;
+    publish(job, recorder, created, &mut dst, &tables, &charset).await?;
+    let fresh = create_accounts(recorder, created, &mut dst, &accounts).await?;
+    let redefined = objects::create(&mut dst, &job.name, &stored).await?;
+    let _ = dst.disconnect().await;
+    Ok(DbReport {
+        tables: tables.len(),
+        chunks,
+        rows: counters.rows.get(),
+        bytes: counters.bytes.get(),
+        objects: stored.len(),
+        accounts: accounts.len(),
+        created_accounts: fresh,
+        redefined,
+        single_connection: !locked,
+        lock_ms,
+        seconds: 0.0,
+    })
+}
+
+fn on_target<'a>(job: &'a DbJob, what: &'a str) -> impl FnOnce(mysql_async::Error) -> DbError + 'a {
+    move |e| DbError::sql(format!("{what} on {}", job.target_label), e)
+}
+
+fn on_source(what: &str) -> impl FnOnce(mysql_async::Error) -> DbError + '_ {
+    move |e| DbError::sql(format!("{what} on the source"), e)
+}
+
+fn recorded(e: JournalError) -> DbError {
+    DbError::Record(e.to_string())
+}
+
+/// The target connection for the schema and what follows the rows, once
+/// the database is known not to exist there; and its max_allowed_packet.
+async fn check_target(job: &DbJob) -> Result<(Conn, usize), DbError> {
     let target = format!("the target database server {}", job.target_label);
     let mut dst = connect(
         &job.target,
@@ -216,137 +292,59 @@ async fn run(
         &target,
     )
     .await?;
-    let dst_err = |what: &str| {
-        let what = what.to_owned();
-        move |e| DbError::sql(format!("{what} on {}", job.target_label), e)
-    };
-    if super::database_exists(&mut dst, db)
+    if super::database_exists(&mut dst, &job.name)
         .await
-        .map_err(dst_err("cannot list databases"))?
+        .map_err(on_target(job, "cannot list databases"))?
     {
-        return Err(DbError::Failed(format!(
-            "database \"{db}\" already exists on {}",
-            job.target_label
-        )));
+        return Err(DbError::Exists {
+            name: job.name.clone(),
+            server: job.target_label.clone(),
+        });
     }
     let max_packet: Option<u64> = dst
         .query_first("SELECT @@max_allowed_packet")
         .await
-        .map_err(dst_err("cannot read max_allowed_packet"))?;
-    let max_packet = max_packet.unwrap_or(16 << 20) as usize;
+        .map_err(on_target(job, "cannot read max_allowed_packet"))?;
+    Ok((dst, max_packet.unwrap_or(16 << 20) as usize))
+}
 
-    // The snapshot: a brief global read lock while every reading
-    // connection starts its transaction; tables that are not InnoDB are
-    // then held under a read lock of their own while they are copied.
-    let mut lock = connect(&job.source, SOURCE_SESSION, "the source database server").await?;
-    let src_err = |what: &str| {
-        let what = what.to_owned();
-        move |e| DbError::sql(format!("{what} on the source"), e)
-    };
-    let charset: Option<(String, String)> = lock
-        .exec_first(
-            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
-            (db,),
-        )
+/// The scratch database, with every table exactly as the source has it.
+async fn create_schema(
+    job: &DbJob,
+    recorder: &Recorder<'_>,
+    created: &RefCell<Created>,
+    dst: &mut Conn,
+    snap: &mut Snapshot,
+) -> Result<(), DbError> {
+    (recorder.record)(DbObjectKind::Scratch, job.stage.clone())
         .await
-        .map_err(src_err("cannot read the database"))?;
-    let Some((charset, collation)) = charset else {
-        return Err(DbError::Failed(format!(
-            "database \"{db}\" is in the source's panel but not on its database server"
-        )));
-    };
-    // A global read lock that cannot be had at once (a long statement
-    // holds tables) would stall every write on the source while it waits:
-    // after 5 s hostmig gives up on it and reads in one connection.
-    lock.query_drop("SET SESSION lock_wait_timeout = 5")
-        .await
-        .map_err(src_err("cannot set lock_wait_timeout"))?;
-    // Every connection is open before the lock is taken (each is an SSH
-    // login through the tunnel): the lock lasts only while they start
-    // their transactions. One more holds the non-InnoDB tables, when the
-    // database has any (listed again under the lock, which decides).
-    let nontransactional = list_tables(&mut lock, db)
-        .await?
-        .iter()
-        .any(|t| !t.transactional);
-    let mut sources = future::try_join_all(
-        (0..job.connections.max(1) + usize::from(nontransactional))
-            .map(|_| connect(&job.source, SOURCE_SESSION, "the source database server")),
-    )
-    .await?;
-    let mut spare = if nontransactional {
-        sources.pop()
-    } else {
-        None
-    };
-    let lock_started = Instant::now();
-    let locked = match lock.query_drop("FLUSH TABLES WITH READ LOCK").await {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::info!(database = %db, error = %super::server_text(&e), "the source refused a global read lock, or it was not free within 5 s; one connection reads the whole database in a single snapshot");
-            false
-        }
-    };
-    let mut tables = list_tables(&mut lock, db).await?;
-    if !locked {
-        sources.truncate(1);
-    }
-    future::try_join_all(sources.iter_mut().map(snapshot)).await?;
-    let nontx: Vec<usize> = (0..tables.len())
-        .filter(|i| !tables[*i].transactional)
-        .collect();
-    let mut nontx_conn = None;
-    if locked && !nontx.is_empty() {
-        let mut conn = match spare.take() {
-            Some(conn) => conn,
-            // A table changed engine since the first listing: rare, and
-            // only makes the lock a login longer.
-            None => connect(&job.source, SOURCE_SESSION, "the source database server").await?,
-        };
-        let list: Vec<String> = nontx
-            .iter()
-            .map(|i| format!("{}.{} READ", ident(db), ident(&tables[*i].name)))
-            .collect();
-        conn.query_drop(format!("LOCK TABLES {}", list.join(", ")))
-            .await
-            .map_err(src_err("cannot lock the non-transactional tables"))?;
-        nontx_conn = Some(conn);
-    }
-    if locked {
-        lock.query_drop("UNLOCK TABLES")
-            .await
-            .map_err(src_err("cannot release the global read lock"))?;
-    }
-    let lock_ms = lock_started.elapsed().as_millis() as u64;
-
-    // Schema, exactly as the source has it, into the scratch database.
-    read_columns(&mut sources[0], db, &mut tables).await?;
-    (recorder.record)("scratch", job.stage.clone())
-        .await
-        .map_err(DbError::Failed)?;
+        .map_err(recorded)?;
     created.borrow_mut().stage = true;
     dst.query_drop(format!(
-        "CREATE DATABASE {} CHARACTER SET {charset} COLLATE {collation}",
-        ident(&job.stage)
+        "CREATE DATABASE {} CHARACTER SET {} COLLATE {}",
+        ident(&job.stage),
+        snap.charset,
+        snap.collation
     ))
     .await
-    .map_err(dst_err("cannot create the scratch database"))?;
+    .map_err(on_target(job, "cannot create the scratch database"))?;
     dst.query_drop(format!("USE {}", ident(&job.stage)))
         .await
-        .map_err(dst_err("cannot use the scratch database"))?;
-    sources[0]
+        .map_err(on_target(job, "cannot use the scratch database"))?;
+    let reader = &mut snap.readers[0];
+    reader
         .query_drop("SET NAMES utf8mb4")
         .await
-        .map_err(src_err("cannot set the session"))?;
-    for t in &tables {
-        let row: Option<(String, String)> = sources[0]
+        .map_err(on_source("cannot set the session"))?;
+    for t in &snap.tables {
+        let row: Option<(String, String)> = reader
             .query_first(format!(
                 "SHOW CREATE TABLE {}.{}",
-                ident(db),
+                ident(&job.name),
                 ident(&t.name)
             ))
             .await
-            .map_err(src_err(&format!(
+            .map_err(on_source(&format!(
                 "cannot read the definition of table {}",
                 t.name
             )))?;
@@ -358,12 +356,24 @@ async fn run(
             )
         })?;
     }
-    sources[0]
+    reader
         .query_drop("SET NAMES binary")
         .await
-        .map_err(src_err("cannot set the session"))?;
+        .map_err(on_source("cannot set the session"))
+}
 
-    // Rows: chunks of the largest tables first, read by every connection.
+/// Every table's rows, chunks of the largest tables first, read by every
+/// connection of the snapshot at once (non-InnoDB tables by the one that
+/// holds their locks, which it releases after); answers the chunk count.
+async fn load_rows(
+    job: &DbJob,
+    counters: &Counters,
+    connections: &RefCell<Vec<u32>>,
+    snap: &mut Snapshot,
+    max_packet: usize,
+) -> Result<usize, DbError> {
+    let db = job.name.as_str();
+    let tables = &snap.tables;
     counters
         .rows_total
         .set(tables.iter().map(|t| t.rows_estimate).sum());
@@ -378,7 +388,7 @@ async fn run(
         let t = &tables[i];
         let range = match &t.chunk_key {
             Some(key) if t.rows_estimate > job.chunk_rows => {
-                let bounds: Option<(Option<i128>, Option<i128>)> = sources[0]
+                let bounds: Option<(Option<i128>, Option<i128>)> = snap.readers[0]
                     .query_first(format!(
                         "SELECT MIN({k}), MAX({k}) FROM {}.{}",
                         ident(db),
@@ -386,7 +396,7 @@ async fn run(
                         k = ident(key)
                     ))
                     .await
-                    .map_err(src_err(&format!(
+                    .map_err(on_source(&format!(
                         "cannot read the key range of table {}",
                         t.name
                     )))?;
@@ -398,32 +408,33 @@ async fn run(
             _ => None,
         };
         let parts = rows::chunks(i, range, t.rows_estimate, job.chunk_rows);
-        if !t.transactional && nontx_conn.is_some() {
+        if !t.transactional && snap.locked_reader.is_some() {
             locked_chunks.extend(parts);
         } else {
             snapshot_chunks.extend(parts);
         }
     }
     let chunk_count = snapshot_chunks.len() + locked_chunks.len();
-    let queue = RefCell::new(snapshot_chunks);
+    let queue: RefCell<VecDeque<Chunk>> = RefCell::new(snapshot_chunks);
+    let locked_queue = RefCell::new(locked_chunks);
     let loader = Loader {
         db,
         stage: &job.stage,
-        tables: &tables,
+        tables,
         counters,
         max_packet,
         target: &job.target,
         target_label: &job.target_label,
         load_data: Cell::new(job.load_data),
+        connections,
     };
-    let snapshot_workers = sources.iter_mut().map(|src| loader.work(src, &queue));
-    let locked_queue = RefCell::new(locked_chunks);
+    let snapshot_workers = snap.readers.iter_mut().map(|src| loader.work(src, &queue));
     let locked_worker = async {
-        if let Some(conn) = nontx_conn.as_mut() {
+        if let Some(conn) = snap.locked_reader.as_mut() {
             loader.work(conn, &locked_queue).await?;
             conn.query_drop("UNLOCK TABLES")
                 .await
-                .map_err(src_err("cannot release the table locks"))?;
+                .map_err(on_source("cannot release the table locks"))?;
         }
         Ok::<(), DbError>(())
     };
@@ -431,21 +442,20 @@ async fn run(
         future::join(future::try_join_all(snapshot_workers), locked_worker).await;
     copied?;
     locked_copied?;
+    Ok(chunk_count)
+}
 
-    // What loads after the rows: the stored objects and the accounts.
-    let stored = objects::read(&mut sources[0], db).await?;
-    let accounts = users::read(&mut lock, db, &job.users).await?;
-    for mut conn in sources
-        .into_iter()
-        .chain(nontx_conn)
-        .chain(spare)
-        .chain([lock])
-    {
-        let _ = conn.query_drop("ROLLBACK").await;
-        let _ = conn.disconnect().await;
-    }
-
-    // The database appears under its real name, complete.
+/// The database under its real name, complete: created, then every table
+/// moved in by one RENAME TABLE, then the scratch database dropped.
+async fn publish(
+    job: &DbJob,
+    recorder: &Recorder<'_>,
+    created: &RefCell<Created>,
+    dst: &mut Conn,
+    tables: &[rows::Table],
+    (charset, collation): &(String, String),
+) -> Result<(), DbError> {
+    let db = job.name.as_str();
     // Recorded once created, never before: a database someone else made
     // under that name meanwhile makes CREATE fail, and is never ours to drop.
     dst.query_drop(format!(
@@ -453,11 +463,11 @@ async fn run(
         ident(db)
     ))
     .await
-    .map_err(dst_err("cannot create the database"))?;
+    .map_err(on_target(job, "cannot create the database"))?;
     created.borrow_mut().real = true;
-    (recorder.record)("database", db.to_owned())
+    (recorder.record)(DbObjectKind::Database, db.to_owned())
         .await
-        .map_err(DbError::Failed)?;
+        .map_err(recorded)?;
     if !tables.is_empty() {
         let moves: Vec<String> = tables
             .iter()
@@ -473,18 +483,27 @@ async fn run(
             .collect();
         dst.query_drop(format!("RENAME TABLE {}", moves.join(", ")))
             .await
-            .map_err(dst_err("cannot move the tables into place"))?;
+            .map_err(on_target(job, "cannot move the tables into place"))?;
     }
     dst.query_drop(format!("DROP DATABASE {}", ident(&job.stage)))
         .await
-        .map_err(dst_err("cannot drop the scratch database"))?;
+        .map_err(on_target(job, "cannot drop the scratch database"))?;
     created.borrow_mut().stage = false;
+    Ok(())
+}
 
-    // Accounts likewise: recorded as each is created, only those.
+/// The database's accounts, recorded as each is created (only those this
+/// copy created); answers them.
+async fn create_accounts(
+    recorder: &Recorder<'_>,
+    created: &RefCell<Created>,
+    dst: &mut Conn,
+    accounts: &[Account],
+) -> Result<Vec<(String, String)>, DbError> {
     let mut fresh = Vec::new();
     let made = users::create(
-        &mut dst,
-        &accounts,
+        dst,
+        accounts,
         |a| (recorder.created_account)(&a.user, &a.host),
         &mut fresh,
     )
@@ -494,357 +513,10 @@ async fn run(
             .borrow_mut()
             .accounts
             .push((user.clone(), host.clone()));
-        (recorder.record)("user", format!("{user}@{host}"))
+        (recorder.record)(DbObjectKind::User, format!("{user}@{host}"))
             .await
-            .map_err(DbError::Failed)?;
+            .map_err(recorded)?;
     }
     made?;
-    let redefined = objects::create(&mut dst, db, &stored).await?;
-    let _ = dst.disconnect().await;
-    Ok(DbReport {
-        tables: tables.len(),
-        chunks: chunk_count,
-        rows: counters.rows.get(),
-        bytes: counters.bytes.get(),
-        objects: stored.len(),
-        accounts: accounts.len(),
-        created_accounts: fresh,
-        redefined,
-        single_connection: !locked,
-        lock_ms,
-        seconds: 0.0,
-    })
-}
-
-/// Starts a reading connection's consistent snapshot.
-async fn snapshot(conn: &mut Conn) -> Result<(), DbError> {
-    conn.query_drop(
-        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
-    )
-    .await
-    .map_err(|e| DbError::sql("cannot start a consistent snapshot on the source", e))
-}
-
-/// The base tables of `db` with their engine and size estimates.
-async fn list_tables(conn: &mut Conn, db: &str) -> Result<Vec<Table>, DbError> {
-    let rows: Vec<TableRow> = conn
-        .exec(
-            "SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
-            (db,),
-        )
-        .await
-        .map_err(|e| DbError::sql(format!("cannot list the tables of {db} on the source"), e))?;
-    Ok(rows
-        .into_iter()
-        .map(|(name, engine, rows, bytes)| Table {
-            name,
-            columns: Vec::new(),
-            transactional: engine.is_some_and(|e| e.eq_ignore_ascii_case("InnoDB")),
-            rows_estimate: rows.unwrap_or(0),
-            bytes_estimate: bytes.unwrap_or(0),
-            chunk_key: None,
-        })
-        .collect())
-}
-
-/// Fills in every table's columns and its single integer key.
-async fn read_columns(conn: &mut Conn, db: &str, tables: &mut [Table]) -> Result<(), DbError> {
-    let rows: Vec<Row> = conn
-        .exec(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, EXTRA, COLUMN_KEY \
-             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
-            (db,),
-        )
-        .await
-        .map_err(|e| DbError::sql(format!("cannot read the columns of {db} on the source"), e))?;
-    let mut keys: Vec<Vec<(String, Kind)>> = vec![Vec::new(); tables.len()];
-    for row in rows {
-        let get = |i: usize| -> Option<String> {
-            match row.as_ref(i) {
-                Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-                _ => None,
-            }
-        };
-        let (Some(table), Some(name), Some(data_type)) = (get(0), get(1), get(2)) else {
-            continue;
-        };
-        let Some(index) = tables.iter().position(|t| t.name == table) else {
-            continue;
-        };
-        let extra = get(4).unwrap_or_default().to_ascii_uppercase();
-        let generated = ["VIRTUAL", "STORED", "PERSISTENT"]
-            .iter()
-            .any(|g| extra.contains(g));
-        let kind = Kind::of(&data_type, get(3).as_deref());
-        let integer = matches!(
-            data_type.as_str(),
-            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
-        );
-        if get(5).as_deref() == Some("PRI") {
-            keys[index].push((
-                name.clone(),
-                if integer { Kind::Number } else { Kind::Quoted },
-            ));
-        }
-        tables[index].columns.push(Column {
-            name,
-            kind,
-            generated,
-            bit: data_type == "bit",
-        });
-    }
-    for (t, key) in tables.iter_mut().zip(keys) {
-        if let [(name, Kind::Number)] = key.as_slice() {
-            t.chunk_key = Some(name.clone());
-        }
-    }
-    Ok(())
-}
-
-/// What every loading connection shares.
-struct Loader<'a> {
-    db: &'a str,
-    stage: &'a str,
-    tables: &'a [Table],
-    counters: &'a Counters,
-    max_packet: usize,
-    target: &'a Opts,
-    target_label: &'a str,
-    /// The target takes LOAD DATA LOCAL INFILE (until it refuses once).
-    load_data: Cell<bool>,
-}
-
-/// Why a LOAD DATA did not load a chunk.
-enum Refused {
-    /// The target does not allow it: the chunk goes by INSERTs instead.
-    LocalInfile(String),
-    Other(DbError),
-}
-
-/// Bytes of LOAD DATA input sent at a time.
-const LOAD_BLOCK: usize = 256 * 1024;
-
-impl Loader<'_> {
-    /// Takes chunks from `queue` until it is empty: each is read on `src`,
-    /// written by a target connection of this worker, then verified.
-    async fn work(&self, src: &mut Conn, queue: &RefCell<VecDeque<Chunk>>) -> Result<(), DbError> {
-        let mut dst: Option<Conn> = None;
-        loop {
-            let Some(chunk) = queue.borrow_mut().pop_front() else {
-                break;
-            };
-            if dst.is_none() {
-                let what = format!("the target database server {}", self.target_label);
-                dst = Some(connect(self.target, TARGET_SESSION, &what).await?);
-            }
-            let Some(dst) = dst.as_mut() else { break };
-            self.copy(src, dst, &chunk).await?;
-            self.verify(src, dst, &chunk).await?;
-        }
-        if let Some(conn) = dst {
-            let _ = conn.disconnect().await;
-        }
-        Ok(())
-    }
-
-    /// Streams a chunk's rows into the target: by LOAD DATA LOCAL INFILE
-    /// fed from the rows as they arrive, or, where the target does not
-    /// allow it, by size-bounded INSERTs.
-    async fn copy(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
-        if self.load_data.get() {
-            match self.load(src, dst, chunk).await {
-                Err(Refused::LocalInfile(e)) => {
-                    if self.load_data.replace(false) {
-                        tracing::info!(target_server = %self.target_label, error = %e, "the target does not allow LOAD DATA LOCAL INFILE; rows go as INSERT statements");
-                    }
-                }
-                Err(Refused::Other(e)) => return Err(e),
-                Ok(()) => return Ok(()),
-            }
-        }
-        self.insert(src, dst, chunk).await
-    }
-
-    /// One LOAD DATA per chunk, its data streamed in blocks of 256 KiB
-    /// while the rows are read.
-    async fn load(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), Refused> {
-        let table = &self.tables[chunk.table];
-        let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(2);
-        dst.set_infile_handler(async move {
-            let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-            });
-            Ok(Box::pin(stream) as mysql_async::InfileData)
-        });
-        let loading = dst.query_drop(table.load(self.stage));
-        let read = async {
-            let mut result = src
-                .query_iter(table.select(self.db, chunk))
-                .await
-                .map_err(|e| DbError::sql(format!("cannot read table {}", table.name), e))?;
-            let mut block = Vec::with_capacity(LOAD_BLOCK + 64 * 1024);
-            while let Some(row) = result
-                .next()
-                .await
-                .map_err(|e| DbError::sql(format!("cannot read table {}", table.name), e))?
-            {
-                let before = block.len();
-                rows::push_line(&mut block, (0..row.len()).filter_map(|i| row.as_ref(i)));
-                self.counters.rows.set(self.counters.rows.get() + 1);
-                self.counters
-                    .bytes
-                    .set(self.counters.bytes.get() + (block.len() - before) as u64);
-                if block.len() >= LOAD_BLOCK {
-                    let full =
-                        std::mem::replace(&mut block, Vec::with_capacity(LOAD_BLOCK + 64 * 1024));
-                    if tx.send(bytes::Bytes::from(full)).await.is_err() {
-                        // The load ended early; its error says why.
-                        return Ok(false);
-                    }
-                }
-            }
-            if !block.is_empty() && tx.send(bytes::Bytes::from(block)).await.is_err() {
-                return Ok(false);
-            }
-            drop(tx);
-            Ok::<bool, DbError>(true)
-        };
-        let (loaded, read) = future::join(loading, read).await;
-        if let Err(e) = loaded {
-            // ER_NOT_ALLOWED_COMMAND (MySQL) and its MariaDB successor.
-            let refused =
-                matches!(&e, mysql_async::Error::Server(s) if s.code == 1148 || s.code == 4166);
-            let error = DbError::sql(
-                format!("cannot load table {} on {}", table.name, self.target_label),
-                e,
-            );
-            return Err(if refused {
-                Refused::LocalInfile(error.to_string())
-            } else {
-                Refused::Other(error)
-            });
-        }
-        match read {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Refused::Other(DbError::Failed(format!(
-                "the load of table {} ended early",
-                table.name
-            )))),
-            Err(e) => Err(Refused::Other(e)),
-        }
-    }
-
-    /// Streams a chunk's rows into size-bounded INSERTs; a second future
-    /// writes each statement while the next one is read.
-    async fn insert(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
-        let table = &self.tables[chunk.table];
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(2);
-        let read = async {
-            let head = table.insert_head(self.stage);
-            let kinds = table.kinds();
-            let mut result = src
-                .query_iter(table.select(self.db, chunk))
-                .await
-                .map_err(|e| DbError::sql(format!("cannot read table {}", table.name), e))?;
-            let mut stmt = head.clone();
-            let mut in_stmt = 0usize;
-            while let Some(row) = result
-                .next()
-                .await
-                .map_err(|e| DbError::sql(format!("cannot read table {}", table.name), e))?
-            {
-                let before = stmt.len();
-                if in_stmt > 0 {
-                    stmt.push(b',');
-                }
-                rows::push_row(
-                    &mut stmt,
-                    &kinds,
-                    (0..row.len()).filter_map(|i| row.as_ref(i)),
-                );
-                in_stmt += 1;
-                self.counters.rows.set(self.counters.rows.get() + 1);
-                self.counters
-                    .bytes
-                    .set(self.counters.bytes.get() + (stmt.len() - before) as u64);
-                if stmt.len() >= STATEMENT_BYTES {
-                    self.send(&tx, std::mem::replace(&mut stmt, head.clone()), &table.name)
-                        .await?;
-                    in_stmt = 0;
-                }
-            }
-            if in_stmt > 0 {
-                self.send(&tx, stmt, &table.name).await?;
-            }
-            drop(tx);
-            Ok::<(), DbError>(())
-        };
-        let write = async {
-            while let Some(stmt) = rx.recv().await {
-                dst.query_drop(stmt).await.map_err(|e| {
-                    DbError::sql(
-                        format!("cannot load table {} on {}", table.name, self.target_label),
-                        e,
-                    )
-                })?;
-            }
-            Ok::<(), DbError>(())
-        };
-        let (read, write) = future::join(read, write).await;
-        write?;
-        read
-    }
-
-    async fn send(
-        &self,
-        tx: &tokio::sync::mpsc::Sender<Vec<u8>>,
-        stmt: Vec<u8>,
-        table: &str,
-    ) -> Result<(), DbError> {
-        if stmt.len() + 1024 > self.max_packet {
-            return Err(DbError::Failed(format!(
-                "a row of table {table} needs a statement of {} bytes, more than max_allowed_packet ({} bytes) of {}; raise max_allowed_packet there",
-                stmt.len(),
-                self.max_packet,
-                self.target_label
-            )));
-        }
-        tx.send(stmt)
-            .await
-            .map_err(|_| DbError::Failed(format!("the load of table {table} ended early")))
-    }
-
-    /// The same checksum SQL on the source's snapshot and the target.
-    async fn verify(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
-        let table = &self.tables[chunk.table];
-        let (a, b) = future::join(
-            src.query_first::<(u64, u64), _>(table.checksum(self.db, chunk)),
-            dst.query_first::<(u64, u64), _>(table.checksum(self.stage, chunk)),
-        )
-        .await;
-        let a = a.map_err(|e| {
-            DbError::sql(
-                format!("cannot verify table {} on the source", table.name),
-                e,
-            )
-        })?;
-        let b = b.map_err(|e| {
-            DbError::sql(
-                format!(
-                    "cannot verify table {} on {}",
-                    table.name, self.target_label
-                ),
-                e,
-            )
-        })?;
-        if a != b {
-            let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
-            return Err(DbError::Failed(format!(
-                "table {} differs after the copy: the source has {} rows (checksum {}), {} has {} (checksum {})",
-                table.name, a.0, a.1, self.target_label, b.0, b.1
-            )));
-        }
-        Ok(())
-    }
+    Ok(fresh)
 }

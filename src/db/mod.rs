@@ -11,8 +11,10 @@
 //! copy never leaves a half-filled database under the name the site uses.
 
 pub mod copy;
+mod loader;
 pub mod objects;
 pub mod rows;
+mod snapshot;
 pub mod users;
 
 use mysql_async::prelude::Queryable;
@@ -20,18 +22,108 @@ use mysql_async::Conn;
 
 pub use copy::{copy_database, DbJob, DbProgress, DbReport, Recorder};
 
+/// The type of a database server, as configurations, packets and panels
+/// name it; only MySQL (and MariaDB) databases are migrated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DbKind {
+    Mysql,
+    Postgresql,
+    Mssql,
+}
+
+impl DbKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbKind::Mysql => "mysql",
+            DbKind::Postgresql => "postgresql",
+            DbKind::Mssql => "mssql",
+        }
+    }
+}
+
 /// Why a database copy did not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("stopped")]
     Stopped,
-    #[error("{0}")]
-    Failed(String),
+    #[error("the database copy ended unexpectedly")]
+    Ended,
+    /// A statement failed: `what` says which, and where.
+    #[error("{what}: {}", server_text(source))]
+    Sql {
+        what: String,
+        source: mysql_async::Error,
+    },
+    /// A statement about an account failed; `reason` never quotes the
+    /// statement (it may hold a password hash).
+    #[error("cannot {what}: {reason}")]
+    Account { what: String, reason: String },
+    #[error("database \"{name}\" already exists on {server}")]
+    Exists { name: String, server: String },
+    /// The panel names something its database server does not have.
+    #[error("{what} is in the source's panel but not on its database server")]
+    NotOnSource { what: String },
+    #[error("{what} cannot be read (does the source login have the privileges to see it?)")]
+    Unreadable { what: String },
+    #[error("a row of table {table} needs a statement of {bytes} bytes, more than max_allowed_packet ({max} bytes) of {server}; raise max_allowed_packet there")]
+    RowTooLarge {
+        table: String,
+        bytes: usize,
+        max: usize,
+        server: String,
+    },
+    /// (rows, checksum) on each side.
+    #[error("table {table} differs after the copy: the source has {} rows (checksum {}), {server} has {} (checksum {})", on_source.0, on_source.1, on_target.0, on_target.1)]
+    Differs {
+        table: String,
+        on_source: (u64, u64),
+        on_target: (u64, u64),
+        server: String,
+    },
+    #[error("the load of table {table} ended early")]
+    LoadEnded { table: String },
+    /// What the copy created could not be recorded in the journal.
+    #[error("the journal cannot record it: {0}")]
+    Record(String),
 }
 
 impl DbError {
-    pub(crate) fn sql(what: impl std::fmt::Display, e: mysql_async::Error) -> DbError {
-        DbError::Failed(format!("{what}: {}", server_text(&e)))
+    pub(crate) fn sql(what: impl std::fmt::Display, source: mysql_async::Error) -> DbError {
+        DbError::Sql {
+            what: what.to_string(),
+            source,
+        }
+    }
+}
+
+/// What a database copy creates on a target server, as the journal
+/// records it until its domain is deployed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DbObjectKind {
+    /// The scratch database the rows load into.
+    Scratch,
+    Database,
+    /// An account, named `user@host`.
+    User,
+}
+
+impl DbObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbObjectKind::Scratch => "scratch",
+            DbObjectKind::Database => "database",
+            DbObjectKind::User => "user",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "scratch" => Some(DbObjectKind::Scratch),
+            "database" => Some(DbObjectKind::Database),
+            "user" => Some(DbObjectKind::User),
+            _ => None,
+        }
     }
 }
 

@@ -52,11 +52,11 @@ pub async fn read(src: &mut Conn, db: &str) -> Result<Vec<Object>, DbError> {
                 "FUNCTION" => "Create Function",
                 _ => "Create Event",
             };
-            let create = text(&row, create_col).ok_or_else(|| {
-                DbError::Failed(format!(
-                    "the definition of {} {name} in database {db} cannot be read (does the source login have the privileges to see it?)",
+            let create = text(&row, create_col).ok_or_else(|| DbError::Unreadable {
+                what: format!(
+                    "the definition of {} {name} in database {db}",
                     kind.to_lowercase()
-                ))
+                ),
             })?;
             out.push(Object {
                 kind,
@@ -130,24 +130,28 @@ pub async fn create(dst: &mut Conn, db: &str, objects: &[Object]) -> Result<Vec<
             match dst.query_drop(create.as_str()).await {
                 Ok(()) => {}
                 Err(e) if o.kind == "VIEW" => {
-                    last_error = Some((o.name.clone(), super::server_text(&e)));
+                    last_error = Some((o.name.clone(), e));
                     failed.push((o, create));
                 }
                 Err(e) => {
-                    return Err(DbError::Failed(format!(
-                        "cannot create {} {} in database {db}: {}",
-                        o.kind.to_lowercase(),
-                        o.name,
-                        super::server_text(&e)
-                    )))
+                    return Err(DbError::sql(
+                        format!(
+                            "cannot create {} {} in database {db}",
+                            o.kind.to_lowercase(),
+                            o.name
+                        ),
+                        e,
+                    ))
                 }
             }
         }
         if failed.len() == before {
-            let (name, e) = last_error.unwrap_or_default();
-            return Err(DbError::Failed(format!(
-                "cannot create view {name} in database {db}: {e}"
-            )));
+            if let Some((name, e)) = last_error {
+                return Err(DbError::sql(
+                    format!("cannot create view {name} in database {db}"),
+                    e,
+                ));
+            }
         }
         pending = failed;
     }

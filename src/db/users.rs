@@ -21,11 +21,9 @@ pub struct Account {
 pub async fn read(src: &mut Conn, db: &str, logins: &[String]) -> Result<Vec<Account>, DbError> {
     let mut out = Vec::new();
     for login in logins {
-        let failed = |e: mysql_async::Error| {
-            DbError::Failed(format!(
-                "cannot read database user {login} on the source: {}",
-                server_text(&e)
-            ))
+        let failed = |e: mysql_async::Error| DbError::Account {
+            what: format!("read database user {login} on the source"),
+            reason: server_text(&e),
         };
         let hosts: Vec<String> = src
             .exec(
@@ -35,9 +33,9 @@ pub async fn read(src: &mut Conn, db: &str, logins: &[String]) -> Result<Vec<Acc
             .await
             .map_err(failed)?;
         if hosts.is_empty() {
-            return Err(DbError::Failed(format!(
-                "database user {login} is in the panel but not on the source's database server"
-            )));
+            return Err(DbError::NotOnSource {
+                what: format!("database user {login}"),
+            });
         }
         for host in hosts {
             let account = format!("{}@{}", super::literal(login), super::literal(&host));
@@ -105,17 +103,16 @@ pub async fn create(
             } else {
                 code
             };
-            DbError::Failed(format!(
-                "cannot {what} database user {}@{} on the target: {code}",
-                a.user, a.host
-            ))
+            DbError::Account {
+                what: format!("{what} database user {}@{} on the target", a.user, a.host),
+                reason: code,
+            }
         };
         if !exists(a) {
             if a.create.is_empty() {
-                return Err(DbError::Failed(format!(
-                    "the source did not show how database user {}@{} is defined",
-                    a.user, a.host
-                )));
+                return Err(DbError::Unreadable {
+                    what: format!("the definition of database user {}@{}", a.user, a.host),
+                });
             }
             dst.query_drop(a.create.as_str())
                 .await

@@ -1,50 +1,68 @@
-//! `ContentTransfer`: the sub-actor that copies one content tree of a
-//! migration (DESIGN.md §2 step 4). Its SSH work runs on a thread of its
-//! own; the SSH sessions come from the migration's pool, so trees after
-//! the first do not pay for new logins. A `Stopper` shared with the
-//! Migration ends every transfer at once: it sets the stop flag and breaks
-//! every session's socket, so no blocked read outlives a `finish`.
+//! A migration's content: which trees a domain has (web and mail), the job
+//! of each, and `ContentTransfer`, the sub-actor that copies one tree
+//! (DESIGN.md §2 step 4). Its SSH work runs on a thread of its own; the
+//! sessions come from the migration's `SessionPool`, so trees after the
+//! first do not pay for new logins. Progress goes to the Migration, typed.
 
-use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actix::{Actor, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 
+use super::events::Event;
+use super::request::Scope;
+use super::run::{Env, Progressed, Update};
+use super::status::{Item, ItemPhase, ItemProgress};
+use super::stopper::Stopper;
+use crate::journal;
+use crate::panel::source::DomainRecord;
+use crate::remap::Remap;
 use crate::ssh::{Login, Options, Session};
-use crate::transfer::tree::{sync_tree, Progress, TreeError, TreeJob, TreeReport};
+use crate::transfer::owner;
+use crate::transfer::tree::{sync_tree, Phase, Progress, TreeError, TreeJob, TreeReport};
 
-/// Stops every transfer of one migration.
-#[derive(Default)]
-pub struct Stopper {
-    flag: AtomicBool,
-    sockets: Mutex<Vec<TcpStream>>,
+/// The content trees of a domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TreeKind {
+    Web,
+    Mail,
 }
 
-impl Stopper {
-    pub fn stop(&self) {
-        self.flag.store(true, Ordering::SeqCst);
-        let sockets = self.sockets.lock().map(|mut s| std::mem::take(&mut *s));
-        for s in sockets.unwrap_or_default() {
-            let _ = s.shutdown(std::net::Shutdown::Both);
+impl TreeKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            TreeKind::Web => "web content",
+            TreeKind::Mail => "mail content",
         }
     }
 
-    pub fn flag(&self) -> &AtomicBool {
-        &self.flag
+    /// The item of the status this tree of `domain` is.
+    pub fn item(self, domain: &str) -> Item {
+        let domain = domain.to_owned();
+        match self {
+            TreeKind::Web => Item::WebContent { domain },
+            TreeKind::Mail => Item::MailContent { domain },
+        }
     }
 
-    fn register(&self, session: &Session) {
-        if let Some(socket) = session.breaker() {
-            if let Ok(mut sockets) = self.sockets.lock() {
-                sockets.push(socket);
-            }
-        }
-        if self.flag.load(Ordering::SeqCst) {
-            session.shutdown();
+    fn tag(self) -> &'static str {
+        match self {
+            TreeKind::Web => "web",
+            TreeKind::Mail => "mail",
         }
     }
+}
+
+/// The trees a domain's migration copies under `scope`.
+pub fn trees_of(record: &DomainRecord, scope: Scope) -> Vec<TreeKind> {
+    let mut out = Vec::new();
+    if scope != Scope::OnlyMail && record.hosting.is_some() {
+        out.push(TreeKind::Web);
+    }
+    if scope != Scope::OnlyHosting && !record.mail.is_empty() {
+        out.push(TreeKind::Mail);
+    }
+    out
 }
 
 /// SSH sessions for content work, reused from tree to tree.
@@ -84,8 +102,7 @@ impl SessionPool {
             Err(_) => Vec::new(),
         };
         let connect = || {
-            let s = Session::connect(&self.login, &self.opts)
-                .map_err(|e| TreeError::Failed(format!("cannot log into the source: {e}")))?;
+            let s = Session::connect(&self.login, &self.opts).map_err(TreeError::Login)?;
             self.stopper.register(&s);
             Ok::<_, TreeError>(s)
         };
@@ -94,11 +111,7 @@ impl SessionPool {
             let handles: Vec<_> = (out.len()..n).map(|_| scope.spawn(connect)).collect();
             handles
                 .into_iter()
-                .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(TreeError::Failed("the SSH login thread failed".into()))
-                    })
-                })
+                .map(|h| h.join().unwrap_or(Err(TreeError::Thread("SSH login"))))
                 .collect()
         });
         for s in fresh {
@@ -130,12 +143,13 @@ impl Actor for ContentTransfer {
     type Context = Context<Self>;
 }
 
-/// Copy one tree; `progress` hears how far it is (from the SSH thread).
+/// Copy one tree; its progress goes to `progress` as `item`'s.
 #[derive(Message)]
 #[rtype(result = "Result<TreeReport, TreeError>")]
 pub struct CopyTree {
     pub job: TreeJob,
-    pub progress: Box<dyn FnMut(Progress) + Send>,
+    pub item: Item,
+    pub progress: Recipient<Progressed>,
 }
 
 impl Handler<CopyTree> for ContentTransfer {
@@ -150,13 +164,17 @@ impl Handler<CopyTree> for ContentTransfer {
                 // Bulk copying yields the CPU to the API and the actors
                 // (the threads this one starts inherit it).
                 crate::priority::set_thread_nice(crate::priority::BULK_NICE, "a transfer thread");
-                let CopyTree { job, mut progress } = msg;
+                let CopyTree {
+                    job,
+                    item,
+                    progress,
+                } = msg;
+                let mut report = tree_reporter(item, progress);
                 let result = pool.take(COPY_STREAMS + 1).and_then(|mut sessions| {
                     let Some(hasher) = sessions.pop() else {
-                        return Err(TreeError::Failed("no SSH session for hashing".into()));
+                        return Err(TreeError::Channel("no SSH session for hashing".into()));
                     };
-                    let result =
-                        sync_tree(&sessions, &hasher, &job, stopper.flag(), &mut *progress);
+                    let result = sync_tree(&sessions, &hasher, &job, stopper.flag(), &mut report);
                     // A session that saw a failure may be broken: not reused.
                     // The hashing session may have idled since its work
                     // ended long ago: closed rather than trusted.
@@ -169,22 +187,184 @@ impl Handler<CopyTree> for ContentTransfer {
                 // A login broken by the stopper is the stop too (sync_tree
                 // already says so for everything after the login).
                 let result = match result {
-                    Err(_) if stopper.flag().load(Ordering::SeqCst) => Err(TreeError::Stopped),
+                    Err(_) if stopper.stopped() => Err(TreeError::Stopped),
                     other => other,
                 };
                 let _ = tx.send(result);
             });
         Box::pin(async move {
             if let Err(e) = spawned {
-                return Err(TreeError::Failed(format!(
-                    "cannot start a transfer thread: {e}"
-                )));
+                return Err(TreeError::Io {
+                    what: "cannot start a transfer thread".into(),
+                    source: e,
+                });
             }
-            rx.await.unwrap_or_else(|_| {
-                Err(TreeError::Failed(
-                    "the transfer thread ended unexpectedly".into(),
-                ))
-            })
+            rx.await.unwrap_or(Err(TreeError::Thread("transfer")))
         })
+    }
+}
+
+/// Turns a tree's progress into the item's typed progress, with its rate
+/// since the copy began; progress that finds the mailbox full is dropped
+/// (the next report supersedes it).
+fn tree_reporter(item: Item, to: Recipient<Progressed>) -> impl FnMut(Progress) + Send {
+    let mut started: Option<Instant> = None;
+    move |p: Progress| {
+        let mut status = ItemProgress::new(item.clone());
+        status.phase = match p.phase {
+            Phase::Listing => ItemPhase::Listing,
+            Phase::Copying => ItemPhase::Receiving,
+            Phase::Unpacking => ItemPhase::Copying,
+            Phase::Verifying => ItemPhase::Verifying,
+        };
+        if matches!(p.phase, Phase::Copying | Phase::Unpacking) {
+            let since = *started.get_or_insert_with(Instant::now);
+            let secs = since.elapsed().as_secs_f64().max(0.001);
+            status.rate = (p.bytes_done as f64 / secs) as u64;
+        }
+        status.bytes_done = p.bytes_done;
+        status.bytes_total = p.bytes_total;
+        status.files_done = p.files_done;
+        status.files_total = p.files_total;
+        let _ = to.try_send(Progressed(Update::Item(status)));
+    }
+}
+
+/// Copies a domain's trees at the same time, each by a ContentTransfer
+/// sub-actor; answers the problems, one text, when any tree failed.
+pub(super) async fn copy_trees(
+    env: &Env,
+    name: &str,
+    sys_login: Option<String>,
+    trees: &[TreeKind],
+) -> Result<(), String> {
+    let prepared = &env.prepared;
+    let Some(dest) = env.config.destination.as_ref() else {
+        return Err("the [destination] section is not configured".into());
+    };
+    let mut jobs = Vec::new();
+    for &kind in trees {
+        let (remote_root, local_root, preferred) = match kind {
+            TreeKind::Web => (
+                &prepared.access.layout.vhosts,
+                &dest.vhosts_root,
+                sys_login.clone(),
+            ),
+            TreeKind::Mail => (
+                &prepared.access.layout.mailnames,
+                &dest.mailnames_root,
+                Some(owner::MAIL_USER.to_owned()),
+            ),
+        };
+        let label = format!("{} of {name}", kind.label());
+        let local = local_root.join(name);
+        // A resync keeps the owner the deployed tree has.
+        let existing = std::fs::symlink_metadata(&local)
+            .ok()
+            .filter(|_| prepared.resync)
+            .map(|m| {
+                (
+                    std::os::unix::fs::MetadataExt::uid(&m),
+                    std::os::unix::fs::MetadataExt::gid(&m),
+                )
+            });
+        let owner = match existing {
+            Some(ids) => ids,
+            None => owner::for_tree(preferred.as_deref(), &dest.fallback_owner)
+                .map_err(|e| format!("{label} was not copied: {e}"))?,
+        };
+        let path = local.display().to_string();
+        journal::ask(
+            &env.journal,
+            journal::RecordTree {
+                path: path.clone(),
+                domain: name.to_owned(),
+                migration_id: env.id,
+            },
+        )
+        .await
+        .map_err(|e| format!("{label} was not copied: the journal cannot record it: {e}"))?;
+        let rewritten = journal::ask(&env.journal, journal::LoadRewrites(path))
+            .await
+            .map_err(|e| format!("{label} was not copied: the journal is not readable: {e}"))?;
+        jobs.push((
+            kind,
+            TreeJob {
+                label,
+                remote: remote_root.join(name),
+                local,
+                transport: prepared.transport,
+                staging: prepared
+                    .staging
+                    .join(format!("hostmig-{}", env.id))
+                    .join(format!("{name}.{}", kind.tag())),
+                owner: Some(owner),
+                conf_remap: (kind == TreeKind::Web).then(|| Remap {
+                    addresses: prepared.plan.addresses.clone(),
+                    roots: Vec::new(),
+                }),
+                rewritten,
+            },
+        ));
+    }
+    let copies = jobs.iter().map(|(kind, job)| {
+        let transfer = ContentTransfer::new(env.pool.clone(), env.stopper.clone()).start();
+        let item = kind.item(name);
+        let (progress, done) = (env.progress.clone(), item.clone());
+        let copy = transfer.send(CopyTree {
+            job: job.clone(),
+            item,
+            progress: progress.clone(),
+        });
+        async move {
+            let result = copy.await;
+            let _ = progress.send(Progressed(Update::ItemDone(done))).await;
+            result
+        }
+    });
+    let results = futures_util::future::join_all(copies).await;
+    let mut problems = Vec::new();
+    for ((_, job), result) in jobs.iter().zip(results) {
+        let result = result.unwrap_or(Err(TreeError::Thread("transfer")));
+        match result {
+            Ok(report) => {
+                env.events.write(&Event::Tree {
+                    tree: &job.label,
+                    transport: job.transport.as_str(),
+                    report: &report,
+                });
+                let saved = journal::ask(
+                    &env.journal,
+                    journal::SaveRewrites {
+                        path: job.local.display().to_string(),
+                        rewrites: report.rewritten,
+                    },
+                )
+                .await;
+                if saved.is_err() {
+                    problems.push(format!(
+                        "{}: copied, but the journal could not record its remapped conf/ files",
+                        job.label
+                    ));
+                }
+            }
+            Err(TreeError::Stopped) => problems.push(format!("{}: stopped", job.label)),
+            Err(e) => {
+                let e = e.to_string();
+                env.events.write(&Event::TreeFailed {
+                    tree: &job.label,
+                    failed: &e,
+                });
+                problems.push(format!("{} was not copied: {e}", job.label));
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{}; the domain's records were not written",
+            problems.join("; ")
+        ))
     }
 }

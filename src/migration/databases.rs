@@ -1,20 +1,32 @@
-//! The `DatabaseCopy` sub-actor (one per database) and what a migration's
-//! database work shares: the SSH tunnels to the source's database servers
-//! (one per server, an SSH session per connection), the accounts this
-//! migration created, and the clean-up of what a copy created when its
-//! domain was not deployed (at the end of a migration, or after a crash).
+//! A migration's databases: the job of each (its target server, the
+//! source server's credentials, the tunnel), the `DatabaseCopy` sub-actor
+//! (one per database), what a migration's database work shares (the SSH
+//! tunnels to the source's database servers, one per server and an SSH
+//! session per connection; the accounts this migration created), and the
+//! clean-up of what a copy created when its domain was not deployed (at
+//! the end of a migration, or after a crash).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, Addr, Context, Handler, Message, Recipient, ResponseFuture};
 use futures_util::FutureExt;
 
-use super::content::Stopper;
+use super::events::Event;
+use super::plan::PlannedDb;
+use super::run::{Env, Progressed, Update};
+use super::status::{Item, ItemPhase, ItemProgress};
+use super::stopper::Stopper;
 use crate::config::Config;
-use crate::db::{copy_database, DbError, DbJob, DbProgress, DbReport, Recorder};
+use crate::db::{copy_database, DbError, DbJob, DbObjectKind, DbProgress, DbReport, Recorder};
 use crate::journal::{self, Journal};
+use crate::panel::credentials::db_server_login;
+use crate::panel::source::DomainRecord;
 use crate::ssh::{Login, Options, Tunnel};
+
+/// Reading connections that share a database's snapshot (each with its
+/// own writing connection on the target).
+pub const DB_CONNECTIONS: usize = 4;
 
 /// Tunnels to the source's database servers, opened on first use and
 /// closed when the migration ends.
@@ -83,7 +95,8 @@ pub struct CopyDatabase {
     pub migration_id: u64,
     pub domain: String,
     pub accounts: CreatedAccounts,
-    pub progress: Box<dyn FnMut(DbProgress) + Send>,
+    pub item: Item,
+    pub progress: Recipient<Progressed>,
 }
 
 impl Handler<CopyDatabase> for DatabaseCopy {
@@ -100,8 +113,10 @@ impl Handler<CopyDatabase> for DatabaseCopy {
                 migration_id,
                 domain,
                 accounts,
-                mut progress,
+                item,
+                progress,
             } = msg;
+            let mut progress = db_reporter(item, progress);
             let server = job.target_label.clone();
             let recorder = Recorder {
                 record: Box::new(|kind, name| {
@@ -113,14 +128,7 @@ impl Handler<CopyDatabase> for DatabaseCopy {
                         name,
                     };
                     let journal = journal.clone();
-                    async move {
-                        match journal.send(record).await {
-                            Ok(Ok(())) => Ok(()),
-                            Ok(Err(e)) => Err(format!("the journal cannot record it: {e}")),
-                            Err(e) => Err(format!("the journal is not answering: {e}")),
-                        }
-                    }
-                    .boxed_local()
+                    async move { journal::ask(&journal, record).await }.boxed_local()
                 }),
                 created_account: Box::new(|user, host| {
                     accounts.lock().is_ok_and(|a| {
@@ -128,7 +136,7 @@ impl Handler<CopyDatabase> for DatabaseCopy {
                     })
                 }),
             };
-            let result = copy_database(&job, &recorder, stopper.flag(), &mut *progress).await;
+            let result = copy_database(&job, &recorder, stopper.flag(), &mut progress).await;
             drop(recorder);
             if let (Ok(report), Ok(mut created)) = (&result, accounts.lock()) {
                 for (user, host) in &report.created_accounts {
@@ -138,13 +146,7 @@ impl Handler<CopyDatabase> for DatabaseCopy {
             drop(tunnel);
             let _ = tx.send(result);
         });
-        Box::pin(async move {
-            rx.await.unwrap_or_else(|_| {
-                Err(DbError::Failed(
-                    "the database copy ended unexpectedly".into(),
-                ))
-            })
-        })
+        Box::pin(async move { rx.await.unwrap_or(Err(DbError::Ended)) })
     }
 }
 
@@ -152,12 +154,9 @@ impl Handler<CopyDatabase> for DatabaseCopy {
 /// (a stop, a failure, a crash), then forgets it; what cannot be dropped
 /// now stays recorded for the next start of hostmig.
 pub async fn drop_unkept(config: Arc<Config>, journal: Addr<Journal>, migration_id: u64) {
-    let objects = match journal
-        .send(journal::LoadUnkeptDbObjects(migration_id))
-        .await
-    {
-        Ok(Ok(o)) => o,
-        _ => return,
+    let Ok(objects) = journal::ask(&journal, journal::LoadUnkeptDbObjects(migration_id)).await
+    else {
+        return;
     };
     let Some(dest) = config.destination.as_ref() else {
         return;
@@ -165,7 +164,7 @@ pub async fn drop_unkept(config: Arc<Config>, journal: Addr<Journal>, migration_
     let mut by_server: HashMap<String, (Vec<String>, Vec<String>)> = HashMap::new();
     for (server, kind, name) in objects {
         let entry = by_server.entry(server).or_default();
-        if kind == "user" {
+        if kind == DbObjectKind::User {
             entry.1.push(name);
         } else {
             entry.0.push(name);
@@ -192,16 +191,123 @@ pub async fn drop_unkept(config: Arc<Config>, journal: Addr<Journal>, migration_
                 if !databases.is_empty() || !users.is_empty() {
                     tracing::info!(migration_id, server = %server, databases = databases.len(), users = users.len(), "dropped what the migration created for domains it did not deploy");
                 }
-                let _ = journal
-                    .send(journal::ForgetDbObjects {
+                let _ = journal::ask(
+                    &journal,
+                    journal::ForgetDbObjects {
                         migration_id,
                         server,
-                    })
-                    .await;
+                    },
+                )
+                .await;
             }
             Err(e) => {
                 tracing::warn!(migration_id, server = %server, error = %e, "cannot drop what the migration created; retried when hostmig starts again")
             }
+        }
+    }
+}
+
+/// Turns a database copy's progress into the item's typed progress.
+fn db_reporter(item: Item, to: Recipient<Progressed>) -> impl FnMut(DbProgress) {
+    move |p: DbProgress| {
+        let mut status = ItemProgress::new(item.clone());
+        status.phase = ItemPhase::Receiving;
+        status.rows_done = p.rows_done;
+        status.rows_total = p.rows_total;
+        status.bytes_done = p.bytes_done;
+        status.bytes_total = p.bytes_total;
+        let _ = to.try_send(Progressed(Update::Item(status)));
+    }
+}
+
+/// Copies a domain's databases one after the other (each over several
+/// connections), each by a DatabaseCopy sub-actor; a failure of one never
+/// stops the others. Answers each database's outcome.
+pub(super) async fn copy_databases(
+    env: &Env,
+    record: &DomainRecord,
+    planned: &[PlannedDb],
+) -> Vec<(String, Result<(), String>)> {
+    let mut out = Vec::new();
+    for p in planned {
+        let item = Item::Database {
+            domain: p.domain.clone(),
+            name: p.db.name.clone(),
+        };
+        let result = copy_database_of(env, record, p, item.clone()).await;
+        let _ = env.progress.send(Progressed(Update::ItemDone(item))).await;
+        out.push((p.db.name.clone(), result));
+    }
+    out
+}
+
+async fn copy_database_of(
+    env: &Env,
+    record: &DomainRecord,
+    p: &PlannedDb,
+    item: Item,
+) -> Result<(), String> {
+    let name = &p.db.name;
+    let server = env
+        .config
+        .destination
+        .as_ref()
+        .and_then(|d| d.db_servers.get(p.target))
+        .ok_or_else(|| "its target database server is no longer configured".to_owned())?;
+    let target = server.opts()?;
+    let row = record
+        .database(name)
+        .map(|d| &d.server)
+        .ok_or_else(|| format!("database {name} is no longer in the domain's records"))?;
+    let (user, password) = db_server_login(row, &env.prepared.access.panel_db.password);
+    let tunnel = env.tunnels.to(&p.db.host, p.db.port).await?;
+    let source = tunnel.mysql_opts(&user, password.expose()).into();
+    let n = env
+        .scratch
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let job = DbJob {
+        name: name.clone(),
+        source,
+        target,
+        target_label: server.label(),
+        stage: format!("hostmig_{}_{n}", env.id),
+        users: p.db.users.clone(),
+        connections: DB_CONNECTIONS,
+        chunk_rows: crate::db::rows::CHUNK_ROWS,
+        load_data: true,
+    };
+    let label = item.label();
+    let copy = DatabaseCopy::new(env.stopper.clone()).start();
+    let result = copy
+        .send(CopyDatabase {
+            job,
+            tunnel,
+            journal: env.journal.clone(),
+            migration_id: env.id,
+            domain: p.domain.clone(),
+            accounts: env.accounts.clone(),
+            item,
+            progress: env.progress.clone(),
+        })
+        .await
+        .unwrap_or(Err(DbError::Ended));
+    match result {
+        Ok(report) => {
+            env.events.write(&Event::Database {
+                database: &label,
+                server: &server.label(),
+                report: &report,
+            });
+            Ok(())
+        }
+        Err(DbError::Stopped) => Err(format!("{label}: stopped")),
+        Err(e) => {
+            let e = e.to_string();
+            env.events.write(&Event::DatabaseFailed {
+                database: &label,
+                failed: &e,
+            });
+            Err(format!("{label} was not copied to {}: {e}", server.label()))
         }
     }
 }

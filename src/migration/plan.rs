@@ -5,10 +5,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::rpc::code::{Code, RpcError};
-use crate::rpc::packet::{
+use super::refusal::Refusal;
+use super::request::{
     IpType, MappedDbServer, MappedDomain, MappedIp, Scope, Selection, StartRequest,
 };
+use super::status::ObjectKind;
+use crate::db::DbKind;
 
 /// What the source holds of the selected objects.
 #[derive(Debug, Clone, Default)]
@@ -41,13 +43,24 @@ pub struct SourceDb {
 pub struct TargetServer {
     pub host: String,
     pub port: u16,
-    pub kind: String,
+    pub kind: DbKind,
     pub default: bool,
 }
 
 impl TargetServer {
     pub fn label(&self) -> String {
         format!("{}:{}", self.host, self.port)
+    }
+}
+
+impl From<&crate::config::DbServer> for TargetServer {
+    fn from(s: &crate::config::DbServer) -> Self {
+        TargetServer {
+            host: s.host.clone(),
+            port: s.port,
+            kind: s.kind,
+            default: s.default,
+        }
     }
 }
 
@@ -71,8 +84,12 @@ pub struct DestinationFacts {
     pub db_servers: Vec<TargetServer>,
 }
 
-/// Objects held by running or queued migrations: (`domain`|`client`, name) → id.
-pub type Busy = HashMap<(&'static str, String), String>;
+/// An object a migration holds while it runs or waits: no other
+/// migration may work on it at the same time.
+pub type Hold = (ObjectKind, String);
+
+/// Objects held by running or queued migrations → the migration's id.
+pub type Busy = HashMap<Hold, u64>;
 
 /// One object to migrate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,24 +134,20 @@ impl Plan {
         out
     }
 
-    /// Every (kind, name) this plan holds, for the busy check of others.
-    pub fn holds(&self) -> Vec<(&'static str, String)> {
+    /// Every object this plan holds, for the busy check of others.
+    pub fn holds(&self) -> Vec<Hold> {
         let mut out = Vec::new();
         for o in &self.objects {
             match o {
                 Object::Client { login, domains } => {
-                    out.push(("client", login.clone()));
-                    out.extend(domains.iter().map(|d| ("domain", d.clone())));
+                    out.push((ObjectKind::Client, login.clone()));
+                    out.extend(domains.iter().map(|d| (ObjectKind::Domain, d.clone())));
                 }
-                Object::Domain { name, .. } => out.push(("domain", name.clone())),
+                Object::Domain { name, .. } => out.push((ObjectKind::Domain, name.clone())),
             }
         }
         out
     }
-}
-
-fn refuse(code: Code, text: impl Into<String>) -> RpcError {
-    RpcError::new(code, text)
 }
 
 /// Builds the plan, or the first refusal in the order of PROTOCOL.md §3.
@@ -143,7 +156,7 @@ pub fn build(
     source: &SourceFacts,
     dest: &DestinationFacts,
     busy: &Busy,
-) -> Result<Plan, RpcError> {
+) -> Result<Plan, Refusal> {
     super::request::check(req)?;
     let (objects, mappings) = objects(req);
 
@@ -166,38 +179,19 @@ pub fn build(
         }
     }
     if !missing_clients.is_empty() || !missing_domains.is_empty() {
-        let mut parts = Vec::new();
-        if !missing_clients.is_empty() {
-            parts.push(format!(
-                "the following clients do not exist on the source: {}",
-                missing_clients.join(", ")
-            ));
-        }
-        if !missing_domains.is_empty() {
-            parts.push(format!(
-                "the following domains do not exist on the source{}: {}",
-                if missing_clients.is_empty() {
-                    ""
-                } else {
-                    " (or not under the client named)"
-                },
-                missing_domains.join(", ")
-            ));
-        }
-        return Err(refuse(
-            Code::NotFound,
-            format!("Unable to start migration: {}", parts.join("; ")),
-        ));
+        return Err(Refusal::NotOnSource {
+            clients: missing_clients,
+            domains: missing_domains,
+        });
     }
 
     // 1023: target owners that the destination does not have.
     for o in &objects {
         if let Object::Domain { owner, .. } = o {
             if owner != "admin" && !dest.client_logins.contains(owner) {
-                return Err(refuse(
-                    Code::OperationFailed,
-                    format!("Unable to start migration: the target owner \"{owner}\" does not exist on the destination"),
-                ));
+                return Err(Refusal::TargetOwnerMissing {
+                    owner: owner.clone(),
+                });
             }
         }
     }
@@ -209,16 +203,12 @@ pub fn build(
             Object::Domain { name, .. } => (None, vec![name]),
         };
         if let Some(login) = client.filter(|l| dest.client_logins.contains(*l)) {
-            return Err(refuse(
-                Code::ClientExists,
-                format!("client with login \"{login}\" already exists"),
-            ));
+            return Err(Refusal::ClientExists {
+                login: login.clone(),
+            });
         }
         if let Some(name) = domains.into_iter().find(|d| dest.domains.contains(*d)) {
-            return Err(refuse(
-                Code::DomainExists,
-                format!("domain \"{name}\" already exists"),
-            ));
+            return Err(Refusal::DomainExists { name: name.clone() });
         }
     }
 
@@ -228,27 +218,20 @@ pub fn build(
     for m in &mappings {
         let (old, new) = (m.old.address.to_string(), m.new.address.to_string());
         if let Some((earlier, _)) = map.get(&old).filter(|(n, _)| *n != new) {
-            return Err(refuse(
-                Code::InvalidValue,
-                format!("IP address {old} is mapped to both {earlier} and {new}; map it once"),
-            ));
+            return Err(Refusal::IpMappedTwice {
+                old,
+                first: earlier.clone(),
+                second: new,
+            });
         }
         match dest.ips.get(&new) {
-            None => {
-                return Err(refuse(
-                    Code::IpNotFound,
-                    format!("IP address {new} does not exist on the destination"),
-                ))
-            }
+            None => return Err(Refusal::NewIpMissing { address: new }),
             Some(kind) if *kind != m.new.kind => {
-                return Err(refuse(
-                    Code::InvalidValue,
-                    format!(
-                        "IP address {new} is {} on the destination, not {}",
-                        type_name(*kind),
-                        type_name(m.new.kind)
-                    ),
-                ))
+                return Err(Refusal::NewIpOtherType {
+                    address: new,
+                    has: *kind,
+                    wanted: m.new.kind,
+                })
             }
             Some(_) => {}
         }
@@ -259,12 +242,7 @@ pub fn build(
         let new = match map.get(&used) {
             Some((new, _)) => new.clone(),
             None if dest.ips.contains_key(&used) => used.clone(),
-            None => {
-                return Err(refuse(
-                    Code::IpNotFound,
-                    format!("IP address {used} does not exist on the destination; map it to one of the destination's addresses"),
-                ))
-            }
+            None => return Err(Refusal::UnmappedIpMissing { address: used }),
         };
         addresses.insert(used, new);
     }
@@ -294,7 +272,7 @@ fn plan_databases(
     objects: &[Object],
     source: &SourceFacts,
     dest: &DestinationFacts,
-) -> Result<Vec<PlannedDb>, RpcError> {
+) -> Result<Vec<PlannedDb>, Refusal> {
     let domains: Vec<&MappedDomain> = match &req.selection {
         Selection::Domains(groups) => groups.iter().flat_map(|g| &g.domains).collect(),
         Selection::Clients { clients, .. } => clients.iter().flat_map(|c| &c.domains).collect(),
@@ -312,20 +290,18 @@ fn plan_databases(
         };
         for domain in names {
             for db in source.databases.get(domain).into_iter().flatten() {
-                if db.kind != "mysql" {
-                    return Err(refuse(
-                        Code::WrongDbType,
-                        format!(
-                            "Unable to start migration: database {} of domain {domain} is a {} database; only mysql databases are migrated",
-                            db.name, db.kind
-                        ),
-                    ));
+                if db.kind != DbKind::Mysql.as_str() {
+                    return Err(Refusal::DatabaseNotMysql {
+                        database: db.name.clone(),
+                        domain: domain.clone(),
+                        kind: db.kind.clone(),
+                    });
                 }
                 let mapping = mapped.get(domain.as_str()).and_then(|maps| {
                     maps.iter().find(|m| {
                         m.old.host == db.host
                             && m.old.port == db.port
-                            && super::request::db_type_name(m.old.kind) == db.kind
+                            && m.old.kind.as_str() == db.kind
                     })
                 });
                 let target = match mapping {
@@ -333,33 +309,20 @@ fn plan_databases(
                         .db_servers
                         .iter()
                         .position(|s| {
-                            s.host == m.new.host
-                                && s.port == m.new.port
-                                && s.kind == super::request::db_type_name(m.new.kind)
+                            s.host == m.new.host && s.port == m.new.port && s.kind == m.new.kind
                         })
-                        .ok_or_else(|| {
-                            refuse(
-                                Code::DbServerNotConfigured,
-                                format!(
-                                    "Unable to start migration: database server {}:{} ({}) is not configured on the destination; add it to [[destination.db_servers]] or map to one that is",
-                                    m.new.host,
-                                    m.new.port,
-                                    super::request::db_type_name(m.new.kind)
-                                ),
-                            )
+                        .ok_or_else(|| Refusal::DbServerNotConfigured {
+                            host: m.new.host.clone(),
+                            port: m.new.port,
+                            kind: m.new.kind,
                         })?,
                     None => dest
                         .db_servers
                         .iter()
-                        .position(|s| s.default && s.kind == db.kind)
-                        .ok_or_else(|| {
-                            refuse(
-                                Code::DbServerNotConfigured,
-                                format!(
-                                    "Unable to start migration: no default {} database server is configured on the destination for database {}; mark one in [[destination.db_servers]] with default = true, or map the database's server",
-                                    db.kind, db.name
-                                ),
-                            )
+                        .position(|s| s.default && s.kind.as_str() == db.kind)
+                        .ok_or_else(|| Refusal::NoDefaultDbServer {
+                            kind: db.kind.clone(),
+                            database: db.name.clone(),
                         })?,
                 };
                 out.push(PlannedDb {
@@ -373,60 +336,60 @@ fn plan_databases(
     Ok(out)
 }
 
-/// 1007 when a planned database or one of its users already exists on its
-/// target server (`existing`: (server index, `database`|`user`, name)).
+/// What already exists on a target server: a database or an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Existing {
+    Database,
+    User,
+}
+
+/// Refuses a plan whose database or one of its users already exists on its
+/// target server (`existing`: (server index, what, name)).
 pub fn check_databases_free(
     plan: &Plan,
     servers: &[TargetServer],
-    existing: &BTreeSet<(usize, &'static str, String)>,
-) -> Result<(), RpcError> {
+    existing: &BTreeSet<(usize, Existing, String)>,
+) -> Result<(), Refusal> {
     for p in &plan.databases {
         let label = servers
             .get(p.target)
             .map(TargetServer::label)
             .unwrap_or_default();
-        if existing.contains(&(p.target, "database", p.db.name.clone())) {
-            return Err(refuse(
-                Code::DatabaseExists,
-                format!("database \"{}\" already exists on {label}", p.db.name),
-            ));
+        if existing.contains(&(p.target, Existing::Database, p.db.name.clone())) {
+            return Err(Refusal::DatabaseExists {
+                name: p.db.name.clone(),
+                server: label,
+            });
         }
         if let Some(user) =
             p.db.users
                 .iter()
-                .find(|u| existing.contains(&(p.target, "user", (*u).clone())))
+                .find(|u| existing.contains(&(p.target, Existing::User, (*u).clone())))
         {
-            return Err(refuse(
-                Code::DatabaseExists,
-                format!(
-                    "database user \"{user}\" (of database {}) already exists on {label}",
-                    p.db.name
-                ),
-            ));
+            return Err(Refusal::DbUserExists {
+                user: user.clone(),
+                database: p.db.name.clone(),
+                server: label,
+            });
         }
     }
     Ok(())
 }
 
-/// 1023 when another running or queued migration holds an object of the
-/// plan (checked when planning, and again when the migration is admitted).
-pub fn check_busy(plan: &Plan, busy: &Busy) -> Result<(), RpcError> {
-    for (kind, name) in plan.holds() {
-        if let Some(id) = busy.get(&(kind, name.clone())) {
-            return Err(refuse(
-                Code::OperationFailed,
-                format!("{kind} \"{name}\" is already being migrated by migration {id}"),
-            ));
+/// Refuses a plan when another running or queued migration holds one of
+/// its objects (checked when planning, and again when it is admitted).
+pub fn check_busy(plan: &Plan, busy: &Busy) -> Result<(), Refusal> {
+    for hold in plan.holds() {
+        if let Some(id) = busy.get(&hold) {
+            let (kind, name) = hold;
+            return Err(Refusal::Busy {
+                kind,
+                name,
+                migration: *id,
+            });
         }
     }
     Ok(())
-}
-
-fn type_name(kind: IpType) -> &'static str {
-    match kind {
-        IpType::Shared => "shared",
-        IpType::Exclusive => "exclusive",
-    }
 }
 
 /// The objects a request selects and every address mapping it gives.
@@ -478,6 +441,3 @@ fn used_addresses(objects: &[Object], source: &SourceFacts) -> BTreeSet<String> 
     }
     used
 }
-
-#[cfg(test)]
-mod tests;

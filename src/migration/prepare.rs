@@ -1,20 +1,27 @@
 //! What `start` does before it answers (DESIGN.md §2 steps 1-3): log into
 //! the source, discover it, read the selected objects through the tunnel,
 //! read the destination's facts and build the plan. Every refusal comes
-//! from here; nothing is written anywhere. SSH runs on blocking threads.
+//! from here. Nothing is written anywhere: the destination's panel schema
+//! and its `DatabaseServers` rows are made ready when the server starts,
+//! not here. SSH runs on blocking threads.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::content::{trees_of, TreeKind};
+use super::plan::{
+    self, Busy, DestinationFacts, Existing, Plan, SourceDb, SourceFacts, TargetServer,
+};
+use super::refusal::{NotReady, Refusal};
+use super::request::{IpType, Scope, Selection, StartRequest, Transport};
+use super::summary::PlanSummary;
 use crate::config::Config;
 use crate::journal::{self, Journal};
-use crate::migration::plan::{self, Busy, Plan};
-use crate::panel::deploy;
+use crate::panel::destination::{self, Inventory};
 use crate::panel::discover::{discover, SourceAccess};
 use crate::panel::source::{self, ClientRecord, DomainRecord};
-use crate::rpc::code::{Code, RpcError};
-use crate::rpc::packet::{Scope, Selection, StartRequest, Transport};
+use crate::secret::Secret;
 use crate::ssh::{Credential, Login, Options, Session, Target, Tunnel};
 
 /// A validated migration, ready to run.
@@ -37,40 +44,10 @@ pub struct Prepared {
     pub resync_trees: Vec<(String, TreeKind)>,
 }
 
-/// The content trees of a domain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TreeKind {
-    Web,
-    Mail,
-}
-
-impl TreeKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            TreeKind::Web => "web content",
-            TreeKind::Mail => "mail content",
-        }
-    }
-}
-
-/// The trees a domain's migration copies under `scope`.
-pub fn trees_of(record: &DomainRecord, scope: Scope) -> Vec<TreeKind> {
-    let mut out = Vec::new();
-    if scope != Scope::OnlyMail && record.hosting.is_some() {
-        out.push(TreeKind::Web);
-    }
-    if scope != Scope::OnlyHosting && !record.mail.is_empty() {
-        out.push(TreeKind::Mail);
-    }
-    out
-}
-
 impl Prepared {
     /// The domain's record by name.
     pub fn domain(&self, name: &str) -> Option<&DomainRecord> {
-        self.domains
-            .iter()
-            .find(|d| source::text(d.fields.get("name")).as_deref() == Some(name))
+        self.domains.iter().find(|d| d.name() == name)
     }
 
     /// The trees this migration copies for a domain.
@@ -104,6 +81,29 @@ impl Prepared {
         deploys + trees as u64
     }
 
+    /// The plan as the journal and the event log keep it.
+    pub fn summary(&self) -> PlanSummary {
+        PlanSummary {
+            host: self.host.clone(),
+            login: self.login.user.clone(),
+            scope: self.scope,
+            resync: self.resync,
+            staging: self.staging.clone(),
+            objects: self
+                .plan
+                .objects
+                .iter()
+                .map(|o| match o {
+                    plan::Object::Client { login, domains } => {
+                        format!("client {login} with {}", domains.join(", "))
+                    }
+                    plan::Object::Domain { name, owner } => format!("domain {name} to {owner}"),
+                })
+                .collect(),
+            addresses: self.plan.addresses.clone(),
+        }
+    }
+
     /// Destination paths of every tree this migration will write.
     pub fn destination_trees(
         &self,
@@ -125,28 +125,12 @@ impl Prepared {
     }
 }
 
-fn failed(text: impl std::fmt::Display) -> RpcError {
-    RpcError::new(
-        Code::OperationFailed,
-        format!("Unable to start migration: {text}"),
-    )
+fn source_failed(text: impl std::fmt::Display) -> Refusal {
+    Refusal::Source(text.to_string())
 }
 
-fn not_ready(text: impl std::fmt::Display) -> RpcError {
-    RpcError::new(
-        Code::NotReady,
-        format!("Unable to start migration: {text}; `check` lists what is missing"),
-    )
-}
-
-/// SSH settings of the configuration.
-pub fn ssh_options(config: &Config) -> Options {
-    Options {
-        known_hosts: config.ssh.known_hosts.clone(),
-        policy: config.ssh.host_key_policy,
-        connect_timeout: Duration::from_secs(config.ssh.connect_timeout_s),
-        io_timeout: Duration::from_secs(120),
-    }
+fn journal_failed(e: journal::JournalError) -> Refusal {
+    Refusal::Journal(e.to_string())
 }
 
 /// Validates a start request against both servers; answers the plan or the
@@ -156,38 +140,29 @@ pub async fn prepare(
     config: Arc<Config>,
     busy: Busy,
     journal: actix::Addr<Journal>,
-) -> Result<Prepared, RpcError> {
+) -> Result<Prepared, Refusal> {
     super::request::check(&req)?;
     let dest = config
         .destination
         .clone()
-        .ok_or_else(|| not_ready("the [destination] section is not configured"))?;
+        .ok_or(Refusal::NotReady(NotReady::NoDestination))?;
     let panel_url = dest
         .panel_db
         .clone()
-        .ok_or_else(|| not_ready("destination.panel_db is not configured"))?;
+        .ok_or(Refusal::NotReady(NotReady::NoPanelDb))?;
     let staging = if req.destination_dir.trim().is_empty() {
         dest.dump_dir.clone()
     } else {
         PathBuf::from(req.destination_dir.trim())
     };
     if !staging.is_absolute() {
-        return Err(RpcError::new(
-            Code::InvalidValue,
-            format!(
-                "destination-host-directory {} is not an absolute path",
-                staging.display()
-            ),
-        ));
+        return Err(Refusal::StagingNotAbsolute { path: staging });
     }
-    let target = Target::parse(&req.host)
-        .ok_or_else(|| failed(format!("{} is not a host or host:port", req.host)))?;
+    let target = Target::parse(&req.host).ok_or_else(|| Refusal::BadHost {
+        host: req.host.clone(),
+    })?;
     let credential = if req.password.is_empty() {
-        let identity = config
-            .ssh
-            .identity
-            .clone()
-            .ok_or_else(|| failed("the password is empty and no ssh.identity is configured"))?;
+        let identity = config.ssh.identity.clone().ok_or(Refusal::NoCredential)?;
         Credential::Key(identity)
     } else {
         Credential::Password(req.password.clone())
@@ -207,44 +182,18 @@ pub async fn prepare(
     )
     .await?;
 
-    // The destination's facts.
+    // The destination's facts, read only.
+    let unreachable = |e: String| Refusal::NotReady(NotReady::PanelDbUnreachable(e));
     let mut dst = mysql_async::Conn::from_url(panel_url.as_str())
         .await
-        .map_err(|e| {
-            not_ready(format!(
-                "the destination panel database is not reachable ({e})"
-            ))
-        })?;
-    deploy::ensure_schema(&mut dst).await.map_err(|e| {
-        not_ready(format!(
-            "the destination panel schema cannot be created ({e})"
-        ))
-    })?;
-    let mut facts = deploy::facts(&mut dst).await.map_err(|e| {
-        not_ready(format!(
-            "the destination panel database is not readable ({e})"
-        ))
-    })?;
-    deploy::sync_db_servers(&mut dst, &dest.db_servers)
+        .map_err(|e| unreachable(crate::db::server_text(&e)))?;
+    let inventory = destination::inventory(&mut dst)
         .await
-        .map_err(|e| {
-            not_ready(format!(
-                "DatabaseServers cannot be brought in step with the configuration ({e})"
-            ))
-        })?;
+        .map_err(|e| unreachable(e.to_string()))?;
     let _ = dst.disconnect().await;
-    facts.db_servers = dest
-        .db_servers
-        .iter()
-        .map(|s| plan::TargetServer {
-            host: s.host.clone(),
-            port: s.port,
-            kind: s.kind.name().to_owned(),
-            default: s.default,
-        })
-        .collect();
+    let facts = destination_facts(inventory, &dest.db_servers);
 
-    let plan = plan::build(&req, &source::facts(&clients, &domains), &facts, &busy)?;
+    let plan = plan::build(&req, &source_facts(&clients, &domains), &facts, &busy)?;
     let existing = existing_db_objects(&dest, &plan).await?;
     plan::check_databases_free(&plan, &facts.db_servers, &existing)?;
     let prepared = Prepared {
@@ -264,13 +213,83 @@ pub async fn prepare(
     Ok(prepared)
 }
 
+/// What a plan checks against on the destination: its clients, domains
+/// and addresses, and the configured database servers.
+pub fn destination_facts(
+    inventory: Inventory,
+    servers: &[crate::config::DbServer],
+) -> DestinationFacts {
+    DestinationFacts {
+        client_logins: inventory.client_logins.into_iter().collect(),
+        domains: inventory.domains.into_iter().collect(),
+        ips: inventory
+            .ips
+            .into_iter()
+            .map(|(address, kind)| {
+                let kind = if kind == "exclusive" {
+                    IpType::Exclusive
+                } else {
+                    IpType::Shared
+                };
+                (address, kind)
+            })
+            .collect::<BTreeMap<_, _>>(),
+        db_servers: servers.iter().map(TargetServer::from).collect(),
+    }
+}
+
+/// What a plan needs to know of the source's records.
+pub fn source_facts(clients: &[ClientRecord], domains: &[DomainRecord]) -> SourceFacts {
+    let mut facts = SourceFacts::default();
+    for c in clients {
+        let login = c.login();
+        facts.pools.insert(
+            login.clone(),
+            c.pool.iter().map(|(a, _)| a.clone()).collect(),
+        );
+        facts.clients.insert(login, c.domains.clone());
+    }
+    for d in domains {
+        let addresses = d
+            .hosting
+            .as_ref()
+            .and_then(|h| h.ip.clone())
+            .into_iter()
+            .chain(d.forwarding.as_ref().and_then(|(_, ip)| ip.clone()))
+            .collect();
+        let name = d.name();
+        let databases = d
+            .databases
+            .iter()
+            .map(|db| SourceDb {
+                name: db.fields.text("name").unwrap_or_default(),
+                kind: db.fields.text("type").unwrap_or_default(),
+                host: db.server.text("host").unwrap_or_default(),
+                port: db
+                    .server
+                    .text("port")
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(3306),
+                users: db
+                    .users
+                    .iter()
+                    .filter_map(|(u, _)| u.text("login"))
+                    .collect(),
+            })
+            .collect();
+        facts.databases.insert(name.clone(), databases);
+        facts.domains.insert(name, addresses);
+    }
+    facts
+}
+
 /// Which planned databases and users already exist on their target
 /// servers: (server index, `database`|`user`, name).
 async fn existing_db_objects(
     dest: &crate::config::Destination,
     plan: &Plan,
-) -> Result<std::collections::BTreeSet<(usize, &'static str, String)>, RpcError> {
-    let mut out = std::collections::BTreeSet::new();
+) -> Result<BTreeSet<(usize, Existing, String)>, Refusal> {
+    let mut out = BTreeSet::new();
     let mut targets: Vec<usize> = plan.databases.iter().map(|p| p.target).collect();
     targets.dedup();
     targets.sort_unstable();
@@ -279,11 +298,11 @@ async fn existing_db_objects(
         let Some(server) = dest.db_servers.get(target) else {
             continue;
         };
-        let unreachable = |e: String| {
-            not_ready(format!(
-                "database server {} is not reachable ({e})",
-                server.label()
-            ))
+        let unreachable = |reason: String| {
+            Refusal::NotReady(NotReady::DbServerUnreachable {
+                server: server.label(),
+                reason,
+            })
         };
         let opts = server.opts().map_err(unreachable)?;
         let mut conn = mysql_async::Conn::new(opts)
@@ -294,14 +313,14 @@ async fn existing_db_objects(
                 .await
                 .map_err(|e| unreachable(crate::db::server_text(&e)))?
             {
-                out.insert((target, "database", p.db.name.clone()));
+                out.insert((target, Existing::Database, p.db.name.clone()));
             }
             for user in &p.db.users {
                 if crate::db::user_exists(&mut conn, user)
                     .await
                     .map_err(|e| unreachable(crate::db::server_text(&e)))?
                 {
-                    out.insert((target, "user", user.clone()));
+                    out.insert((target, Existing::User, user.clone()));
                 }
             }
         }
@@ -316,7 +335,7 @@ async fn check_trees(
     prepared: &Prepared,
     dest: &crate::config::Destination,
     journal: &actix::Addr<Journal>,
-) -> Result<(), RpcError> {
+) -> Result<(), Refusal> {
     let existing: Vec<(String, PathBuf)> = prepared
         .destination_trees(dest)
         .into_iter()
@@ -330,19 +349,14 @@ async fn check_trees(
         .iter()
         .map(|(_, p)| p.display().to_string())
         .collect();
-    let known = journal
-        .send(journal::KnownTrees(paths))
+    let known = journal::ask(journal, journal::KnownTrees(paths))
         .await
-        .map_err(|e| failed(format!("the journal is not answering: {e}")))?
-        .map_err(|e| failed(format!("the journal is not readable: {e}")))?;
-    match existing.iter().find(|(_, p)| !known.contains(&p.display().to_string())) {
-        Some((domain, path)) => Err(RpcError::new(
-            Code::DomainExists,
-            format!(
-                "domain \"{domain}\" already exists: its content directory {} is on the destination and no earlier hostmig migration left it there; move it away to migrate this domain",
-                path.display()
-            ),
-        )),
+        .map_err(journal_failed)?;
+    match existing
+        .into_iter()
+        .find(|(_, p)| !known.contains(&p.display().to_string()))
+    {
+        Some((domain, path)) => Err(Refusal::ContentDirExists { domain, path }),
         None => Ok(()),
     }
 }
@@ -354,23 +368,23 @@ async fn connect_source(
     host: &str,
     login: Login,
     tunnel: bool,
-) -> Result<(SourceAccess, Option<Tunnel>), RpcError> {
-    let opts = ssh_options(config);
+) -> Result<(SourceAccess, Option<Tunnel>), Refusal> {
+    let opts = Options::from(&config.ssh);
     let overrides = config.sources.iter().find(|s| s.host == host).cloned();
     actix_web::rt::task::spawn_blocking(move || {
-        let session = Session::connect(&login, &opts).map_err(failed)?;
+        let session = Session::connect(&login, &opts).map_err(source_failed)?;
         let access = discover(&session, overrides.as_ref())
-            .map_err(|e| failed(format!("panel data unreadable: {e}")))?;
+            .map_err(|e| source_failed(format!("panel data unreadable: {e}")))?;
         drop(session);
         if !tunnel {
             return Ok((access, None));
         }
         let tunnel = Tunnel::open(login, opts, &access.panel_db.host, access.panel_db.port)
-            .map_err(failed)?;
+            .map_err(source_failed)?;
         Ok((access, Some(tunnel)))
     })
     .await
-    .map_err(|e| failed(format!("the SSH worker failed: {e}")))?
+    .map_err(|e| source_failed(format!("the SSH worker failed: {e}")))?
 }
 
 /// Logs into the source, discovers it and reads the named clients and
@@ -381,11 +395,11 @@ async fn read_source(
     login: Login,
     client_logins: Vec<String>,
     domain_names: Vec<String>,
-) -> Result<(SourceAccess, Vec<ClientRecord>, Vec<DomainRecord>), RpcError> {
+) -> Result<(SourceAccess, Vec<ClientRecord>, Vec<DomainRecord>), Refusal> {
     // SSH: log in, discover, open the tunnel to the panel database.
     let (access, tunnel) = connect_source(config, host, login, true).await?;
     let Some(tunnel) = tunnel else {
-        return Err(failed(
+        return Err(source_failed(
             "the tunnel to the source's panel database did not open",
         ));
     };
@@ -396,7 +410,7 @@ async fn read_source(
         .db_name(Some(access.panel_db.database.clone()));
     let mut src = mysql_async::Conn::new(source_opts)
         .await
-        .map_err(|e| failed(format!("panel data unreadable: {e}")))?;
+        .map_err(|e| source_failed(format!("panel data unreadable: {e}")))?;
     let read = async {
         let (clients, _) = source::clients(&mut src, &client_logins).await?;
         let (domains, _) = source::domains(&mut src, &domain_names).await?;
@@ -404,7 +418,7 @@ async fn read_source(
     };
     let (clients, domains) = read
         .await
-        .map_err(|e| failed(format!("panel data unreadable: {e}")))?;
+        .map_err(|e| source_failed(format!("panel data unreadable: {e}")))?;
     let _ = src.disconnect().await;
     drop(tunnel);
     Ok((access, clients, domains))
@@ -419,7 +433,7 @@ pub struct ResyncSource {
     pub credential: Option<Credential>,
     pub scope: Scope,
     pub staging: PathBuf,
-    pub addresses: std::collections::BTreeMap<String, String>,
+    pub addresses: BTreeMap<String, String>,
 }
 
 /// Validates a `resync` of `domains` (deployed by an ended migration):
@@ -429,34 +443,31 @@ pub struct ResyncSource {
 /// transport, straight into the deployed trees.
 pub async fn prepare_resync(
     source: ResyncSource,
-    password: Option<crate::rpc::packet::Secret>,
+    password: Option<Secret>,
     domains: Vec<String>,
     config: Arc<Config>,
     journal: actix::Addr<Journal>,
-) -> Result<Prepared, RpcError> {
-    let credential = match (password, source.credential.clone(), config.ssh.identity.clone()) {
+) -> Result<Prepared, Refusal> {
+    let credential = match (
+        password,
+        source.credential.clone(),
+        config.ssh.identity.clone(),
+    ) {
         (Some(p), _, _) if !p.expose().is_empty() => Credential::Password(p),
         (_, Some(c), _) => c,
         (_, None, Some(key)) => Credential::Key(key),
-        _ => {
-            return Err(RpcError::new(
-                Code::OperationFailed,
-                "Unable to resync: hostmig no longer holds the source's password (it restarted) and no ssh.identity is configured; send the password in <password>",
-            ))
-        }
+        _ => return Err(Refusal::ResyncNeedsPassword),
     };
-    let target = Target::parse(&source.host)
-        .ok_or_else(|| failed(format!("{} is not a host or host:port", source.host)))?;
+    let target = Target::parse(&source.host).ok_or_else(|| Refusal::BadHost {
+        host: source.host.clone(),
+    })?;
     let login = Login {
         target,
         user: source.user.clone(),
         credential,
     };
     if domains.is_empty() {
-        return Err(RpcError::new(
-            Code::OperationFailed,
-            "Unable to resync: that migration deployed no domain",
-        ));
+        return Err(Refusal::NothingDeployed);
     }
     // The trees come from the journal; the source's layout from its
     // psa.conf (no panel read: resync copies content only).
@@ -464,12 +475,10 @@ pub async fn prepare_resync(
     let dest = config
         .destination
         .clone()
-        .ok_or_else(|| not_ready("the [destination] section is not configured"))?;
-    let recorded = journal
-        .send(journal::LoadTreesOf(domains.clone()))
+        .ok_or(Refusal::NotReady(NotReady::NoDestination))?;
+    let recorded = journal::ask(&journal, journal::LoadTreesOf(domains.clone()))
         .await
-        .map_err(|e| failed(format!("the journal is not answering: {e}")))?
-        .map_err(|e| failed(format!("the journal is not readable: {e}")))?;
+        .map_err(journal_failed)?;
     let resync_trees: Vec<(String, TreeKind)> = recorded
         .into_iter()
         .filter_map(|(domain, path)| {

@@ -1,18 +1,177 @@
-//! What `get_status` reports about one migration (PROTOCOL.md §3).
+//! What `get_status` reports about one migration (PROTOCOL.md §3): typed,
+//! as the Migration aggregates its sub-actors' progress, and the one place
+//! that renders it as the protocol's `description` text.
 
 use serde::{Deserialize, Serialize};
 
 /// The status of a migration, as the status board holds it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MigrationStatus {
-    /// Queued or running: `completed` of `total` work steps are done.
-    InProgress {
-        total: u64,
-        completed: u64,
-        description: String,
-    },
+    /// Queued or running.
+    InProgress(Progress),
     /// Ended; success when `errors` is empty.
     Finished { errors: Vec<StatusError> },
+}
+
+/// A queued or running migration: `completed` of `total` work steps are
+/// done (plan once, then one per tree, database and deploy), and what is
+/// happening now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub total: u64,
+    pub completed: u64,
+    pub stage: Stage,
+    /// The trees and databases being copied now, in the order they began.
+    pub items: Vec<ItemProgress>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stage {
+    /// Admitted; its work is about to begin.
+    Planned,
+    /// Waiting for one of `slots` migration slots: `position` of `waiting`.
+    Queued {
+        position: usize,
+        waiting: usize,
+        slots: usize,
+    },
+    /// Copying content and databases (`items` say which).
+    Copying,
+    /// Writing an object's records into the destination panel.
+    Deploying { kind: ObjectKind, name: String },
+}
+
+/// One tree or database being copied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemProgress {
+    pub item: Item,
+    pub phase: ItemPhase,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    pub files_done: u64,
+    pub files_total: u64,
+    pub rows_done: u64,
+    pub rows_total: u64,
+    /// Bytes per second since the copy began.
+    pub rate: u64,
+}
+
+/// What is being copied.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Item {
+    WebContent { domain: String },
+    MailContent { domain: String },
+    Database { domain: String, name: String },
+}
+
+impl Item {
+    /// "web content of a.example", "database wp of a.example".
+    pub fn label(&self) -> String {
+        match self {
+            Item::WebContent { domain } => format!("web content of {domain}"),
+            Item::MailContent { domain } => format!("mail content of {domain}"),
+            Item::Database { domain, name } => format!("database {name} of {domain}"),
+        }
+    }
+
+    pub fn domain(&self) -> &str {
+        match self {
+            Item::WebContent { domain }
+            | Item::MailContent { domain }
+            | Item::Database { domain, .. } => domain,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum ItemPhase {
+    /// Listing the source's tree, or reading a database's tables.
+    #[default]
+    Listing,
+    /// Receiving into staging (archive) or rows into the target.
+    Receiving,
+    /// Writing into place.
+    Copying,
+    Verifying,
+}
+
+impl Progress {
+    /// The protocol's `description`: what is happening, with the current
+    /// objects and bytes, files or rows done and to do.
+    pub fn description(&self) -> String {
+        match &self.stage {
+            Stage::Planned => "planned; starting".to_owned(),
+            Stage::Queued {
+                position,
+                waiting,
+                slots,
+            } => format!(
+                "queued: {position} of {waiting} waiting for one of the {slots} migration slots"
+            ),
+            Stage::Deploying { kind, name } => format!("deploying {} {name}", kind.as_str()),
+            Stage::Copying if self.items.is_empty() => "copying".to_owned(),
+            Stage::Copying => self
+                .items
+                .iter()
+                .map(ItemProgress::description)
+                .collect::<Vec<_>>()
+                .join("; "),
+        }
+    }
+}
+
+impl ItemProgress {
+    pub fn new(item: Item) -> Self {
+        ItemProgress {
+            item,
+            phase: ItemPhase::Listing,
+            bytes_done: 0,
+            bytes_total: 0,
+            files_done: 0,
+            files_total: 0,
+            rows_done: 0,
+            rows_total: 0,
+            rate: 0,
+        }
+    }
+
+    fn description(&self) -> String {
+        let label = self.item.label();
+        if let Item::Database { .. } = self.item {
+            return match self.phase {
+                ItemPhase::Listing => format!("reading {label} on the source"),
+                _ => format!(
+                    "copying {label}: {} of ~{} rows, {} of ~{}",
+                    self.rows_done,
+                    self.rows_total.max(self.rows_done),
+                    mib(self.bytes_done),
+                    mib(self.bytes_total.max(self.bytes_done))
+                ),
+            };
+        }
+        match self.phase {
+            ItemPhase::Listing => format!("listing {label} on the source"),
+            ItemPhase::Verifying => format!("verifying {label}"),
+            ItemPhase::Receiving | ItemPhase::Copying => format!(
+                "{} {label}: {} of {}, {} of {} files, {}/s",
+                if self.phase == ItemPhase::Receiving {
+                    "receiving"
+                } else {
+                    "copying"
+                },
+                mib(self.bytes_done),
+                mib(self.bytes_total),
+                self.files_done,
+                self.files_total,
+                mib(self.rate)
+            ),
+        }
+    }
+}
+
+/// Bytes as MiB with one decimal.
+pub fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
 /// One error entry of a finished migration.
@@ -30,7 +189,7 @@ pub struct ObjectRef {
     pub name: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ObjectKind {
     Domain,
     Client,
@@ -63,5 +222,70 @@ impl StatusError {
             }),
             messages: vec![message.into()],
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(stage: Stage, items: Vec<ItemProgress>) -> String {
+        Progress {
+            total: 5,
+            completed: 2,
+            stage,
+            items,
+        }
+        .description()
+    }
+
+    #[test]
+    fn descriptions_name_the_objects_and_what_is_done() {
+        assert_eq!(progress(Stage::Planned, vec![]), "planned; starting");
+        assert_eq!(
+            progress(
+                Stage::Queued {
+                    position: 1,
+                    waiting: 3,
+                    slots: 4
+                },
+                vec![]
+            ),
+            "queued: 1 of 3 waiting for one of the 4 migration slots"
+        );
+        assert_eq!(
+            progress(
+                Stage::Deploying {
+                    kind: ObjectKind::Client,
+                    name: "jdoe".into()
+                },
+                vec![]
+            ),
+            "deploying client jdoe"
+        );
+        let mut web = ItemProgress::new(Item::WebContent {
+            domain: "a.example".into(),
+        });
+        web.phase = ItemPhase::Copying;
+        web.bytes_done = 3 << 20;
+        web.bytes_total = 10 << 20;
+        web.files_done = 4;
+        web.files_total = 9;
+        web.rate = 1 << 20;
+        let mut db = ItemProgress::new(Item::Database {
+            domain: "a.example".into(),
+            name: "wp".into(),
+        });
+        db.phase = ItemPhase::Receiving;
+        db.rows_done = 120;
+        db.rows_total = 100;
+        db.bytes_done = 1 << 20;
+        db.bytes_total = 2 << 20;
+        // Both of one domain's copies are told, neither hides the other.
+        assert_eq!(
+            progress(Stage::Copying, vec![web, db]),
+            "copying web content of a.example: 3.0 MiB of 10.0 MiB, 4 of 9 files, 1.0 MiB/s; \
+             copying database wp of a.example: 120 of ~120 rows, 1.0 MiB of ~2.0 MiB"
+        );
     }
 }

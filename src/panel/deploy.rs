@@ -11,81 +11,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Transaction, TxOpts, Value};
 
-use super::source::{text, ClientRecord, DomainRecord, Fields, Set};
+use super::records::{ClientRecord, DomainRecord, Fields, Set};
 use super::PanelError;
-use crate::migration::plan::{DestinationFacts, TargetServer};
-use crate::rpc::packet::IpType;
-
-/// Creates the panel schema when it is missing (it is idempotent).
-pub async fn ensure_schema(conn: &mut Conn) -> Result<(), PanelError> {
-    conn.query_drop(super::SCHEMA_SQL).await?;
-    Ok(())
-}
-
-/// The facts a plan checks against: clients, domains and addresses.
-pub async fn facts(conn: &mut Conn) -> Result<DestinationFacts, PanelError> {
-    let clients: Vec<String> = conn.query("SELECT login FROM clients").await?;
-    let domains: Vec<String> = conn.query("SELECT name FROM domains").await?;
-    let ips: Vec<(String, String)> = conn
-        .query("SELECT ip_address, CAST(type AS CHAR) FROM IP_Addresses")
-        .await?;
-    Ok(DestinationFacts {
-        client_logins: clients.into_iter().collect(),
-        domains: domains.into_iter().collect(),
-        ips: ips
-            .into_iter()
-            .map(|(a, t)| {
-                (
-                    a,
-                    if t == "exclusive" {
-                        IpType::Exclusive
-                    } else {
-                        IpType::Shared
-                    },
-                )
-            })
-            .collect::<BTreeMap<_, _>>(),
-        db_servers: Vec::new(),
-    })
-}
-
-/// Keeps `DatabaseServers` in step with `[[destination.db_servers]]`: a
-/// row per configured server (host, port, type), with the login and
-/// password hostmig uses there. Rows of servers no longer configured stay
-/// (databases may still point at them).
-pub async fn sync_db_servers(
-    conn: &mut Conn,
-    servers: &[crate::config::DbServer],
-) -> Result<(), PanelError> {
-    for s in servers {
-        let opts = s.opts().map_err(|what| PanelError::Schema { what })?;
-        let login = opts.user().unwrap_or("").to_owned();
-        let password = opts.pass().unwrap_or("").to_owned();
-        let id: Option<u64> = conn
-            .exec_first(
-                "SELECT id FROM DatabaseServers WHERE host = ? AND port = ? AND type = ?",
-                (&s.host, s.port, s.kind.name()),
-            )
-            .await?;
-        match id {
-            Some(id) => {
-                conn.exec_drop(
-                    "UPDATE DatabaseServers SET admin_login = ?, admin_password = ? WHERE id = ?",
-                    (login, password, id),
-                )
-                .await?
-            }
-            None => {
-                conn.exec_drop(
-                    "INSERT INTO DatabaseServers (host, port, type, admin_login, admin_password) VALUES (?, ?, ?, ?, ?)",
-                    (&s.host, s.port, s.kind.name(), login, password),
-                )
-                .await?
-            }
-        }
-    }
-    Ok(())
-}
+use crate::migration::plan::TargetServer;
 
 fn v<T: Into<Value>>(x: T) -> Value {
     x.into()
@@ -306,7 +234,7 @@ async fn domain_tx(
             &[],
         )
         .await?;
-        if let Some(login) = text(h.sys_user.get("login")) {
+        if let Some(login) = h.sys_user.text("login") {
             sys_user_ids.insert(login, su);
         }
         let ip = match &h.ip {
@@ -412,14 +340,14 @@ async fn domain_tx(
         .await?;
     }
     for db in &d.databases {
-        let name = text(db.fields.get("name")).unwrap_or_default();
+        let name = db.fields.text("name").unwrap_or_default();
         let Some((_, server)) = databases.iter().find(|(n, _)| *n == name) else {
             continue;
         };
         let server_id: Option<u64> = tx
             .exec_first(
                 "SELECT id FROM DatabaseServers WHERE host = ? AND port = ? AND type = ?",
-                (&server.host, server.port, &server.kind),
+                (&server.host, server.port, server.kind.as_str()),
             )
             .await?;
         let server_id = server_id.ok_or_else(|| PanelError::Schema {

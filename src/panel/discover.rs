@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::psa_conf::{self, Layout};
 use super::PanelError;
 use crate::config;
-use crate::rpc::packet::Secret;
+use crate::secret::Secret;
 use crate::ssh::Session;
 
 /// How to reach the source's panel database (through a tunnel).

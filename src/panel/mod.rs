@@ -2,9 +2,12 @@
 //! reading a source's accounts by column name, for exactly the selected
 //! objects; and writing migrated accounts into a destination's panel.
 
+pub mod credentials;
 pub mod deploy;
+pub mod destination;
 pub mod discover;
 pub mod psa_conf;
+pub mod records;
 pub mod source;
 
 /// The panel schema of PANEL.md (`schemas/panel.sql`), idempotent.

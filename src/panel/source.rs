@@ -3,238 +3,18 @@
 //! columns and tables; only these are read), ids kept only to follow
 //! references, values kept as the server typed them.
 
-use std::collections::BTreeMap;
-
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
 
+pub use super::records::{
+    text, ClientRecord, Database, DomainAdmin, DomainRecord, Fields, Hosting, MailName, Set, Zone,
+};
+use super::records::{
+    ACCOUNT_COLUMNS, ALIAS_COLUMNS, CARD_COLUMNS, CLIENT_COLUMNS, DATABASE_COLUMNS,
+    DB_SERVER_COLUMNS, DB_USER_COLUMNS, DOMAIN_COLUMNS, HOSTING_COLUMNS, MAIL_COLUMNS,
+    RECORD_COLUMNS, SUBDOMAIN_COLUMNS, SYS_USER_COLUMNS, ZONE_COLUMNS,
+};
 use super::PanelError;
-
-/// The columns of one row, by name.
-pub type Fields = BTreeMap<String, Value>;
-
-/// A name/value set (Limits, Permissions).
-pub type Set = Vec<(String, Value)>;
-
-#[derive(Debug, Clone)]
-pub struct ClientRecord {
-    pub fields: Fields,
-    pub account: Option<Fields>,
-    pub limits: Set,
-    /// `None`: `perm_id` NULL.
-    pub permissions: Option<Set>,
-    /// The IP pool: (address, type).
-    pub pool: Vec<(String, String)>,
-    /// Names of the client's domains.
-    pub domains: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DomainRecord {
-    pub fields: Fields,
-    /// Login of the owning client (`admin` for the administrator).
-    pub owner: String,
-    pub limits: Set,
-    pub hosting: Option<Hosting>,
-    /// Forwarding row and its address.
-    pub forwarding: Option<(Fields, Option<String>)>,
-    pub admin: Option<DomainAdmin>,
-    pub mail: Vec<MailName>,
-    pub zone: Option<Zone>,
-    /// Subdomain rows with the login of their system user.
-    pub subdomains: Vec<(Fields, Option<String>)>,
-    pub aliases: Vec<Fields>,
-    pub databases: Vec<Database>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Hosting {
-    pub fields: Fields,
-    /// The hosting address (`None` when `ip_address_id` is 0: `misc.def_ip_id`).
-    pub ip: Option<String>,
-    pub sys_user: Fields,
-    pub sys_account: Option<Fields>,
-}
-
-#[derive(Debug, Clone)]
-pub struct DomainAdmin {
-    pub fields: Fields,
-    pub account: Option<Fields>,
-    pub card: Option<Fields>,
-    pub permissions: Option<Set>,
-}
-
-#[derive(Debug, Clone)]
-pub struct MailName {
-    pub fields: Fields,
-    pub account: Option<Fields>,
-    pub aliases: Vec<String>,
-    pub redirects: Vec<String>,
-    pub permissions: Option<Set>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Zone {
-    pub fields: Fields,
-    pub records: Vec<Fields>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Database {
-    pub fields: Fields,
-    /// The server as the source's DatabaseServers row names it.
-    pub server: Fields,
-    /// Users with their accounts.
-    pub users: Vec<(Fields, Option<Fields>)>,
-}
-
-const CLIENT_COLUMNS: &[&str] = &[
-    "id",
-    "login",
-    "account_id",
-    "pname",
-    "cname",
-    "status",
-    "phone",
-    "fax",
-    "email",
-    "address",
-    "city",
-    "state",
-    "pcode",
-    "country",
-    "locale",
-    "limits_id",
-    "perm_id",
-    "pool_id",
-    "cr_date",
-];
-const DOMAIN_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "displayName",
-    "cl_id",
-    "status",
-    "htype",
-    "dns_zone_id",
-    "limits_id",
-    "real_size",
-    "cr_date",
-];
-const HOSTING_COLUMNS: &[&str] = &[
-    "dom_id",
-    "sys_user_id",
-    "ip_address_id",
-    "ssi",
-    "php",
-    "php_safe_mode",
-    "cgi",
-    "perl",
-    "python",
-    "fastcgi",
-    "ssl",
-    "same_ssl",
-    "webstat",
-    "traffic_bandwidth",
-    "max_connection",
-];
-const SYS_USER_COLUMNS: &[&str] = &["id", "login", "account_id", "home", "shell", "quota"];
-const ACCOUNT_COLUMNS: &[&str] = &["id", "type", "password"];
-const CARD_COLUMNS: &[&str] = &[
-    "id",
-    "personalname",
-    "companyname",
-    "phone",
-    "fax",
-    "email",
-    "address",
-    "city",
-    "state",
-    "zip",
-    "country",
-];
-const MAIL_COLUMNS: &[&str] = &[
-    "id",
-    "dom_id",
-    "mail_name",
-    "account_id",
-    "postbox",
-    "redirect",
-    "redir_addr",
-    "mail_group",
-    "autoresponder",
-    "spamfilter",
-    "virusfilter",
-    "mbox_quota",
-    "perm_id",
-];
-const ZONE_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "displayName",
-    "status",
-    "email",
-    "type",
-    "ttl",
-    "refresh",
-    "retry",
-    "expire",
-    "minimum",
-    "serial_format",
-    "serial",
-];
-const RECORD_COLUMNS: &[&str] = &[
-    "id",
-    "dns_zone_id",
-    "type",
-    "host",
-    "displayHost",
-    "val",
-    "displayVal",
-    "opt",
-];
-const SUBDOMAIN_COLUMNS: &[&str] = &[
-    "id",
-    "dom_id",
-    "name",
-    "displayName",
-    "sys_user_type",
-    "sys_user_id",
-    "ssi",
-    "php",
-    "cgi",
-    "perl",
-    "python",
-    "fastcgi",
-];
-const ALIAS_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "displayName",
-    "dom_id",
-    "dns_zone_id",
-    "status",
-    "dns",
-    "mail",
-    "web",
-];
-const DATABASE_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "type",
-    "dom_id",
-    "db_server_id",
-    "default_user_id",
-];
-const DB_USER_COLUMNS: &[&str] = &["id", "db_id", "login", "account_id"];
-const DB_SERVER_COLUMNS: &[&str] = &[
-    "id",
-    "host",
-    "port",
-    "type",
-    "admin_login",
-    "admin_password",
-];
 
 /// `SELECT columns FROM table WHERE condition`, each row by column name.
 async fn select(
@@ -332,15 +112,6 @@ async fn permissions(conn: &mut Conn, id: &Value) -> Result<Option<Set>, PanelEr
     set(conn, "Permissions", "permission", id).await
 }
 
-/// A column's value as text (`None` for NULL).
-pub fn text(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::NULL => None,
-        Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
-        other => Some(other.as_sql(true).trim_matches('\'').to_owned()),
-    }
-}
-
 fn field<'a>(fields: &'a Fields, name: &str) -> &'a Value {
     fields.get(name).unwrap_or(&Value::NULL)
 }
@@ -348,7 +119,7 @@ fn field<'a>(fields: &'a Fields, name: &str) -> &'a Value {
 async fn ip_of(conn: &mut Conn, id: &Value) -> Result<Option<String>, PanelError> {
     Ok(one(conn, "IP_Addresses", &["id", "ip_address"], id)
         .await?
-        .and_then(|r| text(r.get("ip_address"))))
+        .and_then(|r| r.text("ip_address")))
 }
 
 /// Reads the clients with these logins; answers them and the logins that
@@ -414,8 +185,8 @@ async fn client(conn: &mut Conn, fields: Fields) -> Result<ClientRecord, PanelEr
             .await?
             {
                 pool.push((
-                    text(ip.get("ip_address")).unwrap_or_default(),
-                    text(ip.get("type")).unwrap_or_default(),
+                    ip.text("ip_address").unwrap_or_default(),
+                    ip.text("type").unwrap_or_default(),
                 ));
             }
         }
@@ -429,7 +200,7 @@ async fn client(conn: &mut Conn, fields: Fields) -> Result<ClientRecord, PanelEr
     )
     .await?
     .iter()
-    .filter_map(|r| text(r.get("name")))
+    .filter_map(|r| r.text("name"))
     .collect();
     Ok(ClientRecord {
         fields,
@@ -462,7 +233,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
     let id = field(&fields, "id").clone();
     let owner = one(conn, "clients", &["id", "login"], field(&fields, "cl_id"))
         .await?
-        .and_then(|c| text(c.get("login")))
+        .and_then(|c| c.text("login"))
         .unwrap_or_else(|| "admin".to_owned());
     let limits = set(conn, "Limits", "limit_name", field(&fields, "limits_id"))
         .await?
@@ -491,7 +262,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
             .ok_or_else(|| PanelError::Schema {
                 what: format!(
                     "the system user of domain {}",
-                    text(fields.get("name")).unwrap_or_default()
+                    fields.text("name").unwrap_or_default()
                 ),
             })?;
             let sys_account = account(conn, field(&sys_user, "account_id")).await?;
@@ -569,14 +340,8 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
         .await?;
         mail.push(MailName {
             account: account(conn, field(&m, "account_id")).await?,
-            aliases: aliases
-                .iter()
-                .filter_map(|r| text(r.get("alias")))
-                .collect(),
-            redirects: redirects
-                .iter()
-                .filter_map(|r| text(r.get("address")))
-                .collect(),
+            aliases: aliases.iter().filter_map(|r| r.text("alias")).collect(),
+            redirects: redirects.iter().filter_map(|r| r.text("address")).collect(),
             permissions: permissions(conn, field(&m, "perm_id")).await?,
             fields: m,
         });
@@ -619,7 +384,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
             field(&s, "sys_user_id"),
         )
         .await?
-        .and_then(|u| text(u.get("login")));
+        .and_then(|u| u.text("login"));
         subdomains.push((s, login));
     }
     let aliases = select(
@@ -650,7 +415,7 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
         .ok_or_else(|| PanelError::Schema {
             what: format!(
                 "the database server of database {}",
-                text(db.get("name")).unwrap_or_default()
+                db.text("name").unwrap_or_default()
             ),
         })?;
         let mut users = Vec::new();
@@ -685,50 +450,4 @@ async fn domain(conn: &mut Conn, fields: Fields) -> Result<DomainRecord, PanelEr
         aliases,
         databases,
     })
-}
-
-/// What a plan needs to know of these records.
-pub fn facts(
-    clients: &[ClientRecord],
-    domains: &[DomainRecord],
-) -> crate::migration::plan::SourceFacts {
-    let mut facts = crate::migration::plan::SourceFacts::default();
-    for c in clients {
-        let login = text(c.fields.get("login")).unwrap_or_default();
-        facts.pools.insert(
-            login.clone(),
-            c.pool.iter().map(|(a, _)| a.clone()).collect(),
-        );
-        facts.clients.insert(login, c.domains.clone());
-    }
-    for d in domains {
-        let addresses = d
-            .hosting
-            .as_ref()
-            .and_then(|h| h.ip.clone())
-            .into_iter()
-            .chain(d.forwarding.as_ref().and_then(|(_, ip)| ip.clone()))
-            .collect();
-        let name = text(d.fields.get("name")).unwrap_or_default();
-        let databases = d
-            .databases
-            .iter()
-            .map(|db| crate::migration::plan::SourceDb {
-                name: text(db.fields.get("name")).unwrap_or_default(),
-                kind: text(db.fields.get("type")).unwrap_or_default(),
-                host: text(db.server.get("host")).unwrap_or_default(),
-                port: text(db.server.get("port"))
-                    .and_then(|p| p.parse().ok())
-                    .unwrap_or(3306),
-                users: db
-                    .users
-                    .iter()
-                    .filter_map(|(u, _)| text(u.get("login")))
-                    .collect(),
-            })
-            .collect();
-        facts.databases.insert(name.clone(), databases);
-        facts.domains.insert(name, addresses);
-    }
-    facts
 }

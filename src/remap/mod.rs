@@ -85,7 +85,7 @@ impl Remap {
             h.ip = h.ip.as_deref().map(|a| self.address(a));
             if let Some(home) = h.sys_user.get("home") {
                 let moved = self.value(home, Self::path);
-                h.sys_user.insert("home".into(), moved);
+                h.sys_user.insert("home", moved);
             }
         }
         if let Some((_, ip)) = d.forwarding.as_mut() {
@@ -95,12 +95,12 @@ impl Remap {
             for r in zone
                 .records
                 .iter_mut()
-                .filter(|r| text(r.get("type")).as_deref() == Some("A"))
+                .filter(|r| r.text("type").as_deref() == Some("A"))
             {
                 for col in ["val", "displayVal"] {
                     if let Some(v) = r.get(col) {
                         let mapped = self.value(v, Self::address);
-                        r.insert(col.into(), mapped);
+                        r.insert(col, mapped);
                     }
                 }
             }

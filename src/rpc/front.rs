@@ -13,6 +13,7 @@ use super::code::{Code, RpcError};
 use super::packet::{Operation, Operator};
 use super::response::OperationResult;
 use crate::config::Config;
+use crate::migration::refusal::Refusal;
 use crate::migration::run::StatusReport;
 use crate::migration::status::MigrationStatus;
 use crate::supervisor::{ResyncMigration, StartMigration, StopMigration, Supervisor};
@@ -65,24 +66,14 @@ impl Handler<StatusReport> for RpcFront {
             // Steps done never go down: a late report does not undo a newer one.
             (
                 std::collections::hash_map::Entry::Occupied(mut e),
-                MigrationStatus::InProgress {
-                    total,
-                    completed,
-                    description,
-                },
+                MigrationStatus::InProgress(progress),
             ) => {
                 let keep_newer = match e.get() {
                     MigrationStatus::Finished { .. } => true,
-                    MigrationStatus::InProgress {
-                        completed: done, ..
-                    } => *done > completed,
+                    MigrationStatus::InProgress(current) => current.completed > progress.completed,
                 };
                 if !keep_newer {
-                    e.insert(MigrationStatus::InProgress {
-                        total,
-                        completed,
-                        description,
-                    });
+                    e.insert(MigrationStatus::InProgress(progress));
                 }
             }
             (std::collections::hash_map::Entry::Occupied(mut e), status) => {
@@ -135,14 +126,13 @@ async fn run(
     board: &RefCell<HashMap<String, MigrationStatus>>,
 ) -> OperationResult {
     match op {
-        Operation::GetStatus(id) => {
-            OperationResult::GetStatus(board.borrow().get(&id.0).cloned().ok_or_else(|| {
-                RpcError::new(
-                    Code::NotFound,
-                    format!("migration {} does not exist", super::xml::short(&id.0)),
-                )
-            }))
-        }
+        Operation::GetStatus(id) => OperationResult::GetStatus(
+            board
+                .borrow()
+                .get(&id.0)
+                .cloned()
+                .ok_or_else(|| Refusal::UnknownMigration { id: id.0 }.into()),
+        ),
         Operation::Check => {
             let missing = crate::readiness::missing(config.clone()).await;
             OperationResult::Check(if missing.is_empty() {
@@ -172,19 +162,22 @@ async fn run(
             supervisor
                 .send(StartMigration(req))
                 .await
-                .unwrap_or_else(|e| Err(gone(e))),
+                .map_err(gone)
+                .and_then(|r| r.map_err(RpcError::from)),
         ),
         Operation::Finish(id) => OperationResult::Finish(
             supervisor
                 .send(StopMigration(id))
                 .await
-                .unwrap_or_else(|e| Err(gone(e))),
+                .map_err(gone)
+                .and_then(|r| r.map_err(RpcError::from)),
         ),
         Operation::Resync { id, password } => OperationResult::Resync(
             supervisor
                 .send(ResyncMigration { id, password })
                 .await
-                .unwrap_or_else(|e| Err(gone(e))),
+                .map_err(gone)
+                .and_then(|r| r.map_err(RpcError::from)),
         ),
     }
 }

@@ -16,8 +16,9 @@ use tracing::{field, Instrument};
 use super::auth::{Authenticator, Credentials};
 use super::code::{Code, RpcError};
 use super::front::{HandlePacket, RpcFront};
-use super::packet::{self, Operator, Secret, NEWEST_VERSION_TEXT};
+use super::packet::{self, Operator, NEWEST_VERSION_TEXT};
 use super::response::{ResponseBody, ResponsePacket};
+use crate::secret::Secret;
 
 pub const AGENT_PATH: &str = "/enterprise/control/agent.php";
 

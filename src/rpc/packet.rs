@@ -3,11 +3,16 @@
 //! `schemas/agent_input.xsd` states them (serde alone would accept children
 //! out of order).
 
-use std::fmt;
 use std::net::Ipv4Addr;
 
 use super::code::{Code, RpcError};
 use super::xml::{self, is_xml_space, short, Element};
+use crate::db::DbKind;
+use crate::migration::request::{
+    DbServerSpec, DomainGroup, IpSpec, IpType, MappedClient, MappedDbServer, MappedDomain,
+    MappedIp, MappedReseller, MigrationId, Scope, Selection, StartRequest, SystemType, Transport,
+};
+use crate::secret::Secret;
 
 /// Oldest and newest protocol versions hostmig speaks.
 pub const OLDEST_VERSION: [u32; 4] = [1, 4, 0, 0];
@@ -54,148 +59,6 @@ impl Operation {
             Operation::Resync { .. } => "resync",
         }
     }
-}
-
-/// A migration id as the client sent it: opaque text, hostmig's are decimal.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct MigrationId(pub String);
-
-impl fmt::Display for MigrationId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A credential: never printed, never logged.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: String) -> Self {
-        Secret(s)
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StartRequest {
-    /// `host` or `host:port`, exactly as sent (per-source overrides match it).
-    pub host: String,
-    pub login: String,
-    pub password: Secret,
-    /// Empty: `destination.dump_dir`.
-    pub destination_dir: String,
-    pub system_type: SystemType,
-    pub transport: Transport,
-    pub scope: Scope,
-    pub selection: Selection,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SystemType {
-    Unix,
-    Windows,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Archive,
-    Rsync,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    Everything,
-    OnlyHosting,
-    OnlyMail,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Selection {
-    /// One group per `migrate-domains` / `migrate-webspaces` element.
-    Domains(Vec<DomainGroup>),
-    Clients {
-        target_owner: String,
-        clients: Vec<MappedClient>,
-    },
-    Resellers(Vec<MappedReseller>),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DomainGroup {
-    pub target_owner: String,
-    pub domains: Vec<MappedDomain>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedDomain {
-    pub name: String,
-    pub ip: Option<MappedIp>,
-    pub db_servers: Vec<MappedDbServer>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedClient {
-    pub name: String,
-    pub ips: Vec<MappedIp>,
-    pub domains: Vec<MappedDomain>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedReseller {
-    pub name: String,
-    pub ips: Vec<MappedIp>,
-    pub clients: Vec<MappedClient>,
-    pub domains: Vec<MappedDomain>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MappedIp {
-    pub old: IpSpec,
-    pub new: IpSpec,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpSpec {
-    pub kind: IpType,
-    pub address: Ipv4Addr,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IpType {
-    Shared,
-    Exclusive,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MappedDbServer {
-    pub old: DbServerSpec,
-    pub new: DbServerSpec,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DbServerSpec {
-    pub host: String,
-    pub port: u16,
-    pub kind: DbType,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DbType {
-    Mysql,
-    Postgresql,
-    Mssql,
 }
 
 /// A packet refused as a whole: answered with a system error packet alone.
@@ -852,9 +715,9 @@ fn db_server_spec(el: &Element, path: &str) -> Decoded<DbServerSpec> {
         type_el,
         &kids.sub(type_el),
         &[
-            ("mysql", DbType::Mysql),
-            ("postgresql", DbType::Postgresql),
-            ("mssql", DbType::Mssql),
+            ("mysql", DbKind::Mysql),
+            ("postgresql", DbKind::Postgresql),
+            ("mssql", DbKind::Mssql),
         ],
     )?;
     kids.end()?;

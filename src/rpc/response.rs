@@ -5,6 +5,7 @@
 use super::code::RpcError;
 use super::xml::is_xml_char;
 use crate::migration::status::MigrationStatus;
+use crate::mounts::FsInfo;
 
 /// A whole response packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,17 +31,6 @@ pub enum OperationResult {
     GetStatus(Result<MigrationStatus, RpcError>),
     Finish(Result<(), RpcError>),
     Resync(Result<String, RpcError>),
-}
-
-/// One mounted file system, as `get_fs` reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FsInfo {
-    pub mountpoint: String,
-    pub device: String,
-    pub read_only: bool,
-    pub size: u64,
-    pub free: u64,
-    pub fs_type: String,
 }
 
 impl ResponsePacket {
@@ -131,15 +121,11 @@ fn operation(w: &mut Writer, res: &OperationResult) {
 
 fn status_body(w: &mut Writer, status: &MigrationStatus) {
     match status {
-        MigrationStatus::InProgress {
-            total,
-            completed,
-            description,
-        } => {
+        MigrationStatus::InProgress(progress) => {
             w.open("migration_status");
-            w.leaf("total", &total.to_string());
-            w.leaf("completed", &completed.to_string());
-            w.leaf("description", description);
+            w.leaf("total", &progress.total.to_string());
+            w.leaf("completed", &progress.completed.to_string());
+            w.leaf("description", &progress.description());
             w.close("migration_status");
         }
         MigrationStatus::Finished { errors } => {

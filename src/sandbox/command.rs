@@ -96,7 +96,7 @@ fn with_servers(
     let mut password = [0u8; 12];
     getrandom::fill(&mut password).map_err(|e| e.to_string())?;
     let password: String = password.iter().map(|b| format!("{b:02x}")).collect();
-    let hash = crate::rpc::auth::hash_password(&password)?;
+    let hash = crate::password::hash_password(&password)?;
     let config = dir.join("hostmig.toml");
     std::fs::write(&config, dest.hostmig_config(&hash, Some(source)))
         .map_err(|e| format!("cannot write {}: {e}", config.display()))?;

@@ -16,7 +16,7 @@ use std::time::Duration;
 pub use tunnel::Tunnel;
 
 use crate::config::HostKeyPolicy;
-use crate::rpc::packet::Secret;
+use crate::secret::Secret;
 use known_hosts::Verdict;
 
 /// Where to connect: a packet's `host` or `host:port` (port 22 by default).
@@ -86,6 +86,17 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Longest any single blocking call may wait for the source.
     pub io_timeout: Duration,
+}
+
+impl From<&crate::config::Ssh> for Options {
+    fn from(ssh: &crate::config::Ssh) -> Self {
+        Options {
+            known_hosts: ssh.known_hosts.clone(),
+            policy: ssh.host_key_policy,
+            connect_timeout: Duration::from_secs(ssh.connect_timeout_s),
+            io_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -43,6 +43,8 @@ pub type Listing = BTreeMap<Vec<u8>, Node>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ListError {
+    #[error("the listing thread failed")]
+    Thread,
     #[error("listing {what} on the source failed: {reason}")]
     Remote { what: String, reason: String },
     #[error("cannot read {path}: {source}")]
@@ -321,6 +323,31 @@ impl Hasher {
 
     pub fn finish(self) -> Hash {
         self.0.finalize().to_hex().to_string()
+    }
+}
+
+/// Listings written by hand, for the tests of what reads them.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    pub fn node(kind: NodeKind, size: u64, mtime: i64, ino: u64, nlink: u64) -> Node {
+        Node {
+            kind,
+            mode: if kind == NodeKind::Dir { 0o755 } else { 0o644 },
+            size,
+            mtime,
+            ino,
+            nlink,
+            link: Vec::new(),
+        }
+    }
+
+    pub fn listing(entries: &[(&str, Node)]) -> Listing {
+        entries
+            .iter()
+            .map(|(p, n)| (p.as_bytes().to_vec(), n.clone()))
+            .collect()
     }
 }
 

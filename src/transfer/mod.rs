@@ -1,14 +1,23 @@
-//! Content over SSH. So far: reading the tar streams a source sends, and
-//! unpacking them safely into a domain's tree. The transports (archive and
-//! rsync over ssh2) build on these.
+//! Content over SSH: one tree's copy (`tree`) by either transport
+//! (`archive`, `rsync`) over tar streams (`streams`), verified (`verify`)
+//! and remapped (`conf`); reading the tar streams a source sends (`tar`)
+//! and unpacking them safely into a domain's tree (`unpack`); listings and
+//! hashes on both sides (`listing`); owners on the destination (`owner`).
 
+mod archive;
 pub mod commands;
+pub mod conf;
 pub mod listing;
 pub mod owner;
 pub mod pump;
+mod rsync;
+mod streams;
 pub mod tar;
 pub mod tree;
 pub mod unpack;
+pub mod verify;
+
+pub use rsync::compare;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;

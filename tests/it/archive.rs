@@ -7,26 +7,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hostmig::sandbox::{Profile, Source};
-use hostmig::ssh::Session;
-use hostmig::transfer::tree::{sync_tree, Rewrites, Transport, TreeError, TreeJob, TreeReport};
+use hostmig::transfer::conf::Rewrites;
+use hostmig::transfer::tree::{sync_tree, Transport, TreeError, TreeJob, TreeReport};
 
-use crate::sandbox::rt;
-
-pub fn session(source: &Source, dir: &Path) -> Session {
-    let (login, opts) = source.root_login(dir);
-    Session::connect(&login, &opts).expect("ssh")
-}
-
-/// Makes `tar` on the source this shell script.
-pub fn hostile_tar(source: &Source, dir: &Path, script: &str) {
-    let bin = dir.join("bin");
-    std::fs::create_dir_all(&bin).expect("bin");
-    let tar = bin.join("tar");
-    std::fs::write(&tar, format!("#!/bin/sh\n{script}\n")).expect("script");
-    std::fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
-    source.ssh.set_command_path(Some(&bin)).expect("PATH");
-}
+use crate::harness::sandbox::rt;
+use crate::harness::tars::{hostile_tar, session};
 
 /// The archive transport's job for jdoe.example's web tree, into `dir/out`.
 fn jdoe_job(source: &Source, dir: &Path) -> TreeJob {
@@ -86,7 +71,7 @@ fn a_failing_or_cut_source_fails_the_tree_and_leaves_nothing() {
         );
         let err = copy(&source, dir.path(), &AtomicBool::new(false)).expect_err("cut");
         assert!(
-            matches!(&err, TreeError::Failed(t) if t.contains("the archive ends")),
+            matches!(&err, TreeError::Unpack(_)) && err.to_string().contains("the archive ends"),
             "cut at {cut}: {err}"
         );
         assert_nothing_left(dir.path());

@@ -10,9 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use hostmig::migration::request;
+use hostmig::mounts::FsInfo;
 use hostmig::rpc::code::{Code, RpcError};
 use hostmig::rpc::packet::{self, Operation, Operator, RequestPacket};
-use hostmig::rpc::response::{FsInfo, OperationResult, ResponseBody, ResponsePacket};
+use hostmig::rpc::response::{OperationResult, ResponseBody, ResponsePacket};
 use hostmig::rpc::xml::{self, Element};
 
 const SEEDS: &[&str] = &[
@@ -393,7 +394,9 @@ fn answer(op: &Operation) -> OperationResult {
             fs_type: "ext4".into(),
         }])),
         Operation::Start(req) => OperationResult::Start(
-            request::check(req).and_then(|_| Err(RpcError::new(Code::NotReady, "no engine"))),
+            request::check(req)
+                .map_err(RpcError::from)
+                .and_then(|_| Err(RpcError::new(Code::NotReady, "no engine"))),
         ),
         Operation::GetStatus(id) => OperationResult::GetStatus(Err(unknown(&id.0))),
         Operation::Finish(id) => OperationResult::Finish(Err(unknown(&id.0))),

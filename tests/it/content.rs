@@ -11,12 +11,13 @@ use hostmig::remap::Remap;
 use hostmig::sandbox::compare::{self, DiffOptions};
 use hostmig::sandbox::{Profile, Source};
 use hostmig::ssh::Session;
-use hostmig::transfer::tree::{sync_tree, Rewrites, Transport, TreeJob, TreeReport};
+use hostmig::transfer::conf::Rewrites;
+use hostmig::transfer::tree::{sync_tree, Transport, TreeJob, TreeReport};
 
-use crate::sandbox::rt;
+use crate::harness::sandbox::rt;
 
 pub fn session(source: &Source, dir: &Path) -> Session {
-    crate::archive::session(source, dir)
+    crate::harness::tars::session(source, dir)
 }
 
 fn job(source: &Source, out: &Path, transport: Transport, rewritten: Rewrites) -> TreeJob {

@@ -12,7 +12,7 @@ use hostmig::ssh::Tunnel;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
 
-use crate::sandbox::{rt, start_both};
+use crate::harness::sandbox::{rt, start_both};
 
 fn tunnel(source: &Source, dir: &std::path::Path) -> Tunnel {
     let (login, opts) = source.root_login(dir);
@@ -50,7 +50,9 @@ async fn copy(
     let recorded = std::cell::RefCell::new(Vec::new());
     let recorder = Recorder {
         record: Box::new(|kind, name| {
-            recorded.borrow_mut().push(format!("{kind} {name}"));
+            recorded
+                .borrow_mut()
+                .push(format!("{} {name}", kind.as_str()));
             async { Ok(()) }.boxed_local()
         }),
         created_account: Box::new(|_, _| false),

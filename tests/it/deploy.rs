@@ -5,15 +5,19 @@
 use std::collections::BTreeMap;
 
 use hostmig::migration::plan::{self, Busy};
+use hostmig::migration::prepare::{destination_facts, source_facts};
+use hostmig::migration::refusal::Refusal;
+use hostmig::migration::request::StartRequest;
 use hostmig::panel::deploy;
+use hostmig::panel::destination;
 use hostmig::panel::source;
 use hostmig::remap::Remap;
-use hostmig::rpc::packet::{decode, Operation, Operator, StartRequest};
+use hostmig::rpc::packet::{decode, Operation, Operator};
 use hostmig::sandbox::compare;
 use hostmig::sandbox::Profile;
 use mysql_async::prelude::Queryable;
 
-use crate::sandbox::rt;
+use crate::harness::sandbox::rt;
 
 fn start(selection: &str) -> StartRequest {
     let body = format!(
@@ -59,7 +63,7 @@ fn expected_line(
 fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = rt();
-    let (src, dst) = crate::sandbox::start_both(&rt, dir.path(), Profile::Tiny, 31, 1);
+    let (src, dst) = crate::harness::sandbox::start_both(&rt, dir.path(), Profile::Tiny, 31, 1);
     let roots = vec![
         (
             src.layout.vhosts.display().to_string(),
@@ -73,7 +77,7 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
     rt.block_on(async {
         let mut s = src.db.connect(Some("psa")).await.expect("source panel");
         let mut d = dst.db_servers[0].connect(Some("psa")).await.expect("destination panel");
-        deploy::ensure_schema(&mut d).await.expect("schema exists already: idempotent");
+        assert!(destination::missing_tables(&mut d).await.expect("tables").is_empty());
 
         // A client migration with both its domains and its pool remapped.
         let request = start(&format!(
@@ -84,9 +88,9 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
         ));
         let (clients, _) = source::clients(&mut s, &["jdoe".into()]).await.expect("client");
         let (domains, _) = source::domains(&mut s, &clients[0].domains).await.expect("domains");
-        let mut facts = deploy::facts(&mut d).await.expect("facts");
+        let mut facts = destination_facts(destination::inventory(&mut d).await.expect("facts"), &[]);
         facts.db_servers = vec![default_server()];
-        let plan = plan::build(&request, &source::facts(&clients, &domains), &facts, &Busy::new()).expect("plan");
+        let plan = plan::build(&request, &source_facts(&clients, &domains), &facts, &Busy::new()).expect("plan");
         let path_roots = vec![(src.layout.vhosts.clone(), dst.vhosts.clone()), (src.layout.mailnames.clone(), dst.mailnames.clone())];
         let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots.clone() };
         deploy::client(&mut d, &rw.client(clients[0].clone())).await.expect("deploy client");
@@ -119,9 +123,9 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
             ip("shared", "192.0.2.100", "198.51.100.5")
         ));
         let (domains, _) = source::domains(&mut s, &["admin-site.example".into()]).await.expect("domain");
-        let mut facts = deploy::facts(&mut d).await.expect("facts");
+        let mut facts = destination_facts(destination::inventory(&mut d).await.expect("facts"), &[]);
         facts.db_servers = vec![default_server()];
-        let plan = plan::build(&request, &source::facts(&[], &domains), &facts, &Busy::new()).expect("plan");
+        let plan = plan::build(&request, &source_facts(&[], &domains), &facts, &Busy::new()).expect("plan");
         let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots };
         deploy::domain(&mut d, &rw.domain(domains[0].clone()), "jdoe", &[]).await.expect("deploy domain");
         let mut expected: Vec<String> = compare::panel_domain(&mut s, "admin-site.example")
@@ -135,11 +139,11 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
         assert_eq!(compare::panel_domain(&mut d, "admin-site.example").await.expect("dump"), expected);
 
         // Planning the same client again is refused now that it exists.
-        let mut facts = deploy::facts(&mut d).await.expect("facts");
+        let mut facts = destination_facts(destination::inventory(&mut d).await.expect("facts"), &[]);
         facts.db_servers = vec![default_server()];
         let again = plan::build(&start("<migrate-clients><target-owner>admin</target-owner><client><name>jdoe</name></client></migrate-clients>"),
-            &source::facts(&clients, &[]), &facts, &Busy::new());
-        assert_eq!(again.err().map(|e| e.code.number()), Some(15012));
+            &source_facts(&clients, &[]), &facts, &Busy::new());
+        assert_eq!(again.err(), Some(Refusal::ClientExists { login: "jdoe".into() }));
     });
 }
 
@@ -150,7 +154,7 @@ type ClientSets = (String, Option<u64>, Option<u64>, Option<u64>);
 fn concurrent_deploys_never_share_a_set_id() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = rt();
-    let (src, dst) = crate::sandbox::start_both(&rt, dir.path(), Profile::Tiny, 32, 1);
+    let (src, dst) = crate::harness::sandbox::start_both(&rt, dir.path(), Profile::Tiny, 32, 1);
     rt.block_on(async {
         let mut s = src.db.connect(Some("psa")).await.expect("source panel");
         let logins: Vec<String> = ["jdoe", "mrsmith", "nodomains"].iter().map(|l| l.to_string()).collect();
@@ -207,7 +211,7 @@ fn default_server() -> hostmig::migration::plan::TargetServer {
     hostmig::migration::plan::TargetServer {
         host: "localhost".into(),
         port: 3306,
-        kind: "mysql".into(),
+        kind: hostmig::db::DbKind::Mysql,
         default: true,
     }
 }

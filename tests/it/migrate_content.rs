@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use hostmig::sandbox::Profile;
 
-use crate::engine::{domains, ip, jdoe_client, wait_gone, World};
 use crate::harness::first;
-use crate::unpack::{archive, member, symlink_to};
+use crate::harness::tars::{archive, member, symlink_to};
+use crate::harness::world::{domains, finish, ip, jdoe_client, wait_gone, World};
 
 const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
 
@@ -87,7 +87,7 @@ fn rsync_and_each_scope_move_exactly_what_they_should() {
     assert!(w.wait(&id).contains("<success/>"));
     let name = "xn--bcher-kva.example";
     assert!(!w.dest.vhosts.join(name).exists());
-    crate::unpack::assert_same_tree(
+    crate::harness::tars::assert_same_tree(
         &w.source.layout.mailnames.join(name),
         &w.dest.mailnames.join(name),
     );
@@ -123,7 +123,7 @@ fn rsync_and_each_scope_move_exactly_what_they_should() {
         "the sandbox gives it mail"
     );
     assert!(!w.dest.mailnames.join(name).exists());
-    crate::unpack::assert_same_tree_except(
+    crate::harness::tars::assert_same_tree_except(
         &w.source.layout.vhosts.join(name),
         &w.dest.vhosts.join(name),
         &[b"conf/vhost.conf"],
@@ -160,7 +160,7 @@ fn named(root: &Path, names: &[&str]) -> Vec<std::path::PathBuf> {
 
 /// Makes `tar` on the source print the file `archive`.
 fn tar_prints(w: &World, archive_file: &Path) {
-    crate::archive::hostile_tar(
+    crate::harness::tars::hostile_tar(
         &w.source,
         w.dir.path(),
         &format!("cat '{}'", archive_file.display()),
@@ -175,7 +175,7 @@ fn hostile_archives_fail_the_domain_and_write_nothing_outside_its_tree() {
     let good = member(b"./httpdocs/good.txt", b'0', b"fine", b"");
     let dir_entry = member(b"./httpdocs/", b'5', b"", b"");
     let abs = victim.join("abs.txt");
-    let mut long_name = crate::unpack::header(b"././@LongLink", b'L', 1 << 30, b"");
+    let mut long_name = crate::harness::tars::header(b"././@LongLink", b'L', 1 << 30, b"");
     long_name.extend_from_slice(&[b'a'; 512]);
     // `..` enough times to climb from the domain's tree into the test's directory.
     let tree = w.dest.vhosts.join("jdoe.example");
@@ -325,32 +325,11 @@ fn hostile_archives_fail_the_domain_and_write_nothing_outside_its_tree() {
 
 /// Makes the source's `tar` slow: about 320 KiB/s.
 fn slow_tar(w: &World) {
-    crate::archive::hostile_tar(
+    crate::harness::tars::hostile_tar(
         &w.source,
         w.dir.path(),
         "/bin/tar \"$@\" | python3 -c '\nimport sys, time\nwhile True:\n    b = sys.stdin.buffer.read(16384)\n    if not b:\n        break\n    sys.stdout.buffer.write(b)\n    sys.stdout.flush()\n    time.sleep(0.05)\n'",
     );
-}
-
-/// Sends `finish`; answers how long until the status said stopped.
-pub(crate) fn finish(w: &World, id: &str) -> Duration {
-    let t = Instant::now();
-    let answer = w.exchange(&format!(
-        "<finish><migration_id>{id}</migration_id></finish>"
-    ));
-    assert!(answer.contains("<status>ok</status>"), "{answer}");
-    loop {
-        let status = w.status(id);
-        if status.contains("<finished>") {
-            assert!(status.contains("stopped by finish"), "{status}");
-            return t.elapsed();
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "not stopped: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Waits until the migration's status says it is copying content.

@@ -9,7 +9,7 @@ use hostmig::panel::source::{self, text};
 use hostmig::sandbox::{Profile, Source};
 use hostmig::ssh::{Credential, Login, Options, Session, Target, Tunnel};
 
-use crate::sandbox::rt;
+use crate::harness::sandbox::rt;
 
 #[test]
 fn discovery_and_the_selected_objects_of_a_source() {
@@ -76,7 +76,7 @@ fn discovery_and_the_selected_objects_of_a_source() {
         assert_eq!(missing, ["ghost"]);
         assert_eq!(clients.len(), 2);
         let jdoe = &clients[0];
-        assert_eq!(text(jdoe.fields.get("login")).as_deref(), Some("jdoe"));
+        assert_eq!(jdoe.fields.text("login").as_deref(), Some("jdoe"));
         assert_eq!(
             jdoe.pool,
             [
@@ -105,12 +105,9 @@ fn discovery_and_the_selected_objects_of_a_source() {
         assert_eq!(jd.owner, "jdoe");
         let hosting = jd.hosting.as_ref().expect("hosting");
         assert_eq!(hosting.ip.as_deref(), Some("192.0.2.10"));
+        assert_eq!(hosting.sys_user.text("login").as_deref(), Some("jdoe_ftp"));
         assert_eq!(
-            text(hosting.sys_user.get("login")).as_deref(),
-            Some("jdoe_ftp")
-        );
-        assert_eq!(
-            text(hosting.sys_user.get("home")),
+            hosting.sys_user.text("home"),
             Some(
                 sandbox
                     .layout
@@ -123,7 +120,7 @@ fn discovery_and_the_selected_objects_of_a_source() {
         let mail: Vec<String> = jd
             .mail
             .iter()
-            .filter_map(|m| text(m.fields.get("mail_name")))
+            .filter_map(|m| m.fields.text("mail_name"))
             .collect();
         assert_eq!(mail, ["everything", "info", "sales"]);
         assert_eq!(jd.mail[1].aliases, ["contact", "hello"]);
@@ -135,17 +132,14 @@ fn discovery_and_the_selected_objects_of_a_source() {
         assert!(zone
             .records
             .iter()
-            .any(|r| text(r.get("val")).as_deref() == Some("192.0.2.100")));
+            .any(|r| r.text("val").as_deref() == Some("192.0.2.100")));
         assert_eq!(jd.subdomains.len(), 1);
         assert_eq!(jd.subdomains[0].1.as_deref(), Some("jdoe_ftp"));
         assert_eq!(jd.aliases.len(), 1);
         assert_eq!(jd.databases.len(), 1);
         let db = &jd.databases[0];
-        assert_eq!(text(db.fields.get("name")).as_deref(), Some("jdoe_ftp_db"));
-        assert_eq!(
-            text(db.server.get("port")),
-            Some(sandbox.db.port.to_string())
-        );
+        assert_eq!(db.fields.text("name").as_deref(), Some("jdoe_ftp_db"));
+        assert_eq!(db.server.text("port"), Some(sandbox.db.port.to_string()));
         assert_eq!(
             text(db.users[0].0.get("login")).as_deref(),
             Some("jdoe_ftp_u")

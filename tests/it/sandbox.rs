@@ -9,38 +9,11 @@ use std::path::Path;
 
 use hostmig::sandbox::compare::{self, Kind, Manifest, TableSum};
 use hostmig::sandbox::sshd::{self, TEST_LOGIN, TEST_PASSWORD};
-use hostmig::sandbox::{Destination, Profile, Source};
+use hostmig::sandbox::{Profile, Source};
 use mysql_async::prelude::Queryable;
 
+use crate::harness::sandbox::{rt, start_both};
 use crate::harness::{self, first, Server};
-
-pub fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// A generated source in `root/src` and a destination with `db_servers`
-/// database servers in `root/dst`, started together.
-pub fn start_both(
-    rt: &tokio::runtime::Runtime,
-    root: &Path,
-    profile: Profile,
-    seed: u64,
-    db_servers: usize,
-) -> (Source, Destination) {
-    rt.block_on(async {
-        (
-            Source::start(&root.join("src"), profile, seed)
-                .await
-                .expect("source"),
-            Destination::start(&root.join("dst"), db_servers)
-                .await
-                .expect("destination"),
-        )
-    })
-}
 
 fn ssh_session(port: u16) -> ssh2::Session {
     let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to the sandbox sshd");
@@ -528,7 +501,8 @@ fn hostmig_serve_starts_against_a_sandbox_destination_in_one_call() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = rt();
     let (source, dest) = start_both(&rt, dir.path(), Profile::Tiny, 5, 1);
-    // A destination whose panel database has no schema yet: check creates it.
+    // A destination whose panel database has no schema yet: the server
+    // creates it when it starts, before it listens.
     rt.block_on(async {
         let mut conn = dest.db_servers[0].connect(None).await.expect("connect");
         conn.query_drop("DROP DATABASE psa; CREATE DATABASE psa")

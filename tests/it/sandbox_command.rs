@@ -8,6 +8,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use hostmig::sandbox::compare;
+use hostmig::sandbox::{Destination, Profile, Source};
+use mysql_async::prelude::Queryable;
+
 const BIN: &str = env!("CARGO_BIN_EXE_hostmig");
 
 /// Processes whose command line names `dir` (the sandbox's servers do).
@@ -40,6 +44,90 @@ fn wait_gone(dir: &Path) -> Vec<String> {
     }
 }
 
+/// Checks what the command's own summary claims, from its kept directory:
+/// every tree of the generated source is on the destination (setid bits
+/// dropped, `conf/` files remapped), every database on one of the
+/// destination's servers with the same per-table checksums, every client
+/// and domain in the destination's panel.
+fn arrived(dir: &Path) {
+    let rt = crate::harness::sandbox::rt();
+    let (mut source, mut dest) = rt.block_on(async {
+        (
+            Source::start(&dir.join("src"), Profile::Tiny, 1)
+                .await
+                .expect("the kept source starts again"),
+            Destination::start(&dir.join("dst"), 2)
+                .await
+                .expect("the kept destination starts again"),
+        )
+    });
+    let model = source.model.clone();
+    for d in &model.domains {
+        for (src, dst) in [
+            (&source.layout.vhosts, &dest.vhosts),
+            (&source.layout.mailnames, &dest.mailnames),
+        ] {
+            let (src, dst) = (src.join(&d.name), dst.join(&d.name));
+            if !src.exists() {
+                continue;
+            }
+            crate::harness::tars::assert_same_tree_except(&src, &dst, &[b"conf/vhost.conf"]);
+        }
+    }
+    rt.block_on(async {
+        for db in source.databases() {
+            let mut src = source.db.connect(None).await.expect("source");
+            let expected = compare::table_checksums(&mut src, &db).await.expect("sums");
+            let mut found = false;
+            for server in &dest.db_servers {
+                let mut conn = server.connect(None).await.expect("destination server");
+                if hostmig::db::database_exists(&mut conn, &db)
+                    .await
+                    .expect("list")
+                {
+                    assert_eq!(
+                        compare::table_checksums(&mut conn, &db)
+                            .await
+                            .expect("sums"),
+                        expected,
+                        "database {db}"
+                    );
+                    found = true;
+                }
+            }
+            assert!(found, "database {db} is on no destination server");
+        }
+        let mut panel = dest.db_servers[0]
+            .connect(Some("psa"))
+            .await
+            .expect("panel");
+        let logins: Vec<String> = panel
+            .query("SELECT login FROM clients")
+            .await
+            .expect("clients");
+        let names: Vec<String> = panel
+            .query("SELECT name FROM domains")
+            .await
+            .expect("domains");
+        for c in &model.clients {
+            assert!(
+                logins.contains(&c.login),
+                "client {} is not in the panel",
+                c.login
+            );
+        }
+        for d in &model.domains {
+            assert!(
+                names.contains(&d.name),
+                "domain {} is not in the panel",
+                d.name
+            );
+        }
+    });
+    source.stop();
+    dest.stop();
+}
+
 #[test]
 fn the_sandbox_migrates_every_client_and_leaves_no_process_behind() {
     let root = tempfile::tempdir().expect("tempdir");
@@ -65,6 +153,7 @@ fn the_sandbox_migrates_every_client_and_leaves_no_process_behind() {
     assert!(stdout.contains("finished: success"), "{stdout}");
     assert!(stdout.contains("curl -sk https://127.0.0.1:"), "{stdout}");
     assert_eq!(wait_gone(&dir), Vec::<String>::new());
+    arrived(&dir);
 
     // Without --exit it keeps serving until Ctrl-C (SIGINT), then stops
     // every process it started.

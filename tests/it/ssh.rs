@@ -5,13 +5,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hostmig::config::HostKeyPolicy;
-use hostmig::rpc::packet::Secret;
 use hostmig::sandbox::sshd::{self, TEST_LOGIN, TEST_PASSWORD};
 use hostmig::sandbox::{Profile, Source};
+use hostmig::secret::Secret;
 use hostmig::ssh::{known_hosts, Credential, Login, Options, Session, SshError, Target, Tunnel};
 use mysql_async::prelude::Queryable;
 
-use crate::sandbox::rt;
+use crate::harness::sandbox::rt;
 
 fn options(known_hosts: &Path, policy: HostKeyPolicy) -> Options {
     Options {

@@ -7,12 +7,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use hostmig::sandbox::compare::{self, DiffOptions};
+use hostmig::sandbox::compare;
 use hostmig::sandbox::{Profile, Source};
 use hostmig::transfer::tar::TarError;
 use hostmig::transfer::unpack::{unpack, UnpackError};
 
-use crate::sandbox::rt;
+use crate::harness::sandbox::rt;
+use crate::harness::tars::{archive, assert_same_tree, header, member, symlink_to};
 
 /// GNU tar's archive of `dir/name`, in the given format.
 fn gnu_tar(dir: &Path, name: &str, format: &str) -> Vec<u8> {
@@ -60,64 +61,6 @@ fn gnu_tar_archives_of_the_hard_cases_arrive_intact() {
             "{format}: sparse.img was written out in full"
         );
     }
-}
-
-/// The trees are equal but for setuid and setgid bits (which unpacking drops).
-pub fn assert_same_tree(expected: &Path, actual: &Path) {
-    assert_same_tree_except(expected, actual, &[]);
-}
-
-/// The same, but these files' content may differ (remapped `conf/` files).
-pub fn assert_same_tree_except(expected: &Path, actual: &Path, remapped: &[&[u8]]) {
-    let expected = compare::manifest(expected).expect("manifest");
-    let actual = compare::manifest(actual).expect("manifest");
-    let opts = DiffOptions {
-        ignore_setid_bits: true,
-        content_may_differ: remapped.iter().map(|p| p.to_vec()).collect(),
-        ..DiffOptions::default()
-    };
-    assert_eq!(
-        compare::diff(&expected, &actual, &opts),
-        Vec::<String>::new()
-    );
-}
-
-/// One ustar header block.
-pub(crate) fn header(name: &[u8], kind: u8, size: u64, link: &[u8]) -> Vec<u8> {
-    let mut h = vec![0u8; 512];
-    h[..name.len().min(100)].copy_from_slice(&name[..name.len().min(100)]);
-    h[100..107].copy_from_slice(b"0000644");
-    h[108..115].copy_from_slice(b"0000000");
-    h[116..123].copy_from_slice(b"0000000");
-    h[124..135].copy_from_slice(format!("{size:011o}").as_bytes());
-    h[136..147].copy_from_slice(b"14000000000");
-    h[156] = kind;
-    h[157..157 + link.len().min(100)].copy_from_slice(&link[..link.len().min(100)]);
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    h[148..156].copy_from_slice(b"        ");
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    h[148..155].copy_from_slice(format!("{sum:06o}\0").as_bytes());
-    h
-}
-
-/// A header and its data, padded.
-pub(crate) fn member(name: &[u8], kind: u8, data: &[u8], link: &[u8]) -> Vec<u8> {
-    let mut out = header(name, kind, data.len() as u64, link);
-    out.extend_from_slice(data);
-    out.resize(out.len().div_ceil(512) * 512, 0);
-    out
-}
-
-/// A symlink member named `name` pointing at `target`.
-pub(crate) fn symlink_to(name: &[u8], target: &Path) -> Vec<u8> {
-    member(name, b'2', b"", target.as_os_str().as_encoded_bytes())
-}
-
-pub(crate) fn archive(members: &[Vec<u8>]) -> Vec<u8> {
-    let mut out: Vec<u8> = members.concat();
-    out.extend_from_slice(&[0u8; 1024]);
-    out
 }
 
 #[test]

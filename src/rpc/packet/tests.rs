@@ -287,7 +287,7 @@ fn selections() {
         DbServerSpec {
             host: "db2".into(),
             port: 3307,
-            kind: DbType::Mysql
+            kind: crate::db::DbKind::Mysql
         }
     );
     assert!(clients[1].domains.is_empty() && clients[1].ips.is_empty());

@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
+pub mod sandbox;
+pub mod tars;
+pub mod world;
+
 pub const PASSWORD: &str = "s3cret-admin-pw";
 
 /// The argon2 hash of [`PASSWORD`], computed once by the real binary.
@@ -322,4 +326,31 @@ pub fn codes(xml: &str) -> Vec<u32> {
             rest[..rest.find('<')?].parse().ok()
         })
         .collect()
+}
+
+/// Every byte of a server's panel database `psa` as `mysqldump` writes it
+/// (rows in key order, no date): equal dumps mean nothing was written.
+pub fn panel_dump(server: &hostmig::sandbox::mariadb::MariaDb) -> Vec<u8> {
+    let out = Command::new("mysqldump")
+        .args([
+            "--protocol=tcp",
+            "-h127.0.0.1",
+            "-uroot",
+            "--skip-dump-date",
+            "--order-by-primary",
+            "--hex-blob",
+            "--skip-extended-insert",
+        ])
+        .arg(format!("-P{}", server.port))
+        .arg("psa")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("mysqldump is needed ({e}): install mariadb-client (deploy/test.sh does)")
+        });
+    assert!(
+        out.status.success(),
+        "mysqldump failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
 }

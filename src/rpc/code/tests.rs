@@ -1,7 +1,69 @@
+//! What `start` answers, as a client reads it: packets decoded by the
+//! codec, checked by the request rules and the plan, refusals rendered by
+//! this table (code and text), and the plans that pass.
+
 use super::*;
+use crate::db::DbKind;
+use crate::migration::plan::{
+    build, check_databases_free, Busy, DestinationFacts, Existing, Object, Plan, SourceDb,
+    SourceFacts, TargetServer,
+};
+use crate::migration::refusal::NotReady;
+use crate::migration::request::{self, IpType, StartRequest};
+use crate::migration::status::ObjectKind;
+use crate::rpc::packet::{decode, Operation, Operator};
+
+/// The `start` request of a packet with this selection (and optional
+/// elements before it).
+fn start_request(extra: &str, selection: &str) -> StartRequest {
+    let body = format!(
+        "<packet><migration><start><host>192.0.2.1</host><login>root</login><password>x</password>\
+         <destination-host-directory/>{extra}<selected-objects>{selection}</selected-objects></start></migration></packet>"
+    );
+    let packet = decode(body.as_bytes()).expect("test packet is valid");
+    let Operator::Migration(ops) = &packet.operators[0];
+    match &ops[0] {
+        Operation::Start(s) => (**s).clone(),
+        other => panic!("not a start: {other:?}"),
+    }
+}
+
+/// A refusal as the wire carries it.
+fn wire(refusal: Refusal) -> (u32, String) {
+    let e = RpcError::from(refusal);
+    (e.code.number(), e.text)
+}
+
+fn check_case(extra: &str, sel: &str, expected: Result<(), (u32, &str)>) {
+    let got = request::check(&start_request(extra, sel)).map_err(wire);
+    let expected = expected.map_err(|(c, t)| (c, t.to_owned()));
+    assert_eq!(got, expected, "selection: {sel}");
+}
+
+const IP: &str = "<ip><old><ip-type>shared</ip-type><ip-address>192.0.2.10</ip-address></old>\
+                  <new><ip-type>exclusive</ip-type><ip-address>203.0.113.5</ip-address></new></ip>";
+
+#[test]
+fn packet_rules() {
+    let dom = "<migrate-domains><target-owner>admin</target-owner><domain><name>a.example</name></domain></migrate-domains>";
+    check_case("", dom, Ok(()));
+    check_case("<system-type>windows</system-type>", dom, Err((1017, "Unable to start migration: Windows sources are not supported; hostmig migrates from Unix servers only")));
+    check_case("", "<migrate-resellers><reseller><name>r</name></reseller></migrate-resellers>",
+        Err((1017, "Unable to start migration: resellers are not supported; migrate their clients with migrate-clients")));
+    check_case("", "<migrate-clients><target-owner>neo</target-owner><client><name>jdoe</name></client></migrate-clients>",
+        Err((1023, "Unable to start migration: clients can only be migrated to admin, not to \"neo\"")));
+    check_case("", &format!("<migrate-clients><target-owner>admin</target-owner><client><name>jdoe</name>{IP}</client></migrate-clients>"),
+        Err((1019, "cannot map shared IP 192.0.2.10 to exclusive IP 203.0.113.5")));
+    check_case("", &format!("<migrate-webspaces><target-owner>admin</target-owner><webspace><name>a.example</name>{IP}</webspace></migrate-webspaces>"),
+        Err((1019, "cannot map shared IP 192.0.2.10 to exclusive IP 203.0.113.5")));
+    check_case("", "<migrate-domains><target-owner>admin</target-owner><domain><name>a.example</name>\
+        <db-server><old><host>localhost</host><port>5432</port><type>postgresql</type></old>\
+        <new><host>localhost</host><port>5432</port><type>postgresql</type></new></db-server></domain></migrate-domains>",
+        Err((14008, "Unable to start migration: database server localhost:5432 is of type postgresql; only mysql databases are migrated")));
+}
 
 fn request(selection: &str) -> StartRequest {
-    crate::migration::start_request("", selection)
+    start_request("", selection)
 }
 
 fn source() -> SourceFacts {
@@ -66,13 +128,13 @@ fn destination() -> DestinationFacts {
             TargetServer {
                 host: "localhost".into(),
                 port: 3306,
-                kind: "mysql".into(),
+                kind: DbKind::Mysql,
                 default: true,
             },
             TargetServer {
                 host: "db2".into(),
                 port: 3307,
-                kind: "mysql".into(),
+                kind: DbKind::Mysql,
                 default: false,
             },
         ],
@@ -103,8 +165,7 @@ fn check(
     busy: &Busy,
     expected: Result<&str, (u32, &str)>,
 ) {
-    let got =
-        build(&request(selection), &source(), dest, busy).map_err(|e| (e.code.number(), e.text));
+    let got = build(&request(selection), &source(), dest, busy).map_err(wire);
     match (got, expected) {
         (Ok(plan), Ok(summary)) => assert_eq!(summarise(&plan), summary, "{selection}"),
         (Err((code, text)), Err((want_code, want_text))) => {
@@ -258,7 +319,7 @@ fn plans_and_refusals() {
         )),
     );
 
-    let busy: Busy = [(("domain", "jdoe.example".to_owned()), "12".to_owned())].into();
+    let busy: Busy = [((ObjectKind::Domain, "jdoe.example".to_owned()), 12)].into();
     check(
         &to_neo,
         &dest,
@@ -327,23 +388,25 @@ fn databases_go_to_the_mapped_or_default_server_or_are_refused() {
         plan_of(&db_map(3310, "db2", 3307)).expect("plan").databases[0].target,
         0
     );
-    let refused = plan_of(&db_map(3306, "db9", 3308)).unwrap_err();
+    let refused = RpcError::from(plan_of(&db_map(3306, "db9", 3308)).unwrap_err());
     assert_eq!(refused.code.number(), 14009);
     assert!(refused.text.contains("db9:3308"), "{}", refused.text);
 
-    let pg = build(
-        &request(&domains(
-            "admin",
-            &domain(
-                "admin-site.example",
-                &ip("shared", "192.0.2.100", "shared", "198.51.100.5"),
-            ),
-        )),
-        &source(),
-        &destination(),
-        &Busy::new(),
-    )
-    .unwrap_err();
+    let pg = RpcError::from(
+        build(
+            &request(&domains(
+                "admin",
+                &domain(
+                    "admin-site.example",
+                    &ip("shared", "192.0.2.100", "shared", "198.51.100.5"),
+                ),
+            )),
+            &source(),
+            &destination(),
+            &Busy::new(),
+        )
+        .unwrap_err(),
+    );
     assert_eq!(pg.code.number(), 14008);
     assert!(pg.text.contains("pg_db"), "{}", pg.text);
 
@@ -356,26 +419,104 @@ fn databases_go_to_the_mapped_or_default_server_or_are_refused() {
         &Busy::new(),
     )
     .unwrap_err();
-    assert_eq!(refused.code.number(), 14009);
+    assert_eq!(wire(refused).0, 14009);
 
     let servers = destination().db_servers;
-    let taken = [(0, "database", "jdoe_db".to_owned())].into();
-    let e = check_databases_free(&unmapped, &servers, &taken).unwrap_err();
+    let taken = [(0, Existing::Database, "jdoe_db".to_owned())].into();
+    let e = wire(check_databases_free(&unmapped, &servers, &taken).unwrap_err());
     assert_eq!(
-        (e.code.number(), e.text.as_str()),
+        (e.0, e.1.as_str()),
         (
             1007,
             "database \"jdoe_db\" already exists on localhost:3306"
         )
     );
-    let user = [(0, "user", "jdoe_u".to_owned())].into();
+    let user = [(0, Existing::User, "jdoe_u".to_owned())].into();
     assert_eq!(
-        check_databases_free(&unmapped, &servers, &user)
-            .unwrap_err()
-            .code
-            .number(),
+        wire(check_databases_free(&unmapped, &servers, &user).unwrap_err()).0,
         1007
     );
     // The same names on another server are no conflict.
     assert!(check_databases_free(&mapped, &servers, &taken).is_ok());
+}
+
+#[test]
+fn every_refusal_has_its_code_and_words() {
+    let check = |refusal: Refusal, code: u32, text: &str| {
+        assert_eq!(
+            wire(refusal.clone()),
+            (code, text.to_owned()),
+            "{refusal:?}"
+        );
+        assert_eq!(refusal.to_string(), text);
+    };
+    check(Refusal::NotReady(NotReady::NoDestination), 1026, "Unable to start migration: the [destination] section is not configured; `check` lists what is missing");
+    check(Refusal::NotReady(NotReady::NoPanelDb), 1026, "Unable to start migration: destination.panel_db is not configured; `check` lists what is missing");
+    check(Refusal::NotReady(NotReady::PanelDbUnreachable("error 1045: denied".into())), 1026,
+        "Unable to start migration: the destination panel database is not reachable (error 1045: denied); `check` lists what is missing");
+    check(Refusal::NotReady(NotReady::DbServerUnreachable { server: "localhost:3307".into(), reason: "refused".into() }), 1026,
+        "Unable to start migration: database server localhost:3307 is not reachable (refused); `check` lists what is missing");
+    check(
+        Refusal::StagingNotAbsolute {
+            path: "dumps".into(),
+        },
+        1019,
+        "destination-host-directory dumps is not an absolute path",
+    );
+    check(
+        Refusal::BadHost { host: "h:0".into() },
+        1023,
+        "Unable to start migration: h:0 is not a host or host:port",
+    );
+    check(
+        Refusal::NoCredential,
+        1023,
+        "Unable to start migration: the password is empty and no ssh.identity is configured",
+    );
+    check(
+        Refusal::Source("host 192.0.2.7 is not accessible: connection refused".into()),
+        1023,
+        "Unable to start migration: host 192.0.2.7 is not accessible: connection refused",
+    );
+    check(Refusal::ContentDirExists { domain: "a.example".into(), path: "/v/a.example".into() }, 15006,
+        "domain \"a.example\" already exists: its content directory /v/a.example is on the destination and no earlier hostmig migration left it there; move it away to migrate this domain");
+    check(
+        Refusal::DbUserExists {
+            user: "u".into(),
+            database: "d".into(),
+            server: "localhost:3306".into(),
+        },
+        1007,
+        "database user \"u\" (of database d) already exists on localhost:3306",
+    );
+    check(
+        Refusal::Busy {
+            kind: ObjectKind::Client,
+            name: "jdoe".into(),
+            migration: 7,
+        },
+        1023,
+        "client \"jdoe\" is already being migrated by migration 7",
+    );
+    check(
+        Refusal::UnknownMigration { id: "42".into() },
+        1013,
+        "migration 42 does not exist",
+    );
+    check(
+        Refusal::StillRunning { id: 3 },
+        1023,
+        "migration 3 is still running; resync it after it ended",
+    );
+    check(Refusal::ResyncNeedsPassword, 1023, "Unable to resync: hostmig no longer holds the source's password (it restarted) and no ssh.identity is configured; send the password in <password>");
+    check(
+        Refusal::NothingDeployed,
+        1023,
+        "Unable to resync: that migration deployed no domain",
+    );
+    check(
+        Refusal::Journal("the journal is closed".into()),
+        1023,
+        "hostmig's journal failed (the journal is closed); see the server log and try again",
+    );
 }

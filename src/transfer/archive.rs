@@ -1,0 +1,89 @@
+//! The `archive` transport: the whole tree as tar streams (several at once
+//! for a large tree), unpacked as they arrive into the tree's staging
+//! directory, or straight into place when staging is on another file
+//! system (where a rename cannot move it).
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use super::listing::{Listing, NodeKind};
+use super::streams::{fix_dir_mtimes, stream_paths, with_source_hashes, Landing};
+use super::tree::{io, ms, remove_staged, Copied, Run, TreeError};
+
+/// Copies the whole tree; answers where the copy is.
+pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeError> {
+    let (sessions, hasher, job, stop) = (run.sessions, run.hasher, run.job, run.stop);
+    let (files_total, bytes_total) = (run.report.files, run.report.bytes);
+    // A stop may have removed staging already: never create it again.
+    if stop.load(Ordering::SeqCst) {
+        return Err(TreeError::Stopped);
+    }
+    let staging_parent = job.staging.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(staging_parent).map_err(io(format!(
+        "cannot create the staging directory {}",
+        staging_parent.display()
+    )))?;
+    let local_parent = job.local.parent().unwrap_or(Path::new("/"));
+    fs::create_dir_all(local_parent)
+        .map_err(io(format!("cannot create {}", local_parent.display())))?;
+    let same_fs = match (fs::metadata(staging_parent), fs::metadata(local_parent)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => false,
+    };
+    let root = if same_fs {
+        job.staging.clone()
+    } else {
+        job.local.clone()
+    };
+    // What an earlier, stopped run left here is replaced whole.
+    if fs::symlink_metadata(&root).is_ok() {
+        fs::remove_dir_all(&root).map_err(io(format!(
+            "cannot replace the earlier partial copy {}",
+            root.display()
+        )))?;
+    }
+    let mut timings = std::mem::take(&mut run.report.timings);
+    let writing = Instant::now();
+    let all: Vec<Vec<u8>> = src
+        .iter()
+        .filter(|(_, n)| n.kind != NodeKind::Other)
+        .map(|(p, _)| p.clone())
+        .collect();
+    let progress = &mut *run.progress;
+    let copied = with_source_hashes(hasher, &job.remote, None, &mut timings, || {
+        let into = Landing {
+            root: &root,
+            job,
+            src,
+            stop,
+            totals: (files_total, bytes_total),
+        };
+        let unpacked = stream_paths(sessions, &all, &into, progress)?;
+        // Streams in parallel wrote into each other's directories.
+        fix_dir_mtimes(&root, src, None)?;
+        Ok(unpacked)
+    });
+    let (unpacked, src_hashes) = match copied {
+        Ok(c) => c,
+        Err(e) => {
+            if same_fs {
+                remove_staged(&root);
+            }
+            return Err(e);
+        }
+    };
+    timings.write_ms = ms(writing).saturating_sub(timings.hash_wait_ms);
+    run.report.timings = timings;
+    run.report.sent_files = unpacked.files;
+    run.report.sent_bytes = unpacked.bytes;
+    Ok(Copied {
+        dst_hashes: unpacked.hashes,
+        src_hashes,
+        sent: src.keys().cloned().collect(),
+        root,
+        unchanged: None,
+    })
+}
