@@ -1,22 +1,29 @@
--- The panel database `psa` (PANEL.md): the subset of the Plesk 8.x panel
--- schema that hostmig reads on a source and writes on a destination.
--- Written for hostmig; booleans are ENUM('false','true') as in Plesk.
--- Idempotent: every table is created only when missing.
+-- The panel database `psa` (PANEL.md): the subset of the Plesk panel
+-- schema that hostmig reads on a source and writes on a destination,
+-- written for hostmig so that a destination holds what a real source
+-- holds: Plesk's own enum words, NULL allowed in every column but the
+-- primary keys and the references that tie a row to its owner (cl_id,
+-- dom_id, mn_id, db_id), the widths PANEL.md gives, else at least
+-- VARCHAR(255) or TEXT. Booleans are ENUM('false','true') as in Plesk.
+-- Idempotent: every table is created only when missing. A destination
+-- created by an earlier hostmig is brought to this definition at start-up
+-- (src/panel/schema.rs), never by dropping data.
+-- Schema version 2.
 
 CREATE TABLE IF NOT EXISTS accounts (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  type ENUM('plain','crypt') NOT NULL DEFAULT 'plain',
-  password TEXT,
+  type ENUM('plain','crypt','sym') NULL DEFAULT 'plain',
+  password TEXT NULL,
   PRIMARY KEY (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS IP_Addresses (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  ip_address VARCHAR(15) NOT NULL,
-  mask VARCHAR(15) NOT NULL DEFAULT '255.255.255.0',
-  iface VARCHAR(255) NOT NULL DEFAULT 'eth0',
-  type ENUM('shared','exclusive') NOT NULL DEFAULT 'shared',
-  default_domain_id INT UNSIGNED DEFAULT NULL,
+  ip_address VARCHAR(15) NULL,
+  mask VARCHAR(255) NULL DEFAULT '255.255.255.0',
+  iface VARCHAR(255) NULL DEFAULT 'eth0',
+  type ENUM('shared','exclusive') NULL DEFAULT 'shared',
+  default_domain_id INT UNSIGNED NULL DEFAULT NULL,
   PRIMARY KEY (id),
   UNIQUE KEY ip_address (ip_address)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -29,134 +36,150 @@ CREATE TABLE IF NOT EXISTS Repository (
 
 CREATE TABLE IF NOT EXISTS Limits (
   id INT UNSIGNED NOT NULL,
-  limit_name VARCHAR(64) NOT NULL,
-  value BIGINT NOT NULL,
+  limit_name VARCHAR(255) NOT NULL,
+  value BIGINT NULL,
   PRIMARY KEY (id, limit_name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS Permissions (
   id INT UNSIGNED NOT NULL,
-  permission VARCHAR(64) NOT NULL,
-  value ENUM('false','true') NOT NULL DEFAULT 'false',
+  permission VARCHAR(255) NOT NULL,
+  value ENUM('false','true') NULL DEFAULT 'false',
   PRIMARY KEY (id, permission)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS clients (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  login VARCHAR(64) NOT NULL,
-  account_id INT UNSIGNED NOT NULL DEFAULT 0,
-  pname VARCHAR(255) NOT NULL DEFAULT '',
-  cname VARCHAR(255) NOT NULL DEFAULT '',
-  status BIGINT UNSIGNED NOT NULL DEFAULT 0,
-  phone VARCHAR(255) DEFAULT NULL,
-  fax VARCHAR(255) DEFAULT NULL,
-  email VARCHAR(255) DEFAULT NULL,
-  address VARCHAR(255) DEFAULT NULL,
-  city VARCHAR(255) DEFAULT NULL,
-  state VARCHAR(255) DEFAULT NULL,
-  pcode VARCHAR(10) DEFAULT NULL,
-  country CHAR(2) DEFAULT NULL,
-  locale VARCHAR(17) NOT NULL DEFAULT 'en-US',
-  limits_id INT UNSIGNED DEFAULT NULL,
-  perm_id INT UNSIGNED DEFAULT NULL,
-  pool_id INT UNSIGNED DEFAULT NULL,
-  cr_date DATE DEFAULT NULL,
+  login VARCHAR(255) NULL,
+  type ENUM('admin','reseller','client') NULL DEFAULT 'client',
+  account_id INT UNSIGNED NULL DEFAULT 0,
+  pname VARCHAR(255) NULL DEFAULT '',
+  cname VARCHAR(255) NULL DEFAULT '',
+  status BIGINT UNSIGNED NULL DEFAULT 0,
+  phone VARCHAR(255) NULL DEFAULT NULL,
+  fax VARCHAR(255) NULL DEFAULT NULL,
+  email VARCHAR(255) NULL DEFAULT NULL,
+  address TEXT NULL,
+  city VARCHAR(255) NULL DEFAULT NULL,
+  state VARCHAR(255) NULL DEFAULT NULL,
+  pcode VARCHAR(255) NULL DEFAULT NULL,
+  country VARCHAR(255) NULL DEFAULT NULL,
+  locale VARCHAR(255) NULL DEFAULT 'en-US',
+  limits_id INT UNSIGNED NULL DEFAULT NULL,
+  perm_id INT UNSIGNED NULL DEFAULT NULL,
+  pool_id INT UNSIGNED NULL DEFAULT NULL,
+  cr_date DATE NULL DEFAULT NULL,
   PRIMARY KEY (id),
   UNIQUE KEY login (login)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+CREATE TABLE IF NOT EXISTS cl_param (
+  cl_id INT UNSIGNED NOT NULL,
+  param VARCHAR(255) NOT NULL,
+  val TEXT NULL,
+  PRIMARY KEY (cl_id, param)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
 CREATE TABLE IF NOT EXISTS domains (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  name VARCHAR(255) CHARACTER SET ascii NOT NULL,
-  displayName VARCHAR(255) NOT NULL DEFAULT '',
+  name VARCHAR(255) CHARACTER SET ascii NULL,
+  displayName VARCHAR(255) NULL DEFAULT '',
   cl_id INT UNSIGNED NOT NULL,
-  status BIGINT UNSIGNED NOT NULL DEFAULT 0,
-  htype ENUM('none','vrt_hst','std_fwd','frm_fwd') NOT NULL DEFAULT 'none',
-  dns_zone_id INT UNSIGNED DEFAULT NULL,
-  limits_id INT UNSIGNED DEFAULT NULL,
-  real_size BIGINT UNSIGNED NOT NULL DEFAULT 0,
-  cr_date DATE DEFAULT NULL,
+  status BIGINT UNSIGNED NULL DEFAULT 0,
+  htype ENUM('none','vrt_hst','std_fwd','frm_fwd') NULL DEFAULT 'none',
+  dns_zone_id INT UNSIGNED NULL DEFAULT NULL,
+  limits_id INT UNSIGNED NULL DEFAULT NULL,
+  real_size BIGINT UNSIGNED NULL DEFAULT 0,
+  cr_date DATE NULL DEFAULT NULL,
   PRIMARY KEY (id),
   UNIQUE KEY name (name),
   KEY cl_id (cl_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
+CREATE TABLE IF NOT EXISTS dom_param (
+  dom_id INT UNSIGNED NOT NULL,
+  param VARCHAR(255) NOT NULL,
+  val TEXT NULL,
+  PRIMARY KEY (dom_id, param)
+) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
+
 CREATE TABLE IF NOT EXISTS sys_users (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  login VARCHAR(32) NOT NULL,
-  account_id INT UNSIGNED NOT NULL DEFAULT 0,
-  home VARCHAR(255) NOT NULL,
-  shell VARCHAR(255) NOT NULL DEFAULT '/bin/false',
-  quota BIGINT UNSIGNED NOT NULL DEFAULT 0,
+  login VARCHAR(255) NULL,
+  account_id INT UNSIGNED NULL DEFAULT 0,
+  home TEXT NULL,
+  shell VARCHAR(255) NULL DEFAULT '/bin/false',
+  quota BIGINT UNSIGNED NULL DEFAULT 0,
   PRIMARY KEY (id),
   UNIQUE KEY login (login)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS hosting (
   dom_id INT UNSIGNED NOT NULL,
-  sys_user_id INT UNSIGNED NOT NULL,
-  ip_address_id INT UNSIGNED NOT NULL DEFAULT 0,
-  ssi ENUM('false','true') NOT NULL DEFAULT 'false',
-  php ENUM('false','true') NOT NULL DEFAULT 'false',
-  php_safe_mode ENUM('false','true') NOT NULL DEFAULT 'true',
-  cgi ENUM('false','true') NOT NULL DEFAULT 'false',
-  perl ENUM('false','true') NOT NULL DEFAULT 'false',
-  python ENUM('false','true') NOT NULL DEFAULT 'false',
-  fastcgi ENUM('false','true') NOT NULL DEFAULT 'false',
-  `ssl` ENUM('false','true') NOT NULL DEFAULT 'false',
-  same_ssl ENUM('false','true') NOT NULL DEFAULT 'false',
-  webstat ENUM('none','webalizer','awstats') NOT NULL DEFAULT 'none',
-  traffic_bandwidth INT NOT NULL DEFAULT -1,
-  max_connection INT NOT NULL DEFAULT -1,
+  sys_user_id INT UNSIGNED NULL,
+  ip_address_id INT UNSIGNED NULL DEFAULT 0,
+  www_root TEXT NULL,
+  ssi ENUM('false','true') NULL DEFAULT 'false',
+  php ENUM('false','true') NULL DEFAULT 'false',
+  php_safe_mode ENUM('false','true') NULL DEFAULT 'true',
+  cgi ENUM('false','true') NULL DEFAULT 'false',
+  perl ENUM('false','true') NULL DEFAULT 'false',
+  python ENUM('false','true') NULL DEFAULT 'false',
+  fastcgi ENUM('false','true') NULL DEFAULT 'false',
+  `ssl` ENUM('false','true') NULL DEFAULT 'false',
+  same_ssl ENUM('false','true') NULL DEFAULT 'false',
+  webstat ENUM('none','webalizer','awstats','smarterstats','urchin') NULL DEFAULT 'none',
+  traffic_bandwidth INT NULL DEFAULT -1,
+  max_connection INT NULL DEFAULT -1,
   PRIMARY KEY (dom_id),
   UNIQUE KEY sys_user_id (sys_user_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS forwarding (
   dom_id INT UNSIGNED NOT NULL,
-  ip_address_id INT UNSIGNED NOT NULL DEFAULT 0,
-  redirect VARCHAR(255) NOT NULL,
+  ip_address_id INT UNSIGNED NULL DEFAULT 0,
+  redirect TEXT NULL,
   PRIMARY KEY (dom_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS Cards (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  personalname VARCHAR(255) NOT NULL DEFAULT '',
-  companyname VARCHAR(255) NOT NULL DEFAULT '',
-  phone VARCHAR(255) DEFAULT NULL,
-  fax VARCHAR(255) DEFAULT NULL,
-  email VARCHAR(255) DEFAULT NULL,
-  address VARCHAR(255) DEFAULT NULL,
-  city VARCHAR(255) DEFAULT NULL,
-  state VARCHAR(255) DEFAULT NULL,
-  zip VARCHAR(10) DEFAULT NULL,
-  country CHAR(2) DEFAULT NULL,
+  personalname VARCHAR(255) NULL DEFAULT '',
+  companyname VARCHAR(255) NULL DEFAULT '',
+  phone VARCHAR(255) NULL DEFAULT NULL,
+  fax VARCHAR(255) NULL DEFAULT NULL,
+  email VARCHAR(255) NULL DEFAULT NULL,
+  address TEXT NULL,
+  city VARCHAR(255) NULL DEFAULT NULL,
+  state VARCHAR(255) NULL DEFAULT NULL,
+  zip VARCHAR(255) NULL DEFAULT NULL,
+  country VARCHAR(255) NULL DEFAULT NULL,
   PRIMARY KEY (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS dom_level_usrs (
   dom_id INT UNSIGNED NOT NULL,
-  account_id INT UNSIGNED NOT NULL DEFAULT 0,
-  state ENUM('false','true') NOT NULL DEFAULT 'false',
-  card_id INT UNSIGNED NOT NULL DEFAULT 0,
-  perm_id INT UNSIGNED DEFAULT NULL,
+  account_id INT UNSIGNED NULL DEFAULT 0,
+  state ENUM('false','true') NULL DEFAULT 'false',
+  card_id INT UNSIGNED NULL DEFAULT 0,
+  perm_id INT UNSIGNED NULL DEFAULT NULL,
   PRIMARY KEY (dom_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS mail (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
   dom_id INT UNSIGNED NOT NULL,
-  mail_name VARCHAR(245) NOT NULL,
-  account_id INT UNSIGNED NOT NULL DEFAULT 0,
-  postbox ENUM('false','true') NOT NULL DEFAULT 'false',
-  redirect ENUM('false','true') NOT NULL DEFAULT 'false',
-  redir_addr VARCHAR(255) DEFAULT NULL,
-  mail_group ENUM('false','true') NOT NULL DEFAULT 'false',
-  autoresponder ENUM('false','true') NOT NULL DEFAULT 'false',
-  spamfilter ENUM('false','true') NOT NULL DEFAULT 'false',
-  virusfilter ENUM('none','incoming','outgoing','any') NOT NULL DEFAULT 'none',
-  mbox_quota BIGINT NOT NULL DEFAULT -1,
-  perm_id INT UNSIGNED DEFAULT NULL,
+  mail_name VARCHAR(255) NULL,
+  account_id INT UNSIGNED NULL DEFAULT 0,
+  postbox ENUM('false','true') NULL DEFAULT 'false',
+  redirect ENUM('false','true') NULL DEFAULT 'false',
+  redir_addr TEXT NULL,
+  mail_group ENUM('false','true') NULL DEFAULT 'false',
+  autoresponder ENUM('false','true') NULL DEFAULT 'false',
+  spamfilter ENUM('false','true') NULL DEFAULT 'false',
+  virusfilter ENUM('none','incoming','outgoing','any') NULL DEFAULT 'none',
+  mbox_quota BIGINT NULL DEFAULT -1,
+  perm_id INT UNSIGNED NULL DEFAULT NULL,
   PRIMARY KEY (id),
   UNIQUE KEY dom_id (dom_id, mail_name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -164,7 +187,7 @@ CREATE TABLE IF NOT EXISTS mail (
 CREATE TABLE IF NOT EXISTS mail_aliases (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
   mn_id INT UNSIGNED NOT NULL,
-  alias VARCHAR(245) NOT NULL,
+  alias VARCHAR(255) NULL,
   PRIMARY KEY (id),
   UNIQUE KEY mn_id (mn_id, alias)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -172,37 +195,43 @@ CREATE TABLE IF NOT EXISTS mail_aliases (
 CREATE TABLE IF NOT EXISTS mail_redir (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
   mn_id INT UNSIGNED NOT NULL,
-  address VARCHAR(255) NOT NULL,
+  address TEXT NULL,
   PRIMARY KEY (id),
   KEY mn_id (mn_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS dns_zone (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  name VARCHAR(255) CHARACTER SET ascii NOT NULL,
-  displayName VARCHAR(255) NOT NULL DEFAULT '',
-  status BIGINT UNSIGNED NOT NULL DEFAULT 0,
-  email VARCHAR(255) DEFAULT NULL,
-  type ENUM('master','slave') NOT NULL DEFAULT 'master',
-  ttl BIGINT UNSIGNED NOT NULL DEFAULT 86400,
-  refresh BIGINT UNSIGNED NOT NULL DEFAULT 10800,
-  retry BIGINT UNSIGNED NOT NULL DEFAULT 3600,
-  expire BIGINT UNSIGNED NOT NULL DEFAULT 604800,
-  minimum BIGINT UNSIGNED NOT NULL DEFAULT 10800,
-  serial_format ENUM('UNIXTIME','YYYYMMDDNN') NOT NULL DEFAULT 'UNIXTIME',
-  serial VARCHAR(12) NOT NULL DEFAULT '0',
+  name VARCHAR(255) CHARACTER SET ascii NULL,
+  displayName VARCHAR(255) NULL DEFAULT '',
+  status BIGINT UNSIGNED NULL DEFAULT 0,
+  email VARCHAR(255) NULL DEFAULT NULL,
+  type ENUM('master','slave') NULL DEFAULT 'master',
+  ttl BIGINT UNSIGNED NULL DEFAULT 86400,
+  ttl_unit BIGINT UNSIGNED NULL DEFAULT 1,
+  refresh BIGINT UNSIGNED NULL DEFAULT 10800,
+  refresh_unit BIGINT UNSIGNED NULL DEFAULT 1,
+  retry BIGINT UNSIGNED NULL DEFAULT 3600,
+  retry_unit BIGINT UNSIGNED NULL DEFAULT 1,
+  expire BIGINT UNSIGNED NULL DEFAULT 604800,
+  expire_unit BIGINT UNSIGNED NULL DEFAULT 1,
+  minimum BIGINT UNSIGNED NULL DEFAULT 10800,
+  minimum_unit BIGINT UNSIGNED NULL DEFAULT 1,
+  serial_format ENUM('UNIXTIMESTAMP','YYYYMMDDNN') NULL DEFAULT 'UNIXTIMESTAMP',
+  serial VARCHAR(255) NULL DEFAULT '0',
   PRIMARY KEY (id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS dns_recs (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  dns_zone_id INT UNSIGNED NOT NULL,
-  type ENUM('NS','A','AAAA','CNAME','MX','PTR','TXT','SRV','AXFR','master','none') NOT NULL DEFAULT 'A',
-  host VARCHAR(255) NOT NULL,
-  displayHost VARCHAR(255) NOT NULL DEFAULT '',
-  val VARCHAR(255) NOT NULL,
-  displayVal VARCHAR(255) NOT NULL DEFAULT '',
-  opt VARCHAR(255) NOT NULL DEFAULT '',
+  dns_zone_id INT UNSIGNED NULL,
+  type ENUM('NS','A','AAAA','CNAME','MX','PTR','TXT','SRV','AXFR','CAA','DS','TLSA','SPF','HINFO','NAPTR','DNAME','SSHFP','master','none') NULL DEFAULT 'A',
+  host VARCHAR(255) NULL,
+  displayHost VARCHAR(255) NULL DEFAULT '',
+  val TEXT NULL,
+  displayVal TEXT NULL,
+  opt VARCHAR(255) NULL DEFAULT '',
+  time_stamp TIMESTAMP NULL DEFAULT NULL,
   PRIMARY KEY (id),
   KEY dns_zone_id (dns_zone_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -210,41 +239,41 @@ CREATE TABLE IF NOT EXISTS dns_recs (
 CREATE TABLE IF NOT EXISTS subdomains (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
   dom_id INT UNSIGNED NOT NULL,
-  name VARCHAR(63) CHARACTER SET ascii NOT NULL,
-  displayName VARCHAR(255) NOT NULL DEFAULT '',
-  sys_user_type ENUM('main','native') NOT NULL DEFAULT 'main',
-  sys_user_id INT UNSIGNED DEFAULT NULL,
-  ssi ENUM('false','true') NOT NULL DEFAULT 'false',
-  php ENUM('false','true') NOT NULL DEFAULT 'false',
-  cgi ENUM('false','true') NOT NULL DEFAULT 'false',
-  perl ENUM('false','true') NOT NULL DEFAULT 'false',
-  python ENUM('false','true') NOT NULL DEFAULT 'false',
-  fastcgi ENUM('false','true') NOT NULL DEFAULT 'false',
+  name VARCHAR(255) CHARACTER SET ascii NULL,
+  displayName VARCHAR(255) NULL DEFAULT '',
+  sys_user_type ENUM('main','native') NULL DEFAULT 'main',
+  sys_user_id INT UNSIGNED NULL DEFAULT NULL,
+  ssi ENUM('false','true') NULL DEFAULT 'false',
+  php ENUM('false','true') NULL DEFAULT 'false',
+  cgi ENUM('false','true') NULL DEFAULT 'false',
+  perl ENUM('false','true') NULL DEFAULT 'false',
+  python ENUM('false','true') NULL DEFAULT 'false',
+  fastcgi ENUM('false','true') NULL DEFAULT 'false',
   PRIMARY KEY (id),
   UNIQUE KEY dom_id (dom_id, name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS domainaliases (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  name VARCHAR(255) CHARACTER SET ascii NOT NULL,
-  displayName VARCHAR(255) NOT NULL DEFAULT '',
+  name VARCHAR(255) CHARACTER SET ascii NULL,
+  displayName VARCHAR(255) NULL DEFAULT '',
   dom_id INT UNSIGNED NOT NULL,
-  dns_zone_id INT UNSIGNED DEFAULT NULL,
-  status BIGINT UNSIGNED NOT NULL DEFAULT 0,
-  dns ENUM('false','true') NOT NULL DEFAULT 'true',
-  mail ENUM('false','true') NOT NULL DEFAULT 'false',
-  web ENUM('false','true') NOT NULL DEFAULT 'true',
+  dns_zone_id INT UNSIGNED NULL DEFAULT NULL,
+  status BIGINT UNSIGNED NULL DEFAULT 0,
+  dns ENUM('false','true') NULL DEFAULT 'true',
+  mail ENUM('false','true') NULL DEFAULT 'false',
+  web ENUM('false','true') NULL DEFAULT 'true',
   PRIMARY KEY (id),
   UNIQUE KEY name (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS data_bases (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  name VARCHAR(63) NOT NULL,
-  type ENUM('mysql','postgresql','mssql') NOT NULL DEFAULT 'mysql',
+  name VARCHAR(255) NULL,
+  type ENUM('mysql','postgresql','mssql') NULL DEFAULT 'mysql',
   dom_id INT UNSIGNED NOT NULL,
-  db_server_id INT UNSIGNED NOT NULL,
-  default_user_id INT UNSIGNED DEFAULT NULL,
+  db_server_id INT UNSIGNED NULL,
+  default_user_id INT UNSIGNED NULL DEFAULT NULL,
   PRIMARY KEY (id),
   UNIQUE KEY name (name, db_server_id)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
@@ -252,31 +281,31 @@ CREATE TABLE IF NOT EXISTS data_bases (
 CREATE TABLE IF NOT EXISTS db_users (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
   db_id INT UNSIGNED NOT NULL,
-  login VARCHAR(16) NOT NULL,
-  account_id INT UNSIGNED NOT NULL DEFAULT 0,
+  login VARCHAR(16) NULL,
+  account_id INT UNSIGNED NULL DEFAULT 0,
   PRIMARY KEY (id),
   UNIQUE KEY db_id (db_id, login)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS DatabaseServers (
   id INT UNSIGNED NOT NULL AUTO_INCREMENT,
-  host VARCHAR(255) NOT NULL,
-  port INT UNSIGNED NOT NULL DEFAULT 3306,
-  type ENUM('mysql','postgresql','mssql') NOT NULL DEFAULT 'mysql',
-  admin_login VARCHAR(255) NOT NULL DEFAULT 'admin',
-  admin_password VARCHAR(255) NOT NULL DEFAULT '',
+  host VARCHAR(255) NULL,
+  port INT UNSIGNED NULL DEFAULT 3306,
+  type ENUM('mysql','postgresql','mssql') NULL DEFAULT 'mysql',
+  admin_login VARCHAR(255) NULL DEFAULT 'admin',
+  admin_password TEXT NULL,
   PRIMARY KEY (id),
   UNIQUE KEY host_port_type (host, port, type)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS misc (
-  param VARCHAR(64) NOT NULL,
-  val VARCHAR(255) NOT NULL DEFAULT '',
+  param VARCHAR(255) NOT NULL,
+  val TEXT NULL,
   PRIMARY KEY (param)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;
 
 CREATE TABLE IF NOT EXISTS Components (
-  name VARCHAR(64) NOT NULL,
-  version VARCHAR(64) NOT NULL DEFAULT '',
+  name VARCHAR(255) NOT NULL,
+  version VARCHAR(255) NULL DEFAULT '',
   PRIMARY KEY (name)
 ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4;

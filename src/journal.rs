@@ -13,7 +13,7 @@ use crate::db::DbObjectKind;
 use crate::transfer::conf::{Rewrites, Stamp};
 
 /// The schema this build writes; older files are upgraded step by step.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -66,6 +66,9 @@ pub fn open(path: &Path) -> Result<Journal, JournalError> {
     }
     if found < 3 {
         tx.execute_batch(SCHEMA_V3).map_err(open_err)?;
+    }
+    if found < 4 {
+        tx.execute_batch(SCHEMA_V4).map_err(open_err)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(open_err)?;
@@ -133,6 +136,14 @@ CREATE TABLE created_db_objects (
     name          TEXT NOT NULL,
     kept          INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (migration_id, server, kind, name)
+);
+";
+
+/// Each migration's report (JSON), kept across `finish` and restarts.
+const SCHEMA_V4: &str = "
+CREATE TABLE reports (
+    migration_id  INTEGER PRIMARY KEY,
+    report        TEXT NOT NULL
 );
 ";
 
@@ -344,6 +355,48 @@ impl Handler<UpdateMigration> for Journal {
             msg.result.as_deref().unwrap_or(""),
         )?;
         Ok(())
+    }
+}
+
+/// Replaces a migration's report (JSON).
+#[derive(Message)]
+#[rtype(result = "Result<(), JournalError>")]
+pub struct SaveReport {
+    pub migration_id: u64,
+    pub report: String,
+}
+
+/// A migration's report (JSON), if the journal has one.
+#[derive(Message)]
+#[rtype(result = "Result<Option<String>, JournalError>")]
+pub struct LoadReport(pub u64);
+
+impl Handler<SaveReport> for Journal {
+    type Result = Result<(), JournalError>;
+
+    fn handle(&mut self, msg: SaveReport, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        conn.execute(
+            "INSERT INTO reports (migration_id, report) VALUES (?1, ?2)
+             ON CONFLICT(migration_id) DO UPDATE SET report = excluded.report",
+            params![msg.migration_id as i64, msg.report],
+        )?;
+        Ok(())
+    }
+}
+
+impl Handler<LoadReport> for Journal {
+    type Result = Result<Option<String>, JournalError>;
+
+    fn handle(&mut self, msg: LoadReport, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        Ok(conn
+            .query_row(
+                "SELECT report FROM reports WHERE migration_id = ?1",
+                params![msg.0 as i64],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 }
 

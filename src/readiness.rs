@@ -26,15 +26,22 @@ pub async fn missing(config: Arc<Config>) -> Vec<String> {
             let mut conn = mysql_async::Conn::from_url(url.as_str())
                 .await
                 .map_err(|e| format!("destination.panel_db is not reachable: {e}"))?;
-            let missing = crate::panel::destination::missing_tables(&mut conn)
+            let state = crate::panel::schema::state(&mut conn)
                 .await
                 .map_err(|e| format!("destination.panel_db cannot be read: {e}"))?;
             let _ = conn.disconnect().await;
-            if !missing.is_empty() {
-                return Err(format!(
-                    "destination.panel_db lacks the panel schema (tables {}); hostmig creates it when it starts: restart hostmig, and check the server log if it could not",
-                    missing.join(", ")
-                ));
+            use crate::panel::schema::{SchemaState, VERSION};
+            match state {
+                SchemaState::Current => {}
+                SchemaState::Missing => return Err(
+                    "destination.panel_db lacks the panel schema; hostmig creates it when it starts: restart hostmig, and check the server log if it could not".to_owned(),
+                ),
+                SchemaState::Old(found) => return Err(format!(
+                    "destination.panel_db has panel schema version {found}, older than this hostmig's ({VERSION}); hostmig upgrades it when it starts: restart hostmig, and check the server log if it could not"
+                )),
+                SchemaState::Newer(found) => return Err(format!(
+                    "destination.panel_db has panel schema version {found}, newer than this hostmig's ({VERSION}); run the newer hostmig"
+                )),
             }
             Ok::<(), String>(())
         };

@@ -20,6 +20,7 @@ use crate::migration::events::{Event, EventLog};
 use crate::migration::plan::{check_busy, Busy, Hold};
 use crate::migration::prepare::{prepare, prepare_resync, Prepared, ResyncSource};
 use crate::migration::refusal::{NotReady, Refusal};
+use crate::migration::report::{save_report, Outcome, Report};
 use crate::migration::request::{MigrationId, StartRequest};
 use crate::migration::run::{Migration, MigrationEnded, StatusReport, StopNow};
 use crate::migration::status::{MigrationStatus, Progress, Stage, StatusError};
@@ -39,6 +40,7 @@ struct Running {
 struct Queued {
     id: u64,
     prepared: Prepared,
+    report: Report,
 }
 
 pub struct Supervisor {
@@ -108,6 +110,10 @@ impl Supervisor {
         self.board.do_send(StatusReport { id, status });
     }
 
+    fn save_report(&self, report: &Report) {
+        save_report(&self.journal, report);
+    }
+
     fn journal_state(&self, id: u64, state: MigrationState, result: Option<&MigrationStatus>) {
         let result = result.and_then(|r| serde_json::to_string(r).ok());
         self.journal
@@ -126,6 +132,7 @@ impl Supervisor {
             let migration = Migration::new(
                 next.id,
                 next.prepared,
+                next.report,
                 self.config.clone(),
                 self.board.clone(),
                 ctx.address().recipient(),
@@ -235,6 +242,20 @@ impl Actor for Supervisor {
                             )],
                         };
                         act.journal_state(m.id, MigrationState::Finished, Some(&status));
+                        let journal = act.journal.clone();
+                        let id = m.id;
+                        actix::spawn(async move {
+                            if let Ok(Some(text)) = journal::ask(&journal, journal::LoadReport(id)).await {
+                                if let Ok(mut report) = serde_json::from_str::<Report>(&text) {
+                                    report.end(
+                                        Outcome::Interrupted,
+                                        vec!["hostmig restarted during this migration".to_owned()],
+                                        "not migrated: hostmig restarted during the migration",
+                                    );
+                                    save_report(&journal, &report);
+                                }
+                            }
+                        });
                         actix::spawn(crate::migration::databases::drop_unkept(
                             act.config.clone(),
                             act.journal.clone(),
@@ -267,6 +288,11 @@ pub struct ResyncMigration {
     pub id: MigrationId,
     pub password: Option<Secret>,
 }
+
+/// The report of a migration.
+#[derive(Message)]
+#[rtype(result = "Result<Report, Refusal>")]
+pub struct GetReport(pub MigrationId);
 
 /// Stop everything and close the journal; answered when done.
 #[derive(Message)]
@@ -333,7 +359,15 @@ impl Supervisor {
             source_host: prepared.host.clone(),
             plan: serde_json::to_string(&summary).unwrap_or_default(),
         });
-        EventLog::of(&self.config, id).write(&Event::queued(&summary));
+        let events = EventLog::of(&self.config, id);
+        events.write(&Event::queued(&summary));
+        let report = prepared.report(id);
+        for o in &report.objects {
+            for warning in &o.warnings {
+                events.write(&Event::warning(o.kind, &o.name, warning));
+            }
+        }
+        self.save_report(&report);
         tracing::info!(migration_id = id, source = %prepared.host, objects = ?summary.objects, "migration admitted");
         // Known to get_status before the client hears the id.
         self.report(
@@ -346,7 +380,11 @@ impl Supervisor {
             }),
         );
         self.queued_holds.insert(id, holds);
-        self.queue.push_back(Queued { id, prepared });
+        self.queue.push_back(Queued {
+            id,
+            prepared,
+            report,
+        });
         self.run_queued(ctx);
         Ok(id.to_string())
     }
@@ -422,13 +460,14 @@ impl Handler<StopMigration> for Supervisor {
             return Ok(());
         }
         if let Some(pos) = self.queue.iter().position(|q| q.id == id) {
-            let queued = self.queue.remove(pos).expect("position is in range");
+            let mut queued = self.queue.remove(pos).expect("position is in range");
             self.queued_holds.remove(&id);
+            let why = "the migration was stopped by finish before it started";
             let status = MigrationStatus::Finished {
-                errors: vec![StatusError::general(
-                    "the migration was stopped by finish before it started",
-                )],
+                errors: vec![StatusError::general(why)],
             };
+            queued.report.end(Outcome::Stopped, Vec::new(), why);
+            self.save_report(&queued.report);
             self.journal_state(id, MigrationState::Stopped, Some(&status));
             self.report(id, status);
             self.clean_up(id, &queued.prepared.staging, true);
@@ -484,6 +523,24 @@ impl Handler<ResyncMigration> for Supervisor {
             check_busy(&prepared.plan, &act.busy())?;
             act.admit(prepared, ctx)
         }))
+    }
+}
+
+impl Handler<GetReport> for Supervisor {
+    type Result = ResponseActFuture<Self, Result<Report, Refusal>>;
+
+    fn handle(&mut self, msg: GetReport, _: &mut Self::Context) -> Self::Result {
+        let journal = self.journal.clone();
+        let lookup = async move {
+            let id: u64 = msg.0 .0.parse().map_err(|_| unknown(&msg.0))?;
+            let text = journal::ask(&journal, journal::LoadReport(id))
+                .await
+                .map_err(|e| Refusal::Journal(e.to_string()))?
+                .ok_or_else(|| unknown(&msg.0))?;
+            serde_json::from_str(&text)
+                .map_err(|e| Refusal::Journal(format!("the report is not readable: {e}")))
+        };
+        Box::pin(lookup.into_actor(self))
     }
 }
 

@@ -86,3 +86,25 @@ fn trees_rewrites_and_deployed_domains_round_trip() {
         ["a.example", "b.example"]
     );
 }
+
+#[test]
+fn reports_are_kept_and_replaced() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut j = open(&dir.path().join("journal.sqlite")).expect("open");
+    let mut ctx = Context::new();
+    assert_eq!(j.handle(LoadReport(5), &mut ctx).expect("load"), None);
+    for text in ["{\"a\":1}", "{\"a\":2}"] {
+        j.handle(
+            SaveReport {
+                migration_id: 5,
+                report: text.into(),
+            },
+            &mut ctx,
+        )
+        .expect("save");
+    }
+    assert_eq!(
+        j.handle(LoadReport(5), &mut ctx).expect("load").as_deref(),
+        Some("{\"a\":2}")
+    );
+}

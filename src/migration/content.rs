@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 
 use super::events::Event;
+use super::report::{CopyOutcome, TreeEntry};
 use super::request::Scope;
 use super::run::{Env, Progressed, Update};
 use super::status::{Item, ItemPhase, ItemProgress};
@@ -45,7 +46,7 @@ impl TreeKind {
         }
     }
 
-    fn tag(self) -> &'static str {
+    pub fn tag(self) -> &'static str {
         match self {
             TreeKind::Web => "web",
             TreeKind::Mail => "mail",
@@ -230,13 +231,89 @@ fn tree_reporter(item: Item, to: Recipient<Progressed>) -> impl FnMut(Progress) 
     }
 }
 
+/// Removes the trees this migration placed for a domain whose records
+/// could not be written; answers what to add to its error.
+pub(super) fn remove_trees(env: &Env, name: &str, trees: &[TreeKind]) -> String {
+    let Some(dest) = env.config.destination.as_ref() else {
+        return String::new();
+    };
+    let mut kept = Vec::new();
+    for kind in trees {
+        let root = match kind {
+            TreeKind::Web => &dest.vhosts_root,
+            TreeKind::Mail => &dest.mailnames_root,
+        };
+        let path = root.join(name);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => kept.push(format!("{} ({e})", path.display())),
+        }
+    }
+    if kept.is_empty() {
+        "; its copied content was removed".to_owned()
+    } else {
+        format!(
+            "; its copied content could not all be removed: {}",
+            kept.join(", ")
+        )
+    }
+}
+
+/// A tree's report entry.
+fn tree_entry(kind: TreeKind, result: &Result<TreeReport, TreeError>) -> TreeEntry {
+    let mut entry = TreeEntry {
+        kind: kind.tag().to_owned(),
+        outcome: CopyOutcome::Copied,
+        files: 0,
+        bytes: 0,
+        sent_files: 0,
+        sent_bytes: 0,
+        deleted: 0,
+        verified: false,
+        error: None,
+    };
+    match result {
+        Ok(r) => {
+            entry.outcome = if r.absent {
+                CopyOutcome::Absent
+            } else {
+                CopyOutcome::Copied
+            };
+            entry.verified = !r.absent;
+            (entry.files, entry.bytes) = (r.files, r.bytes);
+            (entry.sent_files, entry.sent_bytes, entry.deleted) =
+                (r.sent_files, r.sent_bytes, r.deleted);
+        }
+        Err(TreeError::Stopped) => entry.outcome = CopyOutcome::Stopped,
+        Err(e) => {
+            entry.outcome = CopyOutcome::Failed;
+            entry.error = Some(e.to_string());
+        }
+    }
+    entry
+}
+
 /// Copies a domain's trees at the same time, each by a ContentTransfer
-/// sub-actor; answers the problems, one text, when any tree failed.
+/// sub-actor; answers each tree's report entry, and the problems, one
+/// text, when any tree failed.
 pub(super) async fn copy_trees(
     env: &Env,
     name: &str,
     sys_login: Option<String>,
     trees: &[TreeKind],
+) -> (Vec<TreeEntry>, Result<(), String>) {
+    let mut entries = Vec::new();
+    let result = copy_all(env, name, sys_login, trees, &mut entries).await;
+    (entries, result)
+}
+
+async fn copy_all(
+    env: &Env,
+    name: &str,
+    sys_login: Option<String>,
+    trees: &[TreeKind],
+    entries: &mut Vec<TreeEntry>,
 ) -> Result<(), String> {
     let prepared = &env.prepared;
     let Some(dest) = env.config.destination.as_ref() else {
@@ -324,8 +401,9 @@ pub(super) async fn copy_trees(
     });
     let results = futures_util::future::join_all(copies).await;
     let mut problems = Vec::new();
-    for ((_, job), result) in jobs.iter().zip(results) {
+    for ((kind, job), result) in jobs.iter().zip(results) {
         let result = result.unwrap_or(Err(TreeError::Thread("transfer")));
+        entries.push(tree_entry(*kind, &result));
         match result {
             Ok(report) => {
                 env.events.write(&Event::Tree {

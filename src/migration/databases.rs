@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 
 use super::events::Event;
 use super::plan::PlannedDb;
+use super::report::{CopyOutcome, DatabaseEntry};
 use super::run::{Env, Progressed, Update};
 use super::status::{Item, ItemPhase, ItemProgress};
 use super::stopper::Stopper;
@@ -222,21 +223,36 @@ fn db_reporter(item: Item, to: Recipient<Progressed>) -> impl FnMut(DbProgress) 
 
 /// Copies a domain's databases one after the other (each over several
 /// connections), each by a DatabaseCopy sub-actor; a failure of one never
-/// stops the others. Answers each database's outcome.
+/// stops the others. Answers each database's report entry and outcome.
 pub(super) async fn copy_databases(
     env: &Env,
     record: &DomainRecord,
     planned: &[PlannedDb],
-) -> Vec<(String, Result<(), String>)> {
+) -> Vec<(DatabaseEntry, Result<(), String>)> {
     let mut out = Vec::new();
     for p in planned {
         let item = Item::Database {
             domain: p.domain.clone(),
             name: p.db.name.clone(),
         };
-        let result = copy_database_of(env, record, p, item.clone()).await;
+        let mut entry = DatabaseEntry {
+            name: p.db.name.clone(),
+            server: String::new(),
+            outcome: CopyOutcome::Failed,
+            tables: 0,
+            rows: 0,
+            bytes: 0,
+            verified: false,
+            error: None,
+        };
+        let result = copy_database_of(env, record, p, item.clone(), &mut entry).await;
+        if let Err(e) = &result {
+            if entry.outcome != CopyOutcome::Stopped {
+                entry.error = Some(e.clone());
+            }
+        }
         let _ = env.progress.send(Progressed(Update::ItemDone(item))).await;
-        out.push((p.db.name.clone(), result));
+        out.push((entry, result));
     }
     out
 }
@@ -246,6 +262,7 @@ async fn copy_database_of(
     record: &DomainRecord,
     p: &PlannedDb,
     item: Item,
+    entry: &mut DatabaseEntry,
 ) -> Result<(), String> {
     let name = &p.db.name;
     let server = env
@@ -254,6 +271,7 @@ async fn copy_database_of(
         .as_ref()
         .and_then(|d| d.db_servers.get(p.target))
         .ok_or_else(|| "its target database server is no longer configured".to_owned())?;
+    entry.server = server.label();
     let target = server.opts()?;
     let row = record
         .database(name)
@@ -298,9 +316,16 @@ async fn copy_database_of(
                 server: &server.label(),
                 report: &report,
             });
+            entry.outcome = CopyOutcome::Copied;
+            entry.verified = true;
+            (entry.tables, entry.rows, entry.bytes) =
+                (report.tables as u64, report.rows, report.bytes);
             Ok(())
         }
-        Err(DbError::Stopped) => Err(format!("{label}: stopped")),
+        Err(DbError::Stopped) => {
+            entry.outcome = CopyOutcome::Stopped;
+            Err(format!("{label}: stopped"))
+        }
         Err(e) => {
             let e = e.to_string();
             env.events.write(&Event::DatabaseFailed {

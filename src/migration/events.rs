@@ -33,6 +33,11 @@ pub enum Event<'a> {
         object: Object<'a>,
         deployed: bool,
     },
+    /// What the source holds of an object that stayed behind.
+    Warning {
+        object: Object<'a>,
+        warning: &'a str,
+    },
     Tree {
         tree: &'a str,
         transport: &'static str,
@@ -76,6 +81,16 @@ impl<'a> Event<'a> {
         Event::Finished {
             phase: "finished",
             status,
+        }
+    }
+
+    pub fn warning(kind: ObjectKind, name: &'a str, warning: &'a str) -> Self {
+        Event::Warning {
+            object: Object {
+                kind: kind.as_str(),
+                name,
+            },
+            warning,
         }
     }
 

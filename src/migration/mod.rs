@@ -11,6 +11,7 @@ pub mod events;
 pub mod plan;
 pub mod prepare;
 pub mod refusal;
+pub mod report;
 pub mod request;
 pub mod run;
 pub mod status;

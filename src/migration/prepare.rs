@@ -14,7 +14,9 @@ use super::plan::{
     self, Busy, DestinationFacts, Existing, Plan, SourceDb, SourceFacts, TargetServer,
 };
 use super::refusal::{NotReady, Refusal};
+use super::report::{ObjectReport, Report};
 use super::request::{IpType, Scope, Selection, StartRequest, Transport};
+use super::status::ObjectKind;
 use super::summary::PlanSummary;
 use crate::config::Config;
 use crate::journal::{self, Journal};
@@ -102,6 +104,43 @@ impl Prepared {
                 .collect(),
             addresses: self.plan.addresses.clone(),
         }
+    }
+
+    /// The report of a migration of this plan, before it runs: every
+    /// object pending, with the warnings its records carry.
+    pub fn report(&self, id: u64) -> Report {
+        let mut objects = Vec::new();
+        let warnings_of = |name: &str| {
+            self.domain(name)
+                .map(|d| d.warnings.clone())
+                .unwrap_or_default()
+        };
+        for o in &self.plan.objects {
+            match o {
+                plan::Object::Client { login, domains } => {
+                    let mut client = ObjectReport::new(ObjectKind::Client, login, None);
+                    client.warnings = self
+                        .clients
+                        .iter()
+                        .find(|c| c.login() == *login)
+                        .map(|c| c.warnings.clone())
+                        .unwrap_or_default();
+                    objects.push(client);
+                    for d in domains {
+                        let mut domain = ObjectReport::new(ObjectKind::Domain, d, Some(login));
+                        domain.warnings = warnings_of(d);
+                        objects.push(domain);
+                    }
+                }
+                plan::Object::Domain { name, owner } => {
+                    let owner = (!owner.is_empty()).then_some(owner.as_str());
+                    let mut domain = ObjectReport::new(ObjectKind::Domain, name, owner);
+                    domain.warnings = warnings_of(name);
+                    objects.push(domain);
+                }
+            }
+        }
+        Report::new(id, &self.host, objects)
     }
 
     /// Destination paths of every tree this migration will write.
@@ -193,6 +232,7 @@ pub async fn prepare(
     let _ = dst.disconnect().await;
     let facts = destination_facts(inventory, &dest.db_servers);
 
+    check_names(&domains)?;
     let plan = plan::build(&req, &source_facts(&clients, &domains), &facts, &busy)?;
     let existing = existing_db_objects(&dest, &plan).await?;
     plan::check_databases_free(&plan, &facts.db_servers, &existing)?;
@@ -211,6 +251,51 @@ pub async fn prepare(
     };
     check_trees(&prepared, &dest, &journal).await?;
     Ok(prepared)
+}
+
+/// Whether a name holds what no file system may see in a path: `/`,
+/// `..`, a NUL or another control character (a real panel could not hold
+/// it; a hostile or broken source could).
+pub fn unsafe_name(name: &str) -> bool {
+    name.is_empty()
+        || name.contains('/')
+        || name.contains("..")
+        || name.chars().any(char::is_control)
+}
+
+/// Refuses a domain whose name, or the name of one of its mail names,
+/// aliases or subdomains, no file system may see.
+fn check_names(domains: &[DomainRecord]) -> Result<(), Refusal> {
+    for d in domains {
+        let domain = d.name();
+        let object = format!("domain {}", domain.escape_debug());
+        let mut names = vec![("domain name", Some(domain.clone()))];
+        names.extend(
+            d.mail
+                .iter()
+                .map(|m| ("mail name", m.fields.text("mail_name"))),
+        );
+        names.extend(
+            d.aliases
+                .iter()
+                .map(|a| ("domain alias", a.fields.text("name"))),
+        );
+        names.extend(
+            d.subdomains
+                .iter()
+                .map(|(s, _)| ("subdomain", s.text("name"))),
+        );
+        for (what, name) in names {
+            if let Some(name) = name.filter(|n| unsafe_name(n)) {
+                return Err(Refusal::BadName {
+                    what,
+                    name: name.escape_debug().to_string(),
+                    object,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a plan checks against on the destination: its clients, domains
@@ -412,8 +497,9 @@ async fn read_source(
         .await
         .map_err(|e| source_failed(format!("panel data unreadable: {e}")))?;
     let read = async {
-        let (clients, _) = source::clients(&mut src, &client_logins).await?;
-        let (domains, _) = source::domains(&mut src, &domain_names).await?;
+        let mut reader = source::Reader::open(&mut src).await?;
+        let (clients, _) = reader.clients(&client_logins).await?;
+        let (domains, _) = reader.domains(&domain_names).await?;
         Ok::<_, crate::panel::PanelError>((clients, domains))
     };
     let (clients, domains) = read

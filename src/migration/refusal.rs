@@ -53,6 +53,14 @@ pub enum Refusal {
     NoCredential,
     /// The source could not be reached, logged into, or read.
     Source(String),
+    /// A name no file system may see (`/`, `..`, control characters).
+    BadName {
+        /// "domain name", "mail name", "domain alias", "subdomain".
+        what: &'static str,
+        /// Escaped for showing.
+        name: String,
+        object: String,
+    },
     /// Selected objects the source does not have.
     NotOnSource {
         clients: Vec<String>,

@@ -7,7 +7,7 @@
 //! guard).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::{
@@ -15,11 +15,12 @@ use actix::{
     WrapFuture,
 };
 
-use super::content::{copy_trees, trees_of, SessionPool};
+use super::content::{copy_trees, remove_trees, trees_of, SessionPool};
 use super::databases::{copy_databases, CreatedAccounts, SourceTunnels};
 use super::events::{Event, EventLog};
 use super::plan::{Object, PlannedDb, TargetServer};
 use super::prepare::Prepared;
+use super::report::{save_report, ObjectOutcome, ObjectReport, Outcome, Report};
 use super::request::Scope;
 use super::status::{
     Item, ItemProgress, MigrationStatus, ObjectKind, Progress, Stage, StatusError,
@@ -27,7 +28,7 @@ use super::status::{
 use super::stopper::Stopper;
 use crate::config::Config;
 use crate::journal::{self, Journal};
-use crate::panel::deploy;
+use crate::panel::deploy::Writer;
 use crate::panel::source::DomainRecord;
 use crate::remap::{IpRemap, Remap, RemapRecords};
 use crate::ssh::Options;
@@ -101,6 +102,9 @@ impl Drop for ExitGuard {
 pub struct Migration {
     /// Until `started`: what the migration's work will share.
     pending: Option<(Prepared, Arc<Config>, Addr<Journal>)>,
+    /// The migration's report, kept in the journal as it changes.
+    report: Arc<Mutex<Report>>,
+    journal: Addr<Journal>,
     stopper: Arc<Stopper>,
     board: Recipient<StatusReport>,
     events: EventLog,
@@ -128,6 +132,7 @@ pub(super) struct Env {
     pub events: EventLog,
     /// The Migration, which aggregates progress.
     pub progress: Recipient<Progressed>,
+    pub report: Arc<Mutex<Report>>,
 }
 
 /// The board hears of progress at most this often (stage changes at once).
@@ -137,6 +142,7 @@ impl Migration {
     pub fn new(
         id: u64,
         prepared: Prepared,
+        report: Report,
         config: Arc<Config>,
         board: Recipient<StatusReport>,
         supervisor: Recipient<MigrationEnded>,
@@ -150,6 +156,8 @@ impl Migration {
             items: Vec::new(),
         };
         Migration {
+            report: Arc::new(Mutex::new(report)),
+            journal: journal.clone(),
             pending: Some((prepared, config, journal)),
             stopper: Arc::new(Stopper::default()),
             board,
@@ -212,10 +220,27 @@ impl Actor for Migration {
             scratch: Default::default(),
             events: self.events.clone(),
             progress: ctx.address().recipient(),
+            report: self.report.clone(),
         });
         self.events.write(&Event::running());
+        env.change_report(|r| r.outcome = Outcome::Running);
         let work = async move { execute(&env).await };
         ctx.spawn(work.into_actor(self).map(|errors, act, ctx| {
+            let general: Vec<String> = errors
+                .iter()
+                .filter(|e| e.object.is_none())
+                .flat_map(|e| e.messages.clone())
+                .collect();
+            let outcome = if errors.is_empty() {
+                Outcome::Success
+            } else {
+                Outcome::Failed
+            };
+            act.end_report(
+                outcome,
+                general,
+                "not migrated: the migration ended before it",
+            );
             let status = MigrationStatus::Finished { errors };
             act.events.write(&Event::finished(&status));
             act.guard.outcome = Some((false, status));
@@ -258,6 +283,11 @@ impl Handler<StopNow> for Migration {
         // actor drops the running step's future (a query waiting on a lock
         // included); what it deployed stays.
         self.stopper.stop();
+        self.end_report(
+            Outcome::Stopped,
+            Vec::new(),
+            "not migrated: the migration was stopped by finish",
+        );
         self.guard.outcome = Some((
             true,
             MigrationStatus::Finished {
@@ -268,9 +298,31 @@ impl Handler<StopNow> for Migration {
     }
 }
 
+impl Migration {
+    fn end_report(&self, outcome: Outcome, errors: Vec<String>, why: &str) {
+        if let Ok(mut report) = self.report.lock() {
+            report.end(outcome, errors, why);
+            save_report(&self.journal, &report);
+        }
+    }
+}
+
 impl Env {
     async fn tell(&self, update: Update) {
         let _ = self.progress.send(Progressed(update)).await;
+    }
+
+    /// Changes the report and keeps it in the journal.
+    pub(super) fn change_report(&self, change: impl FnOnce(&mut Report)) {
+        if let Ok(mut report) = self.report.lock() {
+            change(&mut report);
+            save_report(&self.journal, &report);
+        }
+    }
+
+    /// Changes one object of the report.
+    fn change_object(&self, kind: ObjectKind, name: &str, change: impl FnOnce(&mut ObjectReport)) {
+        self.change_report(|r| change(r.object(kind, name)));
     }
 }
 
@@ -292,13 +344,9 @@ async fn execute(env: &Env) -> Vec<StatusError> {
             "destination.panel_db is not configured",
         )];
     };
-    let mut conn = match mysql_async::Conn::from_url(url.as_str()).await {
-        Ok(c) => c,
-        Err(e) => {
-            return vec![StatusError::general(format!(
-                "the destination panel database is not reachable: {e}"
-            ))]
-        }
+    let mut writer = match Writer::open(url).await {
+        Ok(w) => w,
+        Err(e) => return vec![StatusError::general(e.to_string())],
     };
     // The IpRemap sub-actor applies the address map (and moves paths).
     let rules = Remap {
@@ -339,7 +387,7 @@ async fn execute(env: &Env) -> Vec<StatusError> {
                 let Some(record) = clients.iter().find(|c| c.login() == *login) else {
                     continue;
                 };
-                let deployed = deploy::client(&mut conn, record).await;
+                let deployed = writer.client(record).await;
                 completed += 1;
                 env.tell(Update::Steps(completed)).await;
                 env.events.write(&Event::deployed(
@@ -348,38 +396,64 @@ async fn execute(env: &Env) -> Vec<StatusError> {
                     deployed.is_ok(),
                 ));
                 if let Err(e) = deployed {
-                    errors.push(StatusError::object(
+                    env.fail(
+                        &mut errors,
                         ObjectKind::Client,
                         login,
                         format!("the client was not deployed: {e}"),
-                    ));
+                    );
                     // Its domains cannot be given to a client that is not there.
                     for d in domains {
-                        errors.push(StatusError::object(
+                        env.fail(
+                            &mut errors,
                             ObjectKind::Domain,
                             d,
                             format!("not migrated: its client {login} could not be deployed"),
-                        ));
+                        );
+                        env.change_object(ObjectKind::Domain, d, |o| {
+                            o.outcome = ObjectOutcome::NotMigrated
+                        });
                     }
                     continue;
                 }
+                env.change_object(ObjectKind::Client, login, |o| {
+                    o.outcome = ObjectOutcome::Deployed
+                });
                 for d in domains {
                     if let Some(record) = domain(d) {
-                        migrate_domain(env, &mut conn, record, login, &mut completed, &mut errors)
-                            .await;
+                        migrate_domain(
+                            env,
+                            &mut writer,
+                            record,
+                            login,
+                            &mut completed,
+                            &mut errors,
+                        )
+                        .await;
                     }
                 }
             }
             Object::Domain { name, owner } => {
                 if let Some(record) = domain(name) {
-                    migrate_domain(env, &mut conn, record, owner, &mut completed, &mut errors)
+                    migrate_domain(env, &mut writer, record, owner, &mut completed, &mut errors)
                         .await;
                 }
             }
         }
     }
-    let _ = conn.disconnect().await;
+    writer.close().await;
     errors
+}
+
+impl Env {
+    /// An error entry of an object, in the status and in the report.
+    fn fail(&self, errors: &mut Vec<StatusError>, kind: ObjectKind, name: &str, message: String) {
+        self.change_object(kind, name, |o| {
+            o.outcome = ObjectOutcome::Failed;
+            o.errors.push(message.clone());
+        });
+        errors.push(StatusError::object(kind, name, message));
+    }
 }
 
 /// A resync: the recorded trees of each deployed domain, brought up to
@@ -389,8 +463,13 @@ async fn resync(env: &Env) -> Vec<StatusError> {
     let mut errors = Vec::new();
     for name in env.prepared.plan.domain_names() {
         let trees = env.prepared.trees_for(&name);
-        if let Err(problems) = copy_trees(env, &name, None, &trees).await {
-            errors.push(StatusError::object(ObjectKind::Domain, &name, problems));
+        let (entries, copied) = copy_trees(env, &name, None, &trees).await;
+        env.change_object(ObjectKind::Domain, &name, |o| o.trees = entries);
+        match copied {
+            Ok(()) => env.change_object(ObjectKind::Domain, &name, |o| {
+                o.outcome = ObjectOutcome::Deployed
+            }),
+            Err(problems) => env.fail(&mut errors, ObjectKind::Domain, &name, problems),
         }
         completed += trees.len() as u64;
         env.tell(Update::Steps(completed)).await;
@@ -398,12 +477,13 @@ async fn resync(env: &Env) -> Vec<StatusError> {
     errors
 }
 
-/// One domain: its content trees (copied, verified, remapped) and its
-/// databases at once, then its records, written only when all of its
-/// content and databases arrived.
+/// One domain: its records checked against what the destination can hold,
+/// then its content trees (copied, verified, remapped) and its databases
+/// at once, then its records, written only when all of its content and
+/// databases arrived.
 async fn migrate_domain(
     env: &Env,
-    conn: &mut mysql_async::Conn,
+    writer: &mut Writer,
     record: &DomainRecord,
     owner: &str,
     completed: &mut u64,
@@ -420,14 +500,32 @@ async fn migrate_domain(
         .filter(|p| p.domain == name)
         .cloned()
         .collect();
+    let scoped = scoped(record, prepared.scope);
+    // A value the destination cannot hold fails the domain before anything
+    // of it is copied.
+    if let Err(e) = writer.check_domain(&scoped) {
+        env.fail(
+            errors,
+            ObjectKind::Domain,
+            &name,
+            format!("the domain was not migrated: {e}"),
+        );
+        *completed += (trees.len() + planned.len() + 1) as u64;
+        env.tell(Update::Steps(*completed)).await;
+        return;
+    }
     env.tell(Update::Stage(Stage::Copying)).await;
-    let (copied, databases) = futures_util::future::join(
+    let ((tree_entries, copied), databases) = futures_util::future::join(
         copy_trees(env, &name, sys_login, &trees),
         copy_databases(env, record, &planned),
     )
     .await;
     *completed += (trees.len() + planned.len()) as u64;
     env.tell(Update::Steps(*completed)).await;
+    env.change_object(ObjectKind::Domain, &name, |o| {
+        o.trees = tree_entries;
+        o.databases = databases.iter().map(|(entry, _)| entry.clone()).collect();
+    });
     let mut problems = Vec::new();
     if let Err(p) = copied {
         problems.push(p);
@@ -435,11 +533,15 @@ async fn migrate_domain(
     let failed: Vec<&str> = databases
         .iter()
         .filter(|(_, r)| r.is_err())
-        .map(|(n, _)| n.as_str())
+        .map(|(entry, _)| entry.name.as_str())
         .collect();
-    for (db, result) in &databases {
+    for (entry, result) in &databases {
         if let Err(e) = result {
-            errors.push(StatusError::object(ObjectKind::Database, db, e.clone()));
+            errors.push(StatusError::object(
+                ObjectKind::Database,
+                &entry.name,
+                e.clone(),
+            ));
         }
     }
     if !failed.is_empty() {
@@ -450,11 +552,7 @@ async fn migrate_domain(
         ));
     }
     if !problems.is_empty() {
-        errors.push(StatusError::object(
-            ObjectKind::Domain,
-            &name,
-            problems.join("; "),
-        ));
+        env.fail(errors, ObjectKind::Domain, &name, problems.join("; "));
         *completed += 1;
         env.tell(Update::Steps(*completed)).await;
         return;
@@ -464,7 +562,6 @@ async fn migrate_domain(
         name: name.clone(),
     }))
     .await;
-    let scoped = scoped(record, prepared.scope);
     let targets: Vec<(String, TargetServer)> = planned
         .iter()
         .filter_map(|p| {
@@ -472,7 +569,7 @@ async fn migrate_domain(
             Some((p.db.name.clone(), TargetServer::from(server)))
         })
         .collect();
-    let deployed = deploy::domain(conn, &scoped, owner, &targets).await;
+    let deployed = writer.domain(&scoped, owner, &targets).await;
     *completed += 1;
     env.tell(Update::Steps(*completed)).await;
     env.events.write(&Event::deployed(
@@ -481,13 +578,20 @@ async fn migrate_domain(
         deployed.is_ok(),
     ));
     if let Err(e) = deployed {
-        errors.push(StatusError::object(
+        // Nothing of the domain stays: its trees go (its databases are
+        // dropped when the migration ends, as for any domain not deployed).
+        let removed = remove_trees(env, &name, &trees);
+        env.fail(
+            errors,
             ObjectKind::Domain,
             &name,
-            format!("the domain was not deployed: {e}"),
-        ));
+            format!("the domain was not deployed: {e}{removed}"),
+        );
         return;
     }
+    env.change_object(ObjectKind::Domain, &name, |o| {
+        o.outcome = ObjectOutcome::Deployed
+    });
     let recorded = journal::ask(
         &env.journal,
         journal::RecordDeployed {

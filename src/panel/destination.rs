@@ -1,50 +1,22 @@
 //! The destination's panel database outside a migration: made ready once
 //! when the server starts (schema created or brought up to date, the
-//! `DatabaseServers` rows in step with the configuration), checked without
-//! writing anything (`check`), and read for what a plan must know.
+//! `DatabaseServers` rows in step with the configuration), and read for
+//! what a plan must know.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
-use super::PanelError;
+use super::{on_destination, PanelError};
 
-/// Tables the panel schema holds (`schemas/panel.sql`).
-const TABLES: &[&str] = &[
-    "accounts",
-    "IP_Addresses",
-    "Repository",
-    "Limits",
-    "Permissions",
-    "clients",
-    "domains",
-    "sys_users",
-    "hosting",
-    "forwarding",
-    "Cards",
-    "dom_level_usrs",
-    "mail",
-    "mail_aliases",
-    "mail_redir",
-    "dns_zone",
-    "dns_recs",
-    "subdomains",
-    "domainaliases",
-    "data_bases",
-    "db_users",
-    "DatabaseServers",
-    "misc",
-    "Components",
-];
-
-/// Creates the panel schema where it is missing, and registers the
-/// configured database servers: what the server does at start-up (and,
-/// when the panel database was down then, right before it admits a
-/// migration), never while validating a `start`.
+/// Creates the panel schema where it is missing or brings an older one up
+/// to date, and registers the configured database servers: what the
+/// server does at start-up (and, when the panel database was down then,
+/// right before it admits a migration), never while validating a `start`.
 pub async fn make_ready(
     conn: &mut Conn,
     servers: &[crate::config::DbServer],
 ) -> Result<(), PanelError> {
-    conn.query_drop(super::SCHEMA_SQL).await?;
+    super::schema::upgrade(conn).await?;
     sync_db_servers(conn, servers).await
 }
 
@@ -57,7 +29,7 @@ async fn sync_db_servers(
     servers: &[crate::config::DbServer],
 ) -> Result<(), PanelError> {
     for s in servers {
-        let opts = s.opts().map_err(|what| PanelError::Schema { what })?;
+        let opts = s.opts().map_err(PanelError::DestinationState)?;
         let login = opts.user().unwrap_or("").to_owned();
         let password = opts.pass().unwrap_or("").to_owned();
         let id: Option<u64> = conn
@@ -65,38 +37,28 @@ async fn sync_db_servers(
                 "SELECT id FROM DatabaseServers WHERE host = ? AND port = ? AND type = ?",
                 (&s.host, s.port, s.kind.as_str()),
             )
-            .await?;
+            .await
+            .map_err(on_destination("reading DatabaseServers"))?;
         match id {
             Some(id) => {
                 conn.exec_drop(
                     "UPDATE DatabaseServers SET admin_login = ?, admin_password = ? WHERE id = ?",
                     (login, password, id),
                 )
-                .await?
+                .await
+                .map_err(on_destination("updating DatabaseServers"))?
             }
             None => {
                 conn.exec_drop(
                     "INSERT INTO DatabaseServers (host, port, type, admin_login, admin_password) VALUES (?, ?, ?, ?, ?)",
                     (&s.host, s.port, s.kind.as_str(), login, password),
                 )
-                .await?
+                .await
+                .map_err(on_destination("registering a database server in DatabaseServers"))?
             }
         }
     }
     Ok(())
-}
-
-/// The tables of the panel schema that the database lacks (empty: the
-/// schema is there). Reads only.
-pub async fn missing_tables(conn: &mut Conn) -> Result<Vec<&'static str>, PanelError> {
-    let present: Vec<String> = conn
-        .query("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()")
-        .await?;
-    Ok(TABLES
-        .iter()
-        .copied()
-        .filter(|t| !present.iter().any(|p| p == t))
-        .collect())
 }
 
 /// What the destination holds that a plan checks against.
@@ -110,11 +72,25 @@ pub struct Inventory {
 
 /// Reads the destination's clients, domains and addresses.
 pub async fn inventory(conn: &mut Conn) -> Result<Inventory, PanelError> {
+    let read = on_destination("reading its clients, domains and addresses");
+    let logins: Vec<Option<String>> = conn
+        .query("SELECT login FROM clients")
+        .await
+        .map_err(on_destination("reading its clients"))?;
+    let domains: Vec<Option<String>> = conn
+        .query("SELECT name FROM domains")
+        .await
+        .map_err(on_destination("reading its domains"))?;
+    let ips: Vec<(Option<String>, Option<String>)> = conn
+        .query("SELECT ip_address, CAST(type AS CHAR) FROM IP_Addresses")
+        .await
+        .map_err(read)?;
     Ok(Inventory {
-        client_logins: conn.query("SELECT login FROM clients").await?,
-        domains: conn.query("SELECT name FROM domains").await?,
-        ips: conn
-            .query("SELECT ip_address, CAST(type AS CHAR) FROM IP_Addresses")
-            .await?,
+        client_logins: logins.into_iter().flatten().collect(),
+        domains: domains.into_iter().flatten().collect(),
+        ips: ips
+            .into_iter()
+            .filter_map(|(a, t)| Some((a?, t.unwrap_or_default())))
+            .collect(),
     })
 }

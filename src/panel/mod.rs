@@ -1,26 +1,73 @@
 //! The panel database (PANEL.md): discovering where a source keeps it, and
 //! reading a source's accounts by column name, for exactly the selected
-//! objects; and writing migrated accounts into a destination's panel.
+//! objects; the destination's schema and its upgrades; and writing
+//! migrated accounts into a destination's panel.
 
+pub mod catalog;
 pub mod credentials;
 pub mod deploy;
 pub mod destination;
 pub mod discover;
 pub mod psa_conf;
 pub mod records;
+pub mod schema;
 pub mod source;
 
 /// The panel schema of PANEL.md (`schemas/panel.sql`), idempotent.
 pub const SCHEMA_SQL: &str = include_str!("../../schemas/panel.sql");
 
+/// What went wrong with a panel database, and on which side: reading the
+/// source's or writing the destination's. No message ever quotes the value
+/// of a password column.
 #[derive(Debug, thiserror::Error)]
 pub enum PanelError {
     #[error(transparent)]
     Ssh(#[from] crate::ssh::SshError),
     #[error("{path} on the source is not usable: {reason}")]
     BadFile { path: String, reason: String },
-    #[error("the source's panel database could not be read: {0}")]
-    Sql(#[from] mysql_async::Error),
-    #[error("the source's panel database is missing {what}; is this a Plesk-style server?")]
-    Schema { what: String },
+    #[error(
+        "reading the source's panel database failed ({what}): {}",
+        crate::db::server_text(source)
+    )]
+    Source {
+        what: String,
+        source: mysql_async::Error,
+    },
+    #[error("reading the source: the source's panel database lacks {what}; is this a Plesk-style server?")]
+    SourceSchema { what: String },
+    #[error("reading the source: table {table}, column {column} of {object} {problem}; correct it on the source and start again")]
+    SourceValue {
+        table: String,
+        column: String,
+        object: String,
+        problem: String,
+    },
+    #[error(
+        "writing the destination's panel database failed ({what}): {}",
+        crate::db::server_text(source)
+    )]
+    Destination {
+        what: String,
+        source: mysql_async::Error,
+    },
+    /// A source value the destination's schema cannot hold.
+    #[error("writing the destination: {object}: table {table}, column {column}: {problem}")]
+    Value {
+        table: String,
+        column: String,
+        object: String,
+        problem: String,
+    },
+    #[error("writing the destination: {0}")]
+    DestinationState(String),
+    #[error("the destination's panel schema has version {found}, newer than this hostmig ({supported}); run the newer hostmig, or point destination.panel_db at another database")]
+    SchemaTooNew { found: u32, supported: u32 },
+}
+
+/// A failed statement on the destination's panel, with what it was doing.
+pub(crate) fn on_destination(what: &str) -> impl FnOnce(mysql_async::Error) -> PanelError + '_ {
+    move |source| PanelError::Destination {
+        what: what.to_owned(),
+        source,
+    }
 }

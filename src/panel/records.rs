@@ -61,13 +61,18 @@ pub type Set = Vec<(String, Value)>;
 pub struct ClientRecord {
     pub fields: Fields,
     pub account: Option<Fields>,
-    pub limits: Set,
-    /// `None`: `perm_id` NULL.
+    /// `None`: `limits_id` NULL.
+    pub limits: Option<Set>,
+    /// `None`: `perm_id` NULL ("defaults").
     pub permissions: Option<Set>,
     /// The IP pool: (address, type).
     pub pool: Vec<(String, String)>,
+    /// Its `cl_param` rows (name/value settings).
+    pub params: Vec<Fields>,
     /// Names of the client's domains.
     pub domains: Vec<String>,
+    /// What the source holds of it that is not migrated, in words.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -75,7 +80,8 @@ pub struct DomainRecord {
     pub fields: Fields,
     /// Login of the owning client (`admin` for the administrator).
     pub owner: String,
-    pub limits: Set,
+    /// `None`: `limits_id` NULL.
+    pub limits: Option<Set>,
     pub hosting: Option<Hosting>,
     /// Forwarding row and its address.
     pub forwarding: Option<(Fields, Option<String>)>,
@@ -84,8 +90,12 @@ pub struct DomainRecord {
     pub zone: Option<Zone>,
     /// Subdomain rows with the login of their system user.
     pub subdomains: Vec<(Fields, Option<String>)>,
-    pub aliases: Vec<Fields>,
+    pub aliases: Vec<Alias>,
     pub databases: Vec<Database>,
+    /// Its `dom_param` rows (name/value settings).
+    pub params: Vec<Fields>,
+    /// What the source holds of it that is not migrated, in words.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -120,6 +130,13 @@ pub struct Zone {
     pub records: Vec<Fields>,
 }
 
+/// A domain alias, with its own DNS zone.
+#[derive(Debug, Clone)]
+pub struct Alias {
+    pub fields: Fields,
+    pub zone: Option<Zone>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Database {
     pub fields: Fields,
@@ -129,158 +146,31 @@ pub struct Database {
     pub users: Vec<(Fields, Option<Fields>)>,
 }
 
-pub(super) const CLIENT_COLUMNS: &[&str] = &[
-    "id",
-    "login",
-    "account_id",
-    "pname",
-    "cname",
-    "status",
-    "phone",
-    "fax",
-    "email",
-    "address",
-    "city",
-    "state",
-    "pcode",
-    "country",
-    "locale",
-    "limits_id",
-    "perm_id",
-    "pool_id",
-    "cr_date",
-];
-pub(super) const DOMAIN_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "displayName",
-    "cl_id",
-    "status",
-    "htype",
-    "dns_zone_id",
-    "limits_id",
-    "real_size",
-    "cr_date",
-];
-pub(super) const HOSTING_COLUMNS: &[&str] = &[
-    "dom_id",
-    "sys_user_id",
-    "ip_address_id",
-    "ssi",
-    "php",
-    "php_safe_mode",
-    "cgi",
-    "perl",
-    "python",
-    "fastcgi",
-    "ssl",
-    "same_ssl",
-    "webstat",
-    "traffic_bandwidth",
-    "max_connection",
-];
-pub(super) const SYS_USER_COLUMNS: &[&str] =
-    &["id", "login", "account_id", "home", "shell", "quota"];
-pub(super) const ACCOUNT_COLUMNS: &[&str] = &["id", "type", "password"];
-pub(super) const CARD_COLUMNS: &[&str] = &[
-    "id",
-    "personalname",
-    "companyname",
-    "phone",
-    "fax",
-    "email",
-    "address",
-    "city",
-    "state",
-    "zip",
-    "country",
-];
-pub(super) const MAIL_COLUMNS: &[&str] = &[
-    "id",
-    "dom_id",
-    "mail_name",
-    "account_id",
-    "postbox",
-    "redirect",
-    "redir_addr",
-    "mail_group",
-    "autoresponder",
-    "spamfilter",
-    "virusfilter",
-    "mbox_quota",
-    "perm_id",
-];
-pub(super) const ZONE_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "displayName",
-    "status",
-    "email",
-    "type",
-    "ttl",
-    "refresh",
-    "retry",
-    "expire",
-    "minimum",
-    "serial_format",
-    "serial",
-];
-pub(super) const RECORD_COLUMNS: &[&str] = &[
-    "id",
-    "dns_zone_id",
-    "type",
-    "host",
-    "displayHost",
-    "val",
-    "displayVal",
-    "opt",
-];
-pub(super) const SUBDOMAIN_COLUMNS: &[&str] = &[
-    "id",
-    "dom_id",
-    "name",
-    "displayName",
-    "sys_user_type",
-    "sys_user_id",
-    "ssi",
-    "php",
-    "cgi",
-    "perl",
-    "python",
-    "fastcgi",
-];
-pub(super) const ALIAS_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "displayName",
-    "dom_id",
-    "dns_zone_id",
-    "status",
-    "dns",
-    "mail",
-    "web",
-];
-pub(super) const DATABASE_COLUMNS: &[&str] = &[
-    "id",
-    "name",
-    "type",
-    "dom_id",
-    "db_server_id",
-    "default_user_id",
-];
-pub(super) const DB_USER_COLUMNS: &[&str] = &["id", "db_id", "login", "account_id"];
-pub(super) const DB_SERVER_COLUMNS: &[&str] = &[
-    "id",
-    "host",
-    "port",
-    "type",
-    "admin_login",
-    "admin_password",
-];
+/// The columns hostmig reads and writes of a panel table: those its
+/// schema (`schemas/panel.sql`) defines, by name.
+pub fn columns(table: &str) -> Vec<String> {
+    super::schema::columns_of(table)
+}
+
+/// Password columns: their values are never shown in a message.
+pub fn is_secret(table: &str, column: &str) -> bool {
+    matches!(
+        (table, column),
+        ("accounts", "password") | ("DatabaseServers", "admin_password")
+    )
+}
 
 impl ClientRecord {
     pub fn login(&self) -> String {
         self.fields.text("login").unwrap_or_default()
+    }
+
+    /// Every row a deploy writes for the client: (table, row).
+    pub fn rows(&self) -> Vec<(&'static str, &Fields)> {
+        let mut out = vec![("clients", &self.fields)];
+        out.extend(self.account.iter().map(|a| ("accounts", a)));
+        out.extend(self.params.iter().map(|p| ("cl_param", p)));
+        out
     }
 }
 
@@ -299,6 +189,50 @@ impl DomainRecord {
         self.databases
             .iter()
             .find(|d| d.fields.text("name").as_deref() == Some(name))
+    }
+
+    /// Every row a deploy writes for the domain: (table, row). Name/value
+    /// sets are not here: their values are checked as they are written.
+    pub fn rows(&self) -> Vec<(&'static str, &Fields)> {
+        fn zone_rows<'a>(out: &mut Vec<(&'static str, &'a Fields)>, zone: &'a Option<Zone>) {
+            if let Some(z) = zone {
+                out.push(("dns_zone", &z.fields));
+                out.extend(z.records.iter().map(|r| ("dns_recs", r)));
+            }
+        }
+        let mut out = vec![("domains", &self.fields)];
+        zone_rows(&mut out, &self.zone);
+        if let Some(h) = &self.hosting {
+            out.push(("hosting", &h.fields));
+            out.push(("sys_users", &h.sys_user));
+            out.extend(h.sys_account.iter().map(|a| ("accounts", a)));
+        }
+        if let Some((f, _)) = &self.forwarding {
+            out.push(("forwarding", f));
+        }
+        if let Some(a) = &self.admin {
+            out.push(("dom_level_usrs", &a.fields));
+            out.extend(a.account.iter().map(|x| ("accounts", x)));
+            out.extend(a.card.iter().map(|c| ("Cards", c)));
+        }
+        for m in &self.mail {
+            out.push(("mail", &m.fields));
+            out.extend(m.account.iter().map(|a| ("accounts", a)));
+        }
+        out.extend(self.subdomains.iter().map(|(s, _)| ("subdomains", s)));
+        for a in &self.aliases {
+            out.push(("domainaliases", &a.fields));
+            zone_rows(&mut out, &a.zone);
+        }
+        for db in &self.databases {
+            out.push(("data_bases", &db.fields));
+            for (u, account) in &db.users {
+                out.push(("db_users", u));
+                out.extend(account.iter().map(|a| ("accounts", a)));
+            }
+        }
+        out.extend(self.params.iter().map(|p| ("dom_param", p)));
+        out
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use actix::{Actor, Context, Handler, Message, MessageResult};
 use mysql_async::Value;
 
-use crate::panel::source::{text, ClientRecord, DomainRecord};
+use crate::panel::source::{text, ClientRecord, DomainRecord, Fields};
 
 /// The rules of one migration.
 #[derive(Debug, Clone, Default)]
@@ -78,34 +78,42 @@ impl Remap {
         c
     }
 
-    /// A domain's hosting and forwarding addresses, DNS A records and
-    /// system user home, remapped.
+    /// A domain's hosting and forwarding addresses, the A records of its
+    /// DNS zone and of its aliases' zones, and the paths of its system
+    /// user's home and web root, remapped.
     pub fn domain(&self, mut d: DomainRecord) -> DomainRecord {
         if let Some(h) = d.hosting.as_mut() {
             h.ip = h.ip.as_deref().map(|a| self.address(a));
-            if let Some(home) = h.sys_user.get("home") {
-                let moved = self.value(home, Self::path);
-                h.sys_user.insert("home", moved);
-            }
+            self.column(&mut h.sys_user, "home", Self::path);
+            self.column(&mut h.fields, "www_root", Self::path);
         }
         if let Some((_, ip)) = d.forwarding.as_mut() {
             *ip = ip.as_deref().map(|a| self.address(a));
         }
-        if let Some(zone) = d.zone.as_mut() {
+        let zones = d
+            .zone
+            .iter_mut()
+            .chain(d.aliases.iter_mut().filter_map(|a| a.zone.as_mut()));
+        for zone in zones {
             for r in zone
                 .records
                 .iter_mut()
                 .filter(|r| r.text("type").as_deref() == Some("A"))
             {
                 for col in ["val", "displayVal"] {
-                    if let Some(v) = r.get(col) {
-                        let mapped = self.value(v, Self::address);
-                        r.insert(col, mapped);
-                    }
+                    self.column(r, col, Self::address);
                 }
             }
         }
         d
+    }
+
+    /// Rewrites one column of a row (NULL and absent stay as they are).
+    fn column(&self, row: &mut Fields, col: &str, f: impl Fn(&Self, &str) -> String) {
+        if let Some(v) = row.get(col) {
+            let mapped = self.value(v, f);
+            row.insert(col, mapped);
+        }
     }
 }
 

@@ -180,6 +180,12 @@ fn words(refusal: Refusal) -> (Code, String) {
             start("the password is empty and no ssh.identity is configured".into()),
         ),
         Refusal::Source(text) => (Code::OperationFailed, start(text)),
+        Refusal::BadName { what, name, object } => (
+            Code::InvalidValue,
+            start(format!(
+                "the {what} \"{name}\" of {object} holds what no file system may see ('/', '..' or a control character); rename it on the source"
+            )),
+        ),
         Refusal::NotOnSource { clients, domains } => {
             let mut parts = Vec::new();
             if !clients.is_empty() {

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::migration::refusal::Refusal;
 use crate::migration::run::StatusReport;
 use crate::migration::status::MigrationStatus;
-use crate::supervisor::{ResyncMigration, StartMigration, StopMigration, Supervisor};
+use crate::supervisor::{GetReport, ResyncMigration, StartMigration, StopMigration, Supervisor};
 
 pub struct RpcFront {
     config: Arc<Config>,
@@ -168,6 +168,13 @@ async fn run(
         Operation::Finish(id) => OperationResult::Finish(
             supervisor
                 .send(StopMigration(id))
+                .await
+                .map_err(gone)
+                .and_then(|r| r.map_err(RpcError::from)),
+        ),
+        Operation::GetReport(id) => OperationResult::GetReport(
+            supervisor
+                .send(GetReport(id))
                 .await
                 .map_err(gone)
                 .and_then(|r| r.map_err(RpcError::from)),

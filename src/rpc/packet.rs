@@ -40,6 +40,8 @@ pub enum Operation {
     GetFs,
     Start(Box<StartRequest>),
     GetStatus(MigrationId),
+    /// hostmig's extension: the per-object report.
+    GetReport(MigrationId),
     Finish(MigrationId),
     Resync {
         id: MigrationId,
@@ -55,6 +57,7 @@ impl Operation {
             Operation::GetFs => "get_fs",
             Operation::Start(_) => "start",
             Operation::GetStatus(_) => "get_status",
+            Operation::GetReport(_) => "get_report",
             Operation::Finish(_) => "finish",
             Operation::Resync { .. } => "resync",
         }
@@ -360,10 +363,11 @@ fn migration(el: &Element) -> Decoded<Vec<Operation>> {
                 "get_fs" => empty(op, &p).map(|_| Operation::GetFs),
                 "start" => start(op, &p).map(|s| Operation::Start(Box::new(s))),
                 "get_status" => id_only(op, &p).map(Operation::GetStatus),
+                "get_report" => id_only(op, &p).map(Operation::GetReport),
                 "finish" => id_only(op, &p).map(Operation::Finish),
                 "resync" => resync(op, &p),
                 other => Err(format!(
-                    "{path}: unknown operation {}; expected check, get_fs, start, get_status, finish or resync",
+                    "{path}: unknown operation {}; expected check, get_fs, start, get_status, finish, resync or get_report",
                     short(other)
                 )),
             }

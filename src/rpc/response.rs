@@ -4,6 +4,7 @@
 
 use super::code::RpcError;
 use super::xml::is_xml_char;
+use crate::migration::report::Report;
 use crate::migration::status::MigrationStatus;
 use crate::mounts::FsInfo;
 
@@ -29,6 +30,7 @@ pub enum OperationResult {
     GetFs(Result<Vec<FsInfo>, RpcError>),
     Start(Result<String, RpcError>),
     GetStatus(Result<MigrationStatus, RpcError>),
+    GetReport(Result<Report, RpcError>),
     Finish(Result<(), RpcError>),
     Resync(Result<String, RpcError>),
 }
@@ -116,6 +118,7 @@ fn operation(w: &mut Writer, res: &OperationResult) {
             }
         }),
         OperationResult::GetStatus(r) => result(w, "get_status", r, status_body),
+        OperationResult::GetReport(r) => result(w, "get_report", r, report_body),
     }
 }
 
@@ -149,6 +152,63 @@ fn status_body(w: &mut Writer, status: &MigrationStatus) {
             w.close("finished");
         }
     }
+}
+
+/// A migration's report (`schemas/migration_output.xsd`, `Report`).
+fn report_body(w: &mut Writer, report: &Report) {
+    w.open("report");
+    w.leaf("migration_id", &report.migration_id.to_string());
+    w.leaf("source", &report.source);
+    w.leaf("outcome", report.outcome.as_str());
+    for o in &report.objects {
+        w.open("object");
+        w.leaf("type", o.kind.as_str());
+        w.leaf("name", &o.name);
+        if let Some(owner) = &o.owner {
+            w.leaf("owner", owner);
+        }
+        w.leaf("outcome", o.outcome.as_str());
+        for t in &o.trees {
+            w.open("tree");
+            w.leaf("kind", &t.kind);
+            w.leaf("outcome", t.outcome.as_str());
+            w.leaf("files", &t.files.to_string());
+            w.leaf("bytes", &t.bytes.to_string());
+            w.leaf("sent-files", &t.sent_files.to_string());
+            w.leaf("sent-bytes", &t.sent_bytes.to_string());
+            w.leaf("deleted", &t.deleted.to_string());
+            w.leaf("verified", if t.verified { "true" } else { "false" });
+            if let Some(e) = &t.error {
+                w.leaf("error", e);
+            }
+            w.close("tree");
+        }
+        for d in &o.databases {
+            w.open("database");
+            w.leaf("name", &d.name);
+            w.leaf("server", &d.server);
+            w.leaf("outcome", d.outcome.as_str());
+            w.leaf("tables", &d.tables.to_string());
+            w.leaf("rows", &d.rows.to_string());
+            w.leaf("bytes", &d.bytes.to_string());
+            w.leaf("verified", if d.verified { "true" } else { "false" });
+            if let Some(e) = &d.error {
+                w.leaf("error", e);
+            }
+            w.close("database");
+        }
+        for warning in &o.warnings {
+            w.leaf("warning", warning);
+        }
+        for error in &o.errors {
+            w.leaf("error", error);
+        }
+        w.close("object");
+    }
+    for error in &report.errors {
+        w.leaf("error", error);
+    }
+    w.close("report");
 }
 
 /// A minimal XML writer: elements and escaped text, optionally indented.

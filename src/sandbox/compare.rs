@@ -365,9 +365,10 @@ pub async fn grants(
 }
 
 /// Source panel dump lines as the destination should hold them after a
-/// migration: addresses mapped (whole tokens), the owner renamed, paths
-/// under the source's roots moved to the destination's, and the source's
-/// database server (`host:port`) replaced by the one databases went to.
+/// migration: every cell whose whole value is an old address mapped, the
+/// owner renamed, paths under the source's roots moved to the
+/// destination's, and the source's database server (`host:port`) replaced
+/// by the one databases went to.
 pub fn expected_panel(
     lines: &[String],
     addresses: &BTreeMap<&str, &str>,
@@ -377,74 +378,297 @@ pub fn expected_panel(
 ) -> Vec<String> {
     let mut out: Vec<String> = lines
         .iter()
-        .map(|l| l.replace(server.0, server.1))
-        .map(|l| {
-            let mut line = l
-                .split(' ')
-                .map(|t| addresses.get(t).copied().unwrap_or(t))
+        .map(|line| {
+            line.split(" | ")
+                .map(|cell| {
+                    let Some((column, value)) = cell.split_once('=') else {
+                        return cell.to_owned();
+                    };
+                    let mut value = addresses.get(value).copied().unwrap_or(value).to_owned();
+                    if column == "server" && value == server.0 {
+                        value = server.1.to_owned();
+                    }
+                    if let Some((from, to)) = owner {
+                        if column == "owner" && value == from {
+                            value = to.to_owned();
+                        }
+                    }
+                    for (from, to) in roots {
+                        if let Some(rest) = value.strip_prefix(&format!("{from}/")) {
+                            value = format!("{to}/{rest}");
+                        }
+                    }
+                    format!("{column}={value}")
+                })
                 .collect::<Vec<_>>()
-                .join(" ");
-            if let Some((from, to)) = owner {
-                line = line.replace(&format!(" | {from} | "), &format!(" | {to} | "));
-            }
-            for (from, to) in roots {
-                line = line.replace(&format!("{from}/"), &format!("{to}/"));
-            }
-            line
+                .join(" | ")
         })
         .collect();
     out.sort();
     out
 }
 
+/// Which columns a panel dump shows: by default every column of the
+/// server's table but ids and references (`id`, `*_id`), which are shown
+/// resolved to what they name instead.
+pub type Columns<'a> = &'a dyn Fn(&str, &str) -> bool;
+
+/// Every column but the keys a migration renumbers.
+pub fn all_columns(_table: &str, column: &str) -> bool {
+    column != "id" && !column.ends_with("_id")
+}
+
+/// The columns both servers' panels have (for a source older or newer
+/// than the destination), ids and references aside: (table, column).
+pub async fn common_columns(
+    a: &mut Conn,
+    b: &mut Conn,
+) -> Result<std::collections::BTreeSet<(String, String)>, mysql_async::Error> {
+    let sql = "SELECT TABLE_NAME, LOWER(COLUMN_NAME) FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE()";
+    let left: std::collections::BTreeSet<(String, String)> = a
+        .query::<(String, String), _>(sql)
+        .await?
+        .into_iter()
+        .collect();
+    let right: std::collections::BTreeSet<(String, String)> = b
+        .query::<(String, String), _>(sql)
+        .await?
+        .into_iter()
+        .collect();
+    Ok(left.intersection(&right).cloned().collect())
+}
+
+/// A value as a dump shows it: NULL, text (control characters escaped),
+/// or the hex of bytes that are not UTF-8.
+fn shown_value(value: Option<&Value>) -> String {
+    match value {
+        None | Some(Value::NULL) => "NULL".to_owned(),
+        Some(Value::Bytes(b)) => match std::str::from_utf8(b) {
+            Ok(s) => s.escape_debug().to_string(),
+            Err(_) => format!(
+                "0x{}",
+                b.iter().fold(String::new(), |mut s, x| {
+                    let _ = write!(s, "{x:02x}");
+                    s
+                })
+            ),
+        },
+        Some(other) => other.as_sql(true),
+    }
+}
+
+/// One panel table's rows for a dump, by name.
+struct Dump<'c, 'k> {
+    conn: &'c mut Conn,
+    keep: Columns<'k>,
+}
+
+type Cells = Vec<(String, String)>;
+
+impl Dump<'_, '_> {
+    /// Rows of `table` where `condition` holds (`?` bound to `id`), each
+    /// as (column, shown value) for every shown column, sorted by column;
+    /// the ids and references are kept under their names for following.
+    async fn rows(
+        &mut self,
+        table: &str,
+        condition: &str,
+        id: Value,
+    ) -> Result<Vec<(Cells, Row)>, mysql_async::Error> {
+        if matches!(id, Value::NULL) {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<Row> = self
+            .conn
+            .exec(
+                format!("SELECT * FROM psa.`{table}` WHERE {condition}"),
+                (id,),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let mut cells: Cells = row
+                    .columns_ref()
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| (c.name_str().to_lowercase(), i))
+                    .filter(|(c, _)| all_columns(table, c) && (self.keep)(table, c))
+                    .map(|(c, i)| (c, shown_value(row.as_ref(i))))
+                    .collect();
+                cells.sort();
+                (cells, row)
+            })
+            .collect())
+    }
+
+    /// One row of `table` by its `id`.
+    async fn by_id(
+        &mut self,
+        table: &str,
+        id: Value,
+    ) -> Result<Option<(Cells, Row)>, mysql_async::Error> {
+        Ok(self.rows(table, "id = ?", id).await?.into_iter().next())
+    }
+
+    /// An account's cells, prefixed (`account.type=plain`), or `account=NULL`.
+    async fn account(&mut self, id: Value) -> Result<Cells, mysql_async::Error> {
+        Ok(match self.by_id("accounts", id).await? {
+            Some((cells, _)) => cells
+                .into_iter()
+                .map(|(c, v)| (format!("account.{c}"), v))
+                .collect(),
+            None => vec![("account".to_owned(), "NULL".to_owned())],
+        })
+    }
+
+    /// A Limits or Permissions set as one cell (`name=value,...`), or NULL.
+    async fn set(
+        &mut self,
+        table: &str,
+        name_col: &str,
+        id: Value,
+    ) -> Result<String, mysql_async::Error> {
+        if matches!(id, Value::NULL) {
+            return Ok("NULL".to_owned());
+        }
+        let pairs: Vec<(String, Option<String>)> = self
+            .conn
+            .exec(
+                format!("SELECT {name_col}, CAST(value AS CHAR) FROM psa.{table} WHERE id = ? ORDER BY {name_col}"),
+                (id,),
+            )
+            .await?;
+        Ok(format!(
+            "[{}]",
+            pairs
+                .into_iter()
+                .map(|(k, v)| format!("{k}:{}", v.unwrap_or_else(|| "NULL".into())))
+                .collect::<Vec<_>>()
+                .join(",")
+        ))
+    }
+
+    async fn ip(&mut self, id: Value) -> Result<String, mysql_async::Error> {
+        let found: Option<Option<String>> = self
+            .conn
+            .exec_first(
+                "SELECT ip_address FROM psa.IP_Addresses WHERE id = ?",
+                (id,),
+            )
+            .await?;
+        Ok(found.flatten().unwrap_or_else(|| "NULL".into()))
+    }
+
+    /// A DNS zone and its records, one line each, under `prefix`.
+    async fn zone(
+        &mut self,
+        prefix: &str,
+        id: Value,
+        out: &mut Vec<String>,
+    ) -> Result<(), mysql_async::Error> {
+        let Some((cells, row)) = self.by_id("dns_zone", id).await? else {
+            out.push(format!("{prefix}zone NULL"));
+            return Ok(());
+        };
+        out.push(line(&format!("{prefix}zone"), cells));
+        let zone_id = field(&row, "id");
+        for (cells, _) in self.rows("dns_recs", "dns_zone_id = ?", zone_id).await? {
+            out.push(line(&format!("{prefix}record"), cells));
+        }
+        Ok(())
+    }
+}
+
+fn field(row: &Row, name: &str) -> Value {
+    row.columns_ref()
+        .iter()
+        .position(|c| c.name_str().eq_ignore_ascii_case(name))
+        .and_then(|i| row.as_ref(i).cloned())
+        .unwrap_or(Value::NULL)
+}
+
+fn line(label: &str, cells: Cells) -> String {
+    let mut parts = vec![label.to_owned()];
+    parts.extend(cells.into_iter().map(|(c, v)| format!("{c}={v}")));
+    parts.join(" | ")
+}
+
 /// The panel rows of a client (by login) and its domains, ids resolved to
 /// names, one line per row, sorted: equal dumps mean equal accounts.
 pub async fn panel_client(conn: &mut Conn, login: &str) -> Result<Vec<String>, mysql_async::Error> {
-    let mut out = Vec::new();
-    let client: Option<Row> = conn
-        .exec_first(
-            "SELECT c.login, c.pname, c.cname, c.status, c.phone, c.fax, c.email, c.address, c.city, c.state, c.pcode, c.country, c.locale,
-                    a.type, a.password, c.limits_id, c.perm_id, c.pool_id, c.id
-             FROM psa.clients c LEFT JOIN psa.accounts a ON a.id = c.account_id WHERE c.login = ?",
-            (login,),
-        )
-        .await?;
-    let Some(client) = client else {
+    panel_client_with(conn, login, &|_, _| true).await
+}
+
+/// The same, showing only the columns `keep` accepts.
+pub async fn panel_client_with(
+    conn: &mut Conn,
+    login: &str,
+    keep: Columns<'_>,
+) -> Result<Vec<String>, mysql_async::Error> {
+    conn.query_drop("SET time_zone = '+00:00'").await?;
+    let mut d = Dump { conn, keep };
+    let Some((mut cells, row)) = d
+        .rows("clients", "login = ?", login.into())
+        .await?
+        .into_iter()
+        .next()
+    else {
         return Ok(vec![format!("client {login}: absent")]);
     };
-    let cells = row_text(&client);
-    out.push(format!("client {}", cells[..15].join(" | ")));
-    out.extend(
-        sets(conn, "Limits", "limit_name", &client, 15)
+    let p = format!("client {login}");
+    cells.extend(d.account(field(&row, "account_id")).await?);
+    cells.push((
+        "limits".into(),
+        d.set("Limits", "limit_name", field(&row, "limits_id"))
+            .await?,
+    ));
+    cells.push((
+        "permissions".into(),
+        d.set("Permissions", "permission", field(&row, "perm_id"))
+            .await?,
+    ));
+    let pool_id = field(&row, "pool_id");
+    cells.push((
+        "pool".into(),
+        if matches!(pool_id, Value::NULL) {
+            "NULL"
+        } else {
+            "set"
+        }
+        .into(),
+    ));
+    let pool: Vec<(String, String)> = if matches!(pool_id, Value::NULL) {
+        Vec::new()
+    } else {
+        d.conn
+            .exec(
+                "SELECT ip.ip_address, CAST(ip.type AS CHAR) FROM psa.Repository r JOIN psa.IP_Addresses ip ON ip.id = r.component_id
+                 WHERE r.rep_id = ? ORDER BY ip.ip_address",
+                (pool_id,),
+            )
             .await?
-            .into_iter()
-            .map(|l| format!("client limit {l}")),
-    );
-    out.extend(
-        sets(conn, "Permissions", "permission", &client, 16)
-            .await?
-            .into_iter()
-            .map(|l| format!("client permission {l}")),
-    );
-    let pool: Vec<(String, String)> = conn
-        .exec(
-            "SELECT ip.ip_address, ip.type FROM psa.Repository r JOIN psa.IP_Addresses ip ON ip.id = r.component_id
-             WHERE r.rep_id = ? ORDER BY ip.ip_address",
-            (client.get::<Option<u64>, _>(17).flatten(),),
-        )
-        .await?;
-    out.extend(
-        pool.into_iter()
-            .map(|(a, t)| format!("client pool {a} {t}")),
-    );
-    let domains: Vec<String> = conn
+    };
+    let mut out = vec![line(&p, cells)];
+    for (address, kind) in pool {
+        out.push(line(
+            &format!("{p} pool"),
+            vec![("address".into(), address), ("type".into(), kind)],
+        ));
+    }
+    let id = field(&row, "id");
+    for (cells, _) in d.rows("cl_param", "cl_id = ?", id.clone()).await? {
+        out.push(line(&format!("{p} param"), cells));
+    }
+    let domains: Vec<String> = d
+        .conn
         .exec(
             "SELECT name FROM psa.domains WHERE cl_id = ? ORDER BY name",
-            (client.get::<u64, _>(18),),
+            (id,),
         )
         .await?;
-    for d in domains {
-        out.extend(panel_domain(conn, &d).await?);
+    for name in domains {
+        out.extend(panel_domain_with(d.conn, &name, keep).await?);
     }
     out.sort();
     Ok(out)
@@ -452,85 +676,158 @@ pub async fn panel_client(conn: &mut Conn, login: &str) -> Result<Vec<String>, m
 
 /// The panel rows of one domain, ids resolved to names, sorted.
 pub async fn panel_domain(conn: &mut Conn, name: &str) -> Result<Vec<String>, mysql_async::Error> {
-    let mut out = Vec::new();
-    let dom: Option<Row> = conn
-        .exec_first(
-            "SELECT d.name, d.displayName, c.login, d.status, d.htype, d.id, d.dns_zone_id, d.limits_id
-             FROM psa.domains d JOIN psa.clients c ON c.id = d.cl_id WHERE d.name = ?",
-            (name,),
-        )
-        .await?;
-    let Some(dom) = dom else {
+    panel_domain_with(conn, name, &|_, _| true).await
+}
+
+/// The same, showing only the columns `keep` accepts.
+pub async fn panel_domain_with(
+    conn: &mut Conn,
+    name: &str,
+    keep: Columns<'_>,
+) -> Result<Vec<String>, mysql_async::Error> {
+    conn.query_drop("SET time_zone = '+00:00'").await?;
+    let mut d = Dump { conn, keep };
+    let Some((mut cells, dom)) = d
+        .rows("domains", "name = ?", name.into())
+        .await?
+        .into_iter()
+        .next()
+    else {
         return Ok(vec![format!("domain {name}: absent")]);
     };
-    let id: u64 = dom.get(5).unwrap_or_default();
-    let p = |s: &str| format!("domain {name} {s}");
-    out.push(p(&row_text(&dom)[..5].join(" | ")));
-    out.extend(
-        sets(conn, "Limits", "limit_name", &dom, 7)
-            .await?
-            .into_iter()
-            .map(|l| p(&format!("limit {l}"))),
-    );
-    let queries: &[(&str, &str)] = &[
-        ("hosting", "SELECT ip.ip_address, su.login, su.home, su.shell, su.quota, a.type, a.password, h.ssi, h.php, h.php_safe_mode, h.cgi, h.perl, h.python, h.fastcgi, h.`ssl`, h.same_ssl, h.webstat, h.traffic_bandwidth, h.max_connection
-                     FROM psa.hosting h JOIN psa.sys_users su ON su.id = h.sys_user_id LEFT JOIN psa.accounts a ON a.id = su.account_id
-                     LEFT JOIN psa.IP_Addresses ip ON ip.id = h.ip_address_id WHERE h.dom_id = ?"),
-        ("forwarding", "SELECT ip.ip_address, f.redirect FROM psa.forwarding f LEFT JOIN psa.IP_Addresses ip ON ip.id = f.ip_address_id WHERE f.dom_id = ?"),
-        ("admin", "SELECT u.state, a.type, a.password, c.personalname, c.companyname, c.phone, c.fax, c.email, c.address, c.city, c.state, c.zip, c.country,
-                   (SELECT GROUP_CONCAT(CONCAT(p.permission, '=', p.value) ORDER BY p.permission) FROM psa.Permissions p WHERE p.id = u.perm_id)
-                   FROM psa.dom_level_usrs u LEFT JOIN psa.accounts a ON a.id = u.account_id LEFT JOIN psa.Cards c ON c.id = u.card_id WHERE u.dom_id = ?"),
-        ("mail", "SELECT m.mail_name, a.type, a.password, m.postbox, m.redirect, m.redir_addr, m.mail_group, m.autoresponder, m.spamfilter, m.virusfilter, m.mbox_quota,
-                  (SELECT GROUP_CONCAT(al.alias ORDER BY al.alias) FROM psa.mail_aliases al WHERE al.mn_id = m.id),
-                  (SELECT GROUP_CONCAT(r.address ORDER BY r.address) FROM psa.mail_redir r WHERE r.mn_id = m.id),
-                  (SELECT GROUP_CONCAT(CONCAT(p.permission, '=', p.value) ORDER BY p.permission) FROM psa.Permissions p WHERE p.id = m.perm_id)
-                  FROM psa.mail m LEFT JOIN psa.accounts a ON a.id = m.account_id WHERE m.dom_id = ?"),
-        ("zone", "SELECT z.name, z.displayName, z.status, z.email, z.type, z.ttl, z.refresh, z.retry, z.expire, z.minimum, z.serial_format
-                  FROM psa.dns_zone z JOIN psa.domains d ON d.dns_zone_id = z.id WHERE d.id = ?"),
-        ("record", "SELECT r.type, r.host, r.displayHost, r.val, r.displayVal, r.opt FROM psa.dns_recs r JOIN psa.domains d ON d.dns_zone_id = r.dns_zone_id WHERE d.id = ?"),
-        ("subdomain", "SELECT s.name, s.displayName, s.sys_user_type, su.login, s.ssi, s.php, s.cgi, s.perl, s.python, s.fastcgi
-                       FROM psa.subdomains s LEFT JOIN psa.sys_users su ON su.id = s.sys_user_id WHERE s.dom_id = ?"),
-        ("alias", "SELECT name, displayName, status, dns, mail, web FROM psa.domainaliases WHERE dom_id = ?"),
-        ("database", "SELECT db.name, db.type, CONCAT(s.host, ':', s.port), du.login, a.type, a.password, (db.default_user_id = du.id)
-                      FROM psa.data_bases db JOIN psa.DatabaseServers s ON s.id = db.db_server_id
-                      LEFT JOIN psa.db_users du ON du.db_id = db.id LEFT JOIN psa.accounts a ON a.id = du.account_id WHERE db.dom_id = ?"),
-    ];
-    for (label, sql) in queries {
-        let rows: Vec<Row> = conn.exec(*sql, (id,)).await?;
-        out.extend(
-            rows.iter()
-                .map(|r| p(&format!("{label} {}", row_text(r).join(" | ")))),
-        );
+    let p = format!("domain {name}");
+    let id = field(&dom, "id");
+    let owner: Option<String> = d
+        .conn
+        .exec_first(
+            "SELECT login FROM psa.clients WHERE id = ?",
+            (field(&dom, "cl_id"),),
+        )
+        .await?;
+    cells.push(("owner".into(), owner.unwrap_or_else(|| "NULL".into())));
+    cells.push((
+        "limits".into(),
+        d.set("Limits", "limit_name", field(&dom, "limits_id"))
+            .await?,
+    ));
+    let mut out = vec![line(&p, cells)];
+    d.zone(&format!("{p} "), field(&dom, "dns_zone_id"), &mut out)
+        .await?;
+    for (mut cells, h) in d.rows("hosting", "dom_id = ?", id.clone()).await? {
+        cells.push(("ip".into(), d.ip(field(&h, "ip_address_id")).await?));
+        if let Some((mut su, su_row)) = d.by_id("sys_users", field(&h, "sys_user_id")).await? {
+            su.extend(d.account(field(&su_row, "account_id")).await?);
+            cells.extend(su.into_iter().map(|(c, v)| (format!("sysuser.{c}"), v)));
+        }
+        out.push(line(&format!("{p} hosting"), cells));
+    }
+    for (mut cells, f) in d.rows("forwarding", "dom_id = ?", id.clone()).await? {
+        cells.push(("ip".into(), d.ip(field(&f, "ip_address_id")).await?));
+        out.push(line(&format!("{p} forwarding"), cells));
+    }
+    for (mut cells, a) in d.rows("dom_level_usrs", "dom_id = ?", id.clone()).await? {
+        cells.extend(d.account(field(&a, "account_id")).await?);
+        match d.by_id("Cards", field(&a, "card_id")).await? {
+            Some((card, _)) => {
+                cells.extend(card.into_iter().map(|(c, v)| (format!("card.{c}"), v)))
+            }
+            None => cells.push(("card".into(), shown_value(Some(&field(&a, "card_id"))))),
+        }
+        cells.push((
+            "permissions".into(),
+            d.set("Permissions", "permission", field(&a, "perm_id"))
+                .await?,
+        ));
+        out.push(line(&format!("{p} admin"), cells));
+    }
+    for (mut cells, m) in d.rows("mail", "dom_id = ?", id.clone()).await? {
+        let mn = field(&m, "id");
+        cells.extend(d.account(field(&m, "account_id")).await?);
+        cells.push((
+            "permissions".into(),
+            d.set("Permissions", "permission", field(&m, "perm_id"))
+                .await?,
+        ));
+        for (table, column, label) in [
+            ("mail_aliases", "alias", "aliases"),
+            ("mail_redir", "address", "redirects"),
+        ] {
+            let values: Vec<Option<String>> = d
+                .conn
+                .exec(
+                    format!("SELECT {column} FROM psa.{table} WHERE mn_id = ? ORDER BY {column}"),
+                    (mn.clone(),),
+                )
+                .await?;
+            cells.push((
+                label.into(),
+                values
+                    .into_iter()
+                    .map(|v| v.unwrap_or_else(|| "NULL".into()))
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ));
+        }
+        let mail_name = shown_value(Some(&field(&m, "mail_name")));
+        out.push(line(&format!("{p} mail {mail_name}"), cells));
+    }
+    for (mut cells, s) in d.rows("subdomains", "dom_id = ?", id.clone()).await? {
+        let login: Option<Option<String>> = d
+            .conn
+            .exec_first(
+                "SELECT login FROM psa.sys_users WHERE id = ?",
+                (field(&s, "sys_user_id"),),
+            )
+            .await?;
+        cells.push((
+            "sysuser".into(),
+            login.flatten().unwrap_or_else(|| "NULL".into()),
+        ));
+        out.push(line(&format!("{p} subdomain"), cells));
+    }
+    for (cells, a) in d.rows("domainaliases", "dom_id = ?", id.clone()).await? {
+        let alias = shown_value(Some(&field(&a, "name")));
+        out.push(line(&format!("{p} alias"), cells));
+        d.zone(
+            &format!("{p} alias {alias} "),
+            field(&a, "dns_zone_id"),
+            &mut out,
+        )
+        .await?;
+    }
+    for (cells, _) in d.rows("dom_param", "dom_id = ?", id.clone()).await? {
+        out.push(line(&format!("{p} param"), cells));
+    }
+    for (mut cells, db) in d.rows("data_bases", "dom_id = ?", id.clone()).await? {
+        let server: Option<(Option<String>, Option<u64>)> = d
+            .conn
+            .exec_first(
+                "SELECT host, port FROM psa.DatabaseServers WHERE id = ?",
+                (field(&db, "db_server_id"),),
+            )
+            .await?;
+        cells.push((
+            "server".into(),
+            server
+                .map(|(h, p)| format!("{}:{}", h.unwrap_or_default(), p.unwrap_or_default()))
+                .unwrap_or_else(|| "NULL".into()),
+        ));
+        let default_user = field(&db, "default_user_id");
+        let db_name = shown_value(Some(&field(&db, "name")));
+        let users = d.rows("db_users", "db_id = ?", field(&db, "id")).await?;
+        let mut default_login = "NULL".to_owned();
+        for (mut ucells, u) in users {
+            if field(&u, "id") == default_user {
+                default_login = shown_value(Some(&field(&u, "login")));
+            }
+            ucells.extend(d.account(field(&u, "account_id")).await?);
+            out.push(line(&format!("{p} database {db_name} user"), ucells));
+        }
+        cells.push(("default_user".into(), default_login));
+        out.push(line(&format!("{p} database {db_name}"), cells));
     }
     out.sort();
     Ok(out)
-}
-
-/// `name=value` lines of the Limits or Permissions set whose id is `row[idx]`.
-async fn sets(
-    conn: &mut Conn,
-    table: &str,
-    name_col: &str,
-    row: &Row,
-    idx: usize,
-) -> Result<Vec<String>, mysql_async::Error> {
-    let Some(id) = row.get::<Option<u64>, _>(idx).flatten() else {
-        return Ok(vec!["(none)".to_owned()]);
-    };
-    let pairs: Vec<(String, String)> = conn
-        .exec(format!("SELECT {name_col}, CAST(value AS CHAR) FROM psa.{table} WHERE id = ? ORDER BY {name_col}"), (id,))
-        .await?;
-    Ok(pairs.into_iter().map(|(k, v)| format!("{k}={v}")).collect())
-}
-
-fn row_text(row: &Row) -> Vec<String> {
-    (0..row.len())
-        .map(|i| match row.as_ref(i) {
-            None | Some(Value::NULL) => "NULL".to_owned(),
-            Some(Value::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
-            Some(other) => other.as_sql(true),
-        })
-        .collect()
 }
 
 #[cfg(test)]

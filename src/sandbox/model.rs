@@ -207,6 +207,15 @@ impl Profile {
 }
 
 impl Model {
+    /// A model of nothing, for a source whose panel was written by hand.
+    pub fn empty() -> Model {
+        Model {
+            clients: Vec::new(),
+            domains: Vec::new(),
+            sizes: Profile::Tiny.sizes(),
+        }
+    }
+
     pub fn generate(profile: Profile, seed: u64) -> Model {
         let mut rng = Rng::new(seed);
         let sizes = profile.sizes();

@@ -132,14 +132,26 @@ pub async fn write(conn: &mut Conn, model: &Model, vhosts: &Path, db_port: u16) 
             vec![v(&c.login), v(account), v(&c.pname), v(&c.cname), v(&c.email), v(ids.limits), perm_id, pool_id],
         )
         .await?;
+        insert(
+            conn,
+            "INSERT INTO cl_param (cl_id, param, val) VALUES (?, 'invoice_language', 'en')",
+            vec![v(id)],
+        )
+        .await?;
         client_ids.push(id);
     }
 
-    for d in &model.domains {
+    for (index, d) in model.domains.iter().enumerate() {
+        // Plesk's words for the serial: both of them.
+        let (serial_format, serial) = if index % 2 == 0 {
+            ("UNIXTIMESTAMP", "1546300800")
+        } else {
+            ("YYYYMMDDNN", "2021030301")
+        };
         let zone = insert(
             conn,
-            "INSERT INTO dns_zone (name, displayName, status, email, type, serial_format, serial) VALUES (?, ?, 0, ?, 'master', 'UNIXTIME', '1546300800')",
-            vec![v(&d.name), v(&d.display_name), v(format!("hostmaster@{}", d.name))],
+            "INSERT INTO dns_zone (name, displayName, status, email, type, serial_format, serial) VALUES (?, ?, 0, ?, 'master', ?, ?)",
+            vec![v(&d.name), v(&d.display_name), v(format!("hostmaster@{}", d.name)), v(serial_format), v(serial)],
         )
         .await?;
         for r in &d.records {
@@ -171,10 +183,24 @@ pub async fn write(conn: &mut Conn, model: &Model, vhosts: &Path, db_port: u16) 
         };
         let dom = insert(
             conn,
-            "INSERT INTO domains (name, displayName, cl_id, status, htype, dns_zone_id, limits_id, real_size, cr_date) VALUES (?, ?, ?, 0, ?, ?, ?, 0, '2021-03-03')",
-            vec![v(&d.name), v(&d.display_name), v(owner), v(htype), v(zone), v(ids.limits)],
+            "INSERT INTO domains (name, displayName, cl_id, status, htype, dns_zone_id, limits_id, real_size, cr_date) VALUES (?, ?, ?, 0, ?, ?, ?, ?, '2021-03-03')",
+            vec![v(&d.name), v(&d.display_name), v(owner), v(htype), v(zone), v(ids.limits), v(1_048_576u64 * (index as u64 + 3))],
         )
         .await?;
+        for (param, val) in [("seo_redirect", "www"), ("webmail", "roundcube")] {
+            insert(
+                conn,
+                "INSERT INTO dom_param (dom_id, param, val) VALUES (?, ?, ?)",
+                vec![v(dom), v(param), v(val)],
+            )
+            .await?;
+        }
+        let address = match &d.hosting {
+            HostingKind::Virtual { ip, .. } | HostingKind::Forward { ip, .. } => {
+                Some(SOURCE_IPS[*ip].0)
+            }
+            HostingKind::None => None,
+        };
         let mut sys_user = None;
         match &d.hosting {
             HostingKind::Virtual {
@@ -284,10 +310,31 @@ pub async fn write(conn: &mut Conn, model: &Model, vhosts: &Path, db_port: u16) 
             .await?;
         }
         for alias in &d.aliases {
+            // An alias has a zone of its own, its A records at the domain's address.
+            let alias_zone = insert(
+                conn,
+                "INSERT INTO dns_zone (name, displayName, status, email, type, serial_format, serial) VALUES (?, ?, 0, ?, 'master', 'UNIXTIMESTAMP', '1546300800')",
+                vec![v(alias), v(alias), v(format!("hostmaster@{alias}"))],
+            )
+            .await?;
             insert(
                 conn,
-                "INSERT INTO domainaliases (name, displayName, dom_id, status, dns, mail, web) VALUES (?, ?, ?, 0, 'true', 'true', 'true')",
-                vec![v(alias), v(alias), v(dom)],
+                "INSERT INTO dns_recs (dns_zone_id, type, host, displayHost, val, displayVal, opt) VALUES (?, 'NS', ?, ?, ?, ?, '')",
+                vec![v(alias_zone), v(format!("{alias}.")), v(format!("{alias}.")), v(format!("ns.{alias}.")), v(format!("ns.{alias}."))],
+            )
+            .await?;
+            if let Some(address) = address {
+                insert(
+                    conn,
+                    "INSERT INTO dns_recs (dns_zone_id, type, host, displayHost, val, displayVal, opt) VALUES (?, 'A', ?, ?, ?, ?, '')",
+                    vec![v(alias_zone), v(format!("{alias}.")), v(format!("{alias}.")), v(address), v(address)],
+                )
+                .await?;
+            }
+            insert(
+                conn,
+                "INSERT INTO domainaliases (name, displayName, dom_id, dns_zone_id, status, dns, mail, web) VALUES (?, ?, ?, ?, 0, 'true', 'true', 'true')",
+                vec![v(alias), v(alias), v(dom), v(alias_zone)],
             )
             .await?;
         }

@@ -61,9 +61,8 @@ impl FromStr for Profile {
     }
 }
 
-/// The MySQL user `admin` (all privileges, the panel's owner) and the
-/// panel database `psa` with its schema; leaves `psa` the current database.
-async fn create_panel(
+/// The MySQL user `admin`: all privileges, the panel's owner.
+async fn create_admin(
     conn: &mut mysql_async::Conn,
     admin_password: &str,
 ) -> std::result::Result<(), mysql_async::Error> {
@@ -74,9 +73,24 @@ async fn create_panel(
         ))
         .await?;
     }
+    Ok(())
+}
+
+/// The MySQL user `admin` and the panel database `psa` with hostmig's
+/// schema; leaves `psa` the current database.
+async fn create_panel(
+    conn: &mut mysql_async::Conn,
+    admin_password: &str,
+) -> std::result::Result<(), mysql_async::Error> {
+    create_admin(conn, admin_password).await?;
     conn.query_drop("CREATE DATABASE psa CHARACTER SET utf8mb4; USE psa")
         .await?;
-    conn.query_drop(crate::panel::SCHEMA_SQL).await
+    conn.query_drop(crate::panel::SCHEMA_SQL).await?;
+    conn.exec_drop(
+        "INSERT INTO misc (param, val) VALUES ('hostmig_schema_version', ?)",
+        (crate::panel::schema::VERSION.to_string(),),
+    )
+    .await
 }
 
 /// Where a source keeps what `psa.conf` names, under the sandbox root.
@@ -154,30 +168,7 @@ impl Source {
 
     async fn generate(&self) -> Result<()> {
         let l = &self.layout;
-        for d in [
-            &l.vhosts,
-            &l.mailnames,
-            &l.dump,
-            &l.psa_conf.parent().unwrap_or(&l.root).to_owned(),
-        ] {
-            std::fs::create_dir_all(d)
-                .map_err(SandboxError::io(format!("create {}", d.display())))?;
-        }
-        let conf = format!(
-            "# Plesk layout of the sandbox source\nPRODUCT_ROOT_D {root}/usr/local/psa\nHTTPD_VHOSTS_D {vhosts}\n\
-             PLESK_MAILNAMES_D {mail}\nDUMP_D {dump}\nMYSQL_BIN_D /usr/bin\n",
-            root = l.root.display(),
-            vhosts = l.vhosts.display(),
-            mail = l.mailnames.display(),
-            dump = l.dump.display()
-        );
-        std::fs::write(&l.psa_conf, conf).map_err(SandboxError::io("write psa.conf"))?;
-        crate::state::write_atomic(
-            &l.psa_shadow,
-            format!("{}\n", self.admin_password).as_bytes(),
-            0o600,
-        )
-        .map_err(SandboxError::io("write .psa.shadow"))?;
+        self.write_layout()?;
 
         let sql = |e| self.db.sql_error(e);
         let mut conn = self.db.connect(None).await?;
@@ -204,6 +195,76 @@ impl Source {
                 what: "content generator".into(),
                 detail: e.to_string(),
             })?
+    }
+
+    /// A source whose panel database is `panel_sql`, written by hand (not
+    /// by the generator), with `@VHOSTS@` and `@DBPORT@` replaced by this
+    /// source's vhosts root and database port; `setup_sql` runs after it
+    /// (customer databases and their users). Content trees are the
+    /// caller's to write under `layout`.
+    pub async fn start_handwritten(dir: &Path, panel_sql: &str, setup_sql: &str) -> Result<Source> {
+        let layout = SourceLayout::under(&dir.join("root"));
+        let db = MariaDb::start(&dir.join("mariadb"), "source MariaDB").await?;
+        let ssh = SshServer::start(&dir.join("sshd"))?;
+        let admin_password = "psa-handwritten".to_owned();
+        let source = Source {
+            dir: dir.to_owned(),
+            layout,
+            ssh,
+            db,
+            admin_password,
+            model: Model::empty(),
+            profile: Profile::Tiny,
+            seed: 0,
+            generated_in: None,
+        };
+        source.write_layout()?;
+        let sql = |e| source.db.sql_error(e);
+        let mut conn = source.db.connect(None).await?;
+        create_admin(&mut conn, &source.admin_password)
+            .await
+            .map_err(sql)?;
+        conn.query_drop("CREATE DATABASE psa CHARACTER SET utf8; USE psa")
+            .await
+            .map_err(sql)?;
+        let panel = panel_sql
+            .replace("@VHOSTS@", &source.layout.vhosts.display().to_string())
+            .replace("@DBPORT@", &source.db.port.to_string());
+        conn.query_drop(panel).await.map_err(sql)?;
+        if !setup_sql.is_empty() {
+            conn.query_drop(setup_sql).await.map_err(sql)?;
+        }
+        conn.disconnect().await.map_err(sql)?;
+        Ok(source)
+    }
+
+    /// The directories, psa.conf and .psa.shadow of the source's layout.
+    fn write_layout(&self) -> Result<()> {
+        let l = &self.layout;
+        for d in [
+            &l.vhosts,
+            &l.mailnames,
+            &l.dump,
+            &l.psa_conf.parent().unwrap_or(&l.root).to_owned(),
+        ] {
+            std::fs::create_dir_all(d)
+                .map_err(SandboxError::io(format!("create {}", d.display())))?;
+        }
+        let conf = format!(
+            "# Plesk layout of the sandbox source\nPRODUCT_ROOT_D {root}/usr/local/psa\nHTTPD_VHOSTS_D {vhosts}\n\
+             PLESK_MAILNAMES_D {mail}\nDUMP_D {dump}\nMYSQL_BIN_D /usr/bin\n",
+            root = l.root.display(),
+            vhosts = l.vhosts.display(),
+            mail = l.mailnames.display(),
+            dump = l.dump.display()
+        );
+        std::fs::write(&l.psa_conf, conf).map_err(SandboxError::io("write psa.conf"))?;
+        crate::state::write_atomic(
+            &l.psa_shadow,
+            format!("{}\n", self.admin_password).as_bytes(),
+            0o600,
+        )
+        .map_err(SandboxError::io("write .psa.shadow"))
     }
 
     /// A kept fixture's server runs on a new port: the panel must say so.

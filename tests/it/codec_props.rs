@@ -9,7 +9,11 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use hostmig::migration::report::{
+    CopyOutcome, DatabaseEntry, ObjectOutcome, ObjectReport, Outcome, Report, TreeEntry,
+};
 use hostmig::migration::request;
+use hostmig::migration::status::ObjectKind;
 use hostmig::mounts::FsInfo;
 use hostmig::rpc::code::{Code, RpcError};
 use hostmig::rpc::packet::{self, Operation, Operator, RequestPacket};
@@ -171,6 +175,7 @@ const NAMES: &[&str] = &[
     "get_status",
     "finish",
     "resync",
+    "get_report",
     "migration_id",
     "password",
     "host",
@@ -401,7 +406,47 @@ fn answer(op: &Operation) -> OperationResult {
         Operation::GetStatus(id) => OperationResult::GetStatus(Err(unknown(&id.0))),
         Operation::Finish(id) => OperationResult::Finish(Err(unknown(&id.0))),
         Operation::Resync { id, .. } => OperationResult::Resync(Err(unknown(&id.0))),
+        Operation::GetReport(id) if id.0.len() % 2 == 0 => {
+            OperationResult::GetReport(Err(unknown(&id.0)))
+        }
+        Operation::GetReport(id) => OperationResult::GetReport(Ok(sample_report(&id.0))),
     }
+}
+
+/// A report with every part, whatever strings it is given.
+fn sample_report(text: &str) -> Report {
+    let mut domain = ObjectReport::new(ObjectKind::Domain, text, Some(text));
+    domain.outcome = ObjectOutcome::Failed;
+    domain.trees.push(TreeEntry {
+        kind: "web".into(),
+        outcome: CopyOutcome::Copied,
+        files: 3,
+        bytes: 1 << 40,
+        sent_files: 1,
+        sent_bytes: 10,
+        deleted: 0,
+        verified: true,
+        error: Some(text.into()),
+    });
+    domain.databases.push(DatabaseEntry {
+        name: text.into(),
+        server: "localhost:3306".into(),
+        outcome: CopyOutcome::Stopped,
+        tables: 1,
+        rows: u64::MAX,
+        bytes: 0,
+        verified: false,
+        error: None,
+    });
+    domain.warnings.push(format!("{text} stayed behind"));
+    domain.errors.push(text.into());
+    let mut report = Report::new(
+        7,
+        text,
+        vec![ObjectReport::new(ObjectKind::Client, text, None), domain],
+    );
+    report.end(Outcome::Failed, vec![text.into()], text);
+    report
 }
 
 /// Validates files in batches; answers the files xmllint refused.

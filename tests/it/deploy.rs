@@ -44,19 +44,8 @@ fn expected_line(
     roots: &[(String, String)],
     owner: Option<(&str, &str)>,
 ) -> String {
-    let out: Vec<String> = line
-        .split(' ')
-        .map(|token| map.get(token).cloned().unwrap_or_else(|| token.to_owned()))
-        .collect();
-    let mut line = out.join(" ");
-    if let Some((from, to)) = owner {
-        // The owner is a cell of the domain's own line: `| owner |`.
-        line = line.replace(&format!(" | {from} | "), &format!(" | {to} | "));
-    }
-    for (from, to) in roots {
-        line = line.replace(&format!("{from}/"), &format!("{to}/"));
-    }
-    line
+    let map: BTreeMap<&str, &str> = map.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
+    compare::expected_panel(&[line.to_owned()], &map, roots, ("", ""), owner).remove(0)
 }
 
 #[test]
@@ -77,7 +66,7 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
     rt.block_on(async {
         let mut s = src.db.connect(Some("psa")).await.expect("source panel");
         let mut d = dst.db_servers[0].connect(Some("psa")).await.expect("destination panel");
-        assert!(destination::missing_tables(&mut d).await.expect("tables").is_empty());
+        assert_eq!(hostmig::panel::schema::state(&mut d).await.expect("schema"), hostmig::panel::schema::SchemaState::Current);
 
         // A client migration with both its domains and its pool remapped.
         let request = start(&format!(
@@ -86,16 +75,19 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
             ip("shared", "192.0.2.10", "198.51.100.4"),
             ip("exclusive", "192.0.2.20", "203.0.113.5"),
         ));
-        let (clients, _) = source::clients(&mut s, &["jdoe".into()]).await.expect("client");
-        let (domains, _) = source::domains(&mut s, &clients[0].domains).await.expect("domains");
+        let mut reader = source::Reader::open(&mut s).await.expect("catalog");
+        let (clients, _) = reader.clients(&["jdoe".into()]).await.expect("client");
+        let (domains, _) = reader.domains(&clients[0].domains).await.expect("domains");
+        drop(reader);
+        let mut writer = deploy::Writer::open(&panel_url(&dst)).await.expect("writer");
         let mut facts = destination_facts(destination::inventory(&mut d).await.expect("facts"), &[]);
         facts.db_servers = vec![default_server()];
         let plan = plan::build(&request, &source_facts(&clients, &domains), &facts, &Busy::new()).expect("plan");
         let path_roots = vec![(src.layout.vhosts.clone(), dst.vhosts.clone()), (src.layout.mailnames.clone(), dst.mailnames.clone())];
         let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots.clone() };
-        deploy::client(&mut d, &rw.client(clients[0].clone())).await.expect("deploy client");
+        writer.client(&rw.client(clients[0].clone())).await.expect("deploy client");
         for domain in &domains {
-            deploy::domain(&mut d, &rw.domain(domain.clone()), "jdoe", &[]).await.expect("deploy domain");
+            writer.domain(&rw.domain(domain.clone()), "jdoe", &[]).await.expect("deploy domain");
         }
         let expected: Vec<String> = compare::panel_client(&mut s, "jdoe")
             .await
@@ -122,12 +114,12 @@ fn migrated_records_equal_the_source_modulo_ids_owners_paths_and_addresses() {
             "<migrate-domains><target-owner>jdoe</target-owner><domain><name>admin-site.example</name>{}</domain></migrate-domains>",
             ip("shared", "192.0.2.100", "198.51.100.5")
         ));
-        let (domains, _) = source::domains(&mut s, &["admin-site.example".into()]).await.expect("domain");
+        let (domains, _) = source::Reader::open(&mut s).await.expect("catalog").domains(&["admin-site.example".into()]).await.expect("domain");
         let mut facts = destination_facts(destination::inventory(&mut d).await.expect("facts"), &[]);
         facts.db_servers = vec![default_server()];
         let plan = plan::build(&request, &source_facts(&[], &domains), &facts, &Busy::new()).expect("plan");
         let rw = Remap { addresses: plan.addresses.clone(), roots: path_roots };
-        deploy::domain(&mut d, &rw.domain(domains[0].clone()), "jdoe", &[]).await.expect("deploy domain");
+        writer.domain(&rw.domain(domains[0].clone()), "jdoe", &[]).await.expect("deploy domain");
         let mut expected: Vec<String> = compare::panel_domain(&mut s, "admin-site.example")
             .await
             .expect("dump")
@@ -158,7 +150,7 @@ fn concurrent_deploys_never_share_a_set_id() {
     rt.block_on(async {
         let mut s = src.db.connect(Some("psa")).await.expect("source panel");
         let logins: Vec<String> = ["jdoe", "mrsmith", "nodomains"].iter().map(|l| l.to_string()).collect();
-        let (clients, _) = source::clients(&mut s, &logins).await.expect("clients");
+        let (clients, _) = source::Reader::open(&mut s).await.expect("catalog").clients(&logins).await.expect("clients");
         let map: BTreeMap<String, String> = [
             ("192.0.2.10", "198.51.100.4"),
             ("192.0.2.20", "203.0.113.5"),
@@ -170,11 +162,11 @@ fn concurrent_deploys_never_share_a_set_id() {
         .collect();
         let rw = Remap { addresses: map.clone(), roots: Vec::new() };
         let remapped: Vec<_> = clients.iter().map(|c| rw.client(c.clone())).collect();
-        let mut conns = Vec::new();
+        let mut writers = Vec::new();
         for _ in &clients {
-            conns.push(dst.db_servers[0].connect(Some("psa")).await.expect("connection"));
+            writers.push(deploy::Writer::open(&panel_url(&dst)).await.expect("writer"));
         }
-        let deploys = conns.iter_mut().zip(&remapped).map(|(conn, c)| deploy::client(conn, c));
+        let deploys = writers.iter_mut().zip(&remapped).map(|(w, c)| w.client(c));
         for result in futures_util::future::join_all(deploys).await {
             result.expect("deploy");
         }
@@ -204,6 +196,11 @@ fn concurrent_deploys_never_share_a_set_id() {
             assert_eq!(compare::panel_client(&mut d, login).await.expect("dump"), expected, "{login}");
         }
     });
+}
+
+/// The destination's panel database, as hostmig's config names it.
+fn panel_url(dst: &hostmig::sandbox::Destination) -> url::Url {
+    url::Url::parse(&dst.db_servers[0].root_url(Some("psa"))).expect("url")
 }
 
 /// A default MySQL server, so plans of domains with databases build.

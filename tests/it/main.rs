@@ -10,6 +10,7 @@ mod harness;
 mod migrate_content;
 mod migrate_databases;
 mod panel;
+mod real_source;
 mod rpc;
 mod sandbox;
 mod sandbox_command;

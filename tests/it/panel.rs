@@ -67,12 +67,11 @@ fn discovery_and_the_selected_objects_of_a_source() {
         let mut conn = mysql_async::Conn::from_url(url)
             .await
             .expect("panel through the tunnel");
-        let (clients, missing) = source::clients(
-            &mut conn,
-            &["jdoe".into(), "ghost".into(), "nodomains".into()],
-        )
-        .await
-        .expect("clients");
+        let mut reader = source::Reader::open(&mut conn).await.expect("catalog");
+        let (clients, missing) = reader
+            .clients(&["jdoe".into(), "ghost".into(), "nodomains".into()])
+            .await
+            .expect("clients");
         assert_eq!(missing, ["ghost"]);
         assert_eq!(clients.len(), 2);
         let jdoe = &clients[0];
@@ -85,7 +84,7 @@ fn discovery_and_the_selected_objects_of_a_source() {
             ]
         );
         assert_eq!(jdoe.domains, ["jdoe.example", "xn--bcher-kva.example"]);
-        assert!(jdoe.limits.iter().any(|(n, _)| n == "max_dom"));
+        assert!(jdoe.limits.iter().flatten().any(|(n, _)| n == "max_dom"));
         assert!(jdoe
             .permissions
             .as_ref()
@@ -99,7 +98,7 @@ fn discovery_and_the_selected_objects_of_a_source() {
             "smith-fwd.example".to_owned(),
             "nope.example".to_owned(),
         ];
-        let (domains, missing) = source::domains(&mut conn, &names).await.expect("domains");
+        let (domains, missing) = reader.domains(&names).await.expect("domains");
         assert_eq!(missing, ["nope.example"]);
         let jd = &domains[0];
         assert_eq!(jd.owner, "jdoe");

@@ -86,7 +86,7 @@ fn checks_run_in_protocol_order() {
         1017,
         "operator server is not supported; hostmig serves the migration operator only",
     );
-    refused("<packet><migration><bogus/></migration></packet>", 1014, "packet/migration: unknown operation bogus; expected check, get_fs, start, get_status, finish or resync");
+    refused("<packet><migration><bogus/></migration></packet>", 1014, "packet/migration: unknown operation bogus; expected check, get_fs, start, get_status, finish, resync or get_report");
     // A version that passed is echoed in the refusal.
     let e = run("<packet version=\"1.5.0.0\"><webspace/></packet>").expect_err("refused");
     assert_eq!((e.0.as_str(), e.1), ("1.5.0.0", 1017));

@@ -36,6 +36,17 @@ impl World {
         let dir = tempfile::tempdir().expect("tempdir");
         let rt = rt();
         let (source, dest) = super::sandbox::start_both(&rt, dir.path(), profile, 41, db_servers);
+        World::of(rt, dir, source, dest, extra_config)
+    }
+
+    /// A world of these servers, with a hostmig server started for them.
+    pub(crate) fn of(
+        rt: tokio::runtime::Runtime,
+        dir: tempfile::TempDir,
+        source: Source,
+        dest: Destination,
+        extra_config: &str,
+    ) -> World {
         let config = format!(
             "{}{extra_config}",
             dest.hostmig_config(super::password_hash(), Some(&source))
@@ -49,6 +60,14 @@ impl World {
             config,
             dir,
         }
+    }
+
+    /// The report of a migration (valid by agent_output.xsd).
+    pub(crate) fn report(&self, id: &str) -> String {
+        let answer = self.exchange(&format!(
+            "<get_report><migration_id>{id}</migration_id></get_report>"
+        ));
+        first(&answer, "result").expect("result")
     }
 
     pub(crate) fn restart(&mut self) {
