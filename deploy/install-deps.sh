@@ -13,6 +13,8 @@ needs=(
   "ssh-keygen openssh-client"
   "/usr/sbin/mariadbd mariadb-server"
   "mariadb mariadb-client"
+  "mariadb-tzinfo-to-sql mariadb-client"
+  "/usr/share/zoneinfo/Europe/Berlin tzdata"
   "mysqldump mariadb-client"
   "rsync rsync"
   "mydumper mydumper"

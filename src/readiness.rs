@@ -23,7 +23,7 @@ pub async fn missing(config: Arc<Config>) -> Vec<String> {
         // Reachable, with its schema (which `check` never creates: the
         // server does when it starts).
         let reach = async {
-            let mut conn = mysql_async::Conn::from_url(url.as_str())
+            let mut conn = crate::panel::connect_url(url.as_str())
                 .await
                 .map_err(|e| format!("destination.panel_db is not reachable: {e}"))?;
             let state = crate::panel::schema::state(&mut conn)

@@ -314,7 +314,7 @@ pub async fn make_destination_ready(config: &Config) -> Result<(), Refusal> {
     else {
         return Ok(());
     };
-    let mut conn = mysql_async::Conn::from_url(url.as_str())
+    let mut conn = crate::panel::connect_url(url.as_str())
         .await
         .map_err(|e| Refusal::NotReady(NotReady::PanelDbUnreachable(crate::db::server_text(&e))))?;
     let made = crate::panel::destination::make_ready(&mut conn, &dest.db_servers).await;

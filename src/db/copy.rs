@@ -17,7 +17,7 @@ use mysql_async::{Conn, Opts};
 use serde::Serialize;
 
 use super::loader::Loader;
-use super::rows::{self, Chunk};
+use super::rows::{self, Chunk, TableKind};
 use super::snapshot::{self, Snapshot};
 use super::users::Account;
 use super::{connect, ident, objects, users, DbError, DbObjectKind};
@@ -205,10 +205,11 @@ pub async fn drop_objects<'a>(
     databases: impl IntoIterator<Item = &'a str>,
     accounts: impl IntoIterator<Item = &'a str>,
 ) -> Result<(), DbError> {
-    // A statement that still holds a table gets a minute, not a year.
+    // A statement that still holds a table gets a minute, not a year; the
+    // names are quoted with backslash escapes, whatever the server's mode.
     let mut conn = connect(
         target,
-        "SET NAMES utf8mb4, SESSION lock_wait_timeout = 60",
+        "SET NAMES utf8mb4, SESSION lock_wait_timeout = 60, SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'",
         "the target database server",
     )
     .await?;
@@ -336,10 +337,18 @@ async fn create_schema(
         .query_drop("SET NAMES utf8mb4")
         .await
         .map_err(on_source("cannot set the session"))?;
-    for t in &snap.tables {
+    // Sequences first: a table's default may draw from one.
+    let mut order: Vec<&rows::Table> = snap.tables.iter().collect();
+    order.sort_by_key(|t| t.kind != TableKind::Sequence);
+    for t in order {
+        let what = if t.kind == TableKind::Sequence {
+            "SEQUENCE"
+        } else {
+            "TABLE"
+        };
         let row: Option<(String, String)> = reader
             .query_first(format!(
-                "SHOW CREATE TABLE {}.{}",
+                "SHOW CREATE {what} {}.{}",
                 ident(&job.name),
                 ident(&t.name)
             ))
@@ -348,7 +357,15 @@ async fn create_schema(
                 "cannot read the definition of table {}",
                 t.name
             )))?;
-        let Some((_, create)) = row else { continue };
+        let Some((_, mut create)) = row else { continue };
+        if !t.sequence_defaults.is_empty() {
+            // Drawing from the scratch database's copy of the sequence
+            // until `publish` points the default at the database's own.
+            create = create.replace(
+                &format!("nextval({}.", ident(&job.name)),
+                &format!("nextval({}.", ident(&job.stage)),
+            );
+        }
         dst.query_drop(create).await.map_err(|e| {
             DbError::sql(
                 format!("cannot create table {} on {}", t.name, job.target_label),
@@ -356,10 +373,61 @@ async fn create_schema(
             )
         })?;
     }
+    copy_sequences(job, dst, reader, &snap.tables).await?;
     reader
         .query_drop("SET NAMES binary")
         .await
         .map_err(on_source("cannot set the session"))
+}
+
+/// A sequence's state: next_not_cached_value, minimum_value,
+/// maximum_value, start_value, increment, cache_size, cycle_option,
+/// cycle_count.
+type SequenceRow = (i64, i64, i64, i64, i64, u64, u8, i64);
+
+const SEQUENCE_ROW: &str =
+    "SELECT next_not_cached_value, minimum_value, maximum_value, start_value, \
+     increment, cache_size, cycle_option, cycle_count FROM ";
+
+/// Sets every sequence of the scratch database where the source's stands
+/// (its next value and how many cycles it did), then checks its whole
+/// state against the source's.
+async fn copy_sequences(
+    job: &DbJob,
+    dst: &mut Conn,
+    src: &mut Conn,
+    tables: &[rows::Table],
+) -> Result<(), DbError> {
+    for t in tables.iter().filter(|t| t.kind == TableKind::Sequence) {
+        let name = |db: &str| format!("{}.{}", ident(db), ident(&t.name));
+        let on_source: Option<SequenceRow> = src
+            .query_first(format!("{SEQUENCE_ROW}{}", name(&job.name)))
+            .await
+            .map_err(on_source(&format!("cannot read sequence {}", t.name)))?;
+        let Some(state) = on_source else { continue };
+        dst.query_drop(format!(
+            "SELECT SETVAL({}, {}, 0, {})",
+            name(&job.stage),
+            state.0,
+            state.7
+        ))
+        .await
+        .map_err(on_target(job, &format!("cannot set sequence {}", t.name)))?;
+        let on_target: Option<SequenceRow> = dst
+            .query_first(format!("{SEQUENCE_ROW}{}", name(&job.stage)))
+            .await
+            .map_err(on_target(job, &format!("cannot read sequence {}", t.name)))?;
+        if on_target != Some(state) {
+            return Err(DbError::Uncarriable {
+                table: t.name.clone(),
+                why: format!(
+                    "the sequence stands at {:?} on the source but {:?} on {} after it was set",
+                    state, on_target, job.target_label
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every table's rows, chunks of the largest tables first, read by every
@@ -374,18 +442,22 @@ async fn load_rows(
 ) -> Result<usize, DbError> {
     let db = job.name.as_str();
     let tables = &snap.tables;
+    let loaded = || tables.iter().filter(|t| t.kind != TableKind::Sequence);
     counters
         .rows_total
-        .set(tables.iter().map(|t| t.rows_estimate).sum());
+        .set(loaded().map(|t| t.rows_estimate).sum());
     counters
         .bytes_total
-        .set(tables.iter().map(|t| t.bytes_estimate).sum());
+        .set(loaded().map(|t| t.bytes_estimate).sum());
     let mut order: Vec<usize> = (0..tables.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(tables[*i].bytes_estimate));
     let mut snapshot_chunks = VecDeque::new();
     let mut locked_chunks = VecDeque::new();
     for i in order {
         let t = &tables[i];
+        if t.kind == TableKind::Sequence {
+            continue;
+        }
         let range = match &t.chunk_key {
             Some(key) if t.rows_estimate > job.chunk_rows => {
                 let bounds: Option<(Option<i128>, Option<i128>)> = snap.readers[0]
@@ -484,6 +556,24 @@ async fn publish(
         dst.query_drop(format!("RENAME TABLE {}", moves.join(", ")))
             .await
             .map_err(on_target(job, "cannot move the tables into place"))?;
+    }
+    for t in tables {
+        for (column, default) in &t.sequence_defaults {
+            dst.query_drop(format!(
+                "ALTER TABLE {}.{} ALTER COLUMN {} SET DEFAULT {default}",
+                ident(db),
+                ident(&t.name),
+                ident(column)
+            ))
+            .await
+            .map_err(on_target(
+                job,
+                &format!(
+                    "cannot point the default of {}.{column} at its sequence",
+                    t.name
+                ),
+            ))?;
+        }
     }
     dst.query_drop(format!("DROP DATABASE {}", ident(&job.stage)))
         .await

@@ -13,7 +13,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 
 use super::copy::Counters;
-use super::rows::{self, Chunk, Table};
+use super::rows::{self, Checksum, Chunk, Table, TableKind};
 use super::{connect, DbError, TARGET_SESSION};
 
 /// A target connection that, dropped with a statement in flight (a stopped
@@ -82,8 +82,9 @@ impl Loader<'_> {
             };
             if dst.0.is_none() {
                 let what = format!("the target database server {}", self.target_label);
-                let conn = connect(self.target, TARGET_SESSION, &what).await?;
+                let mut conn = connect(self.target, TARGET_SESSION, &what).await?;
                 self.connections.borrow_mut().push(conn.id());
+                self.allow_history(&mut conn).await?;
                 dst.0 = Some(conn);
             }
             let Some(conn) = dst.0.as_mut() else { break };
@@ -94,6 +95,28 @@ impl Loader<'_> {
             let _ = conn.disconnect().await;
         }
         Ok(())
+    }
+
+    /// Lets a loading connection write the history rows of
+    /// system-versioned tables with their own period times, when the
+    /// database has such tables: a target that cannot (before MariaDB
+    /// 10.11, or with secure_timestamp set) is a named error for the
+    /// table, never a copy without its history.
+    async fn allow_history(&self, conn: &mut Conn) -> Result<(), DbError> {
+        let Some(table) = self.tables.iter().find(|t| t.kind == TableKind::Versioned) else {
+            return Ok(());
+        };
+        conn.query_drop("SET SESSION system_versioning_insert_history = 1")
+            .await
+            .map_err(|e| DbError::Uncarriable {
+                table: table.name.clone(),
+                why: format!(
+                    "it is system-versioned, and {} cannot write its history rows as they are ({}); \
+                     a target needs MariaDB 10.11 or later with secure_timestamp = NO",
+                    self.target_label,
+                    super::server_text(&e)
+                ),
+            })
     }
 
     /// Streams a chunk's rows into the target: by LOAD DATA LOCAL INFILE
@@ -146,13 +169,13 @@ impl Loader<'_> {
                 if block.len() >= LOAD_BLOCK {
                     let full =
                         std::mem::replace(&mut block, Vec::with_capacity(LOAD_BLOCK + 64 * 1024));
-                    if tx.send(bytes::Bytes::from(full)).await.is_err() {
+                    if !send_blocks(&tx, full).await {
                         // The load ended early; its error says why.
                         return Ok(false);
                     }
                 }
             }
-            if !block.is_empty() && tx.send(bytes::Bytes::from(block)).await.is_err() {
+            if !block.is_empty() && !send_blocks(&tx, block).await {
                 return Ok(false);
             }
             drop(tx);
@@ -266,33 +289,62 @@ impl Loader<'_> {
     async fn verify(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
         let table = &self.tables[chunk.table];
         let (a, b) = future::join(
-            src.query_first::<(u64, u64), _>(table.checksum(self.db, chunk)),
-            dst.query_first::<(u64, u64), _>(table.checksum(self.stage, chunk)),
+            checksum(src, table, self.db, chunk, "the source"),
+            checksum(dst, table, self.stage, chunk, self.target_label),
         )
         .await;
-        let a = a.map_err(|e| {
-            DbError::sql(
-                format!("cannot verify table {} on the source", table.name),
-                e,
-            )
-        })?;
-        let b = b.map_err(|e| {
-            DbError::sql(
-                format!(
-                    "cannot verify table {} on {}",
-                    table.name, self.target_label
-                ),
-                e,
-            )
-        })?;
+        let (a, b) = (a?, b?);
         if a != b {
             return Err(DbError::Differs {
                 table: table.name.clone(),
-                on_source: a.unwrap_or_default(),
-                on_target: b.unwrap_or_default(),
+                on_source: (a.rows, a.sum),
+                on_target: (b.rows, b.sum),
                 server: self.target_label.to_owned(),
             });
         }
         Ok(())
     }
+}
+
+/// Sends LOAD DATA input in blocks of at most `LOAD_BLOCK` bytes: each
+/// block travels as one packet, which must stay below the target's
+/// max_allowed_packet however large a row is. False when the load ended.
+async fn send_blocks(tx: &tokio::sync::mpsc::Sender<bytes::Bytes>, data: Vec<u8>) -> bool {
+    let mut data = bytes::Bytes::from(data);
+    while !data.is_empty() {
+        let block = data.split_to(data.len().min(LOAD_BLOCK));
+        if tx.send(block).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// A chunk's checksum on one server (`server` names it in errors); rows
+/// it cannot hash are an error, never a match.
+pub(super) async fn checksum(
+    conn: &mut Conn,
+    table: &Table,
+    db: &str,
+    chunk: &Chunk,
+    server: &str,
+) -> Result<Checksum, DbError> {
+    let answer: Option<(u64, String)> = conn
+        .query_first(table.checksum(db, chunk))
+        .await
+        .map_err(|e| DbError::sql(format!("cannot verify table {} on {server}", table.name), e))?;
+    let (rows, sum) = answer.unwrap_or((0, "0".into()));
+    let sum = Checksum::parse(rows, &sum).ok_or_else(|| DbError::Unhashed {
+        table: table.name.clone(),
+        rows,
+        server: server.to_owned(),
+    })?;
+    if sum.unhashed > 0 {
+        return Err(DbError::Unhashed {
+            table: table.name.clone(),
+            rows: sum.unhashed,
+            server: server.to_owned(),
+        });
+    }
+    Ok(sum)
 }

@@ -21,6 +21,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
 pub use copy::{copy_database, DbJob, DbProgress, DbReport, Recorder};
+pub use rows::Checksum;
 
 /// The type of a database server, as configurations, packets and panels
 /// name it; only MySQL (and MariaDB) databases are migrated.
@@ -79,6 +80,18 @@ pub enum DbError {
         table: String,
         on_source: (u64, u64),
         on_target: (u64, u64),
+        server: String,
+    },
+    /// A table holds what cannot be copied exactly; `why` says what, and
+    /// what to do.
+    #[error("table {table} cannot be copied exactly: {why}")]
+    Uncarriable { table: String, why: String },
+    /// The server could not hash some rows of a table (see
+    /// `rows::Table::checksum`), so the copy cannot be verified.
+    #[error("{rows} rows of table {table} cannot be checksummed on {server}, so the copy cannot be verified")]
+    Unhashed {
+        table: String,
+        rows: u64,
         server: String,
     },
     #[error("the load of table {table} ended early")]
@@ -190,6 +203,33 @@ pub async fn connect(opts: &mysql_async::Opts, setup: &str, what: &str) -> Resul
         .await
         .map_err(|e| DbError::sql(format!("cannot set up the session on {what}"), e))?;
     Ok(conn)
+}
+
+/// Per table of `db` (base tables, system-versioned tables with their
+/// history, sequences with their state): the row count and checksum a
+/// copy is verified by (`rows::Table::checksum`), over whole tables.
+/// Leaves the connection in the session the copy reads in.
+pub async fn checksums(
+    conn: &mut Conn,
+    db: &str,
+) -> Result<std::collections::BTreeMap<String, Checksum>, DbError> {
+    conn.query_drop(SOURCE_SESSION)
+        .await
+        .map_err(|e| DbError::sql("cannot set up the session", e))?;
+    let mut tables = snapshot::list_tables(conn, db).await?;
+    snapshot::read_columns(conn, db, &mut tables).await?;
+    let mut out = std::collections::BTreeMap::new();
+    for (i, table) in tables.iter().enumerate() {
+        let whole = rows::Chunk {
+            table: i,
+            range: None,
+        };
+        out.insert(
+            table.name.clone(),
+            loader::checksum(conn, table, db, &whole, "the server").await?,
+        );
+    }
+    Ok(out)
 }
 
 /// Whether a database of that name exists on the server.

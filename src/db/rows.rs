@@ -1,7 +1,7 @@
 //! Tables as hostmig copies them: their columns and how each value is
-//! written back, the primary-key chunks of large tables, the SELECT that
-//! reads a chunk, the INSERT statements that write it (bounded in size),
-//! and the checksum SQL both servers run on it.
+//! read exactly and written back, the primary-key chunks of large tables,
+//! the SELECT that reads a chunk, the INSERT statements that write it
+//! (bounded in size), and the checksum SQL both servers run on it.
 
 use mysql_async::Value;
 
@@ -10,16 +10,40 @@ use super::ident;
 /// How a column's values are written into an INSERT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// Integers, DECIMAL, DOUBLE, YEAR, BIT (read as its number): the
-    /// server's text, unquoted.
+    /// Integers, DECIMAL, YEAR, and BIT, ENUM and SET (read as their
+    /// number): the server's text, unquoted.
     Number,
-    /// FLOAT: read as DOUBLE (the float's exact value), written unquoted.
+    /// FLOAT and DOUBLE, read as the exact DOUBLE: unquoted.
     Float,
-    /// Binary strings and spatial values: a hex literal.
+    /// Binary strings, spatial values, and UUID and INET addresses (read
+    /// in their binary form): a hex literal.
     Hex,
-    /// Everything else (text, dates, ENUM, SET, JSON): a quoted literal of
-    /// the raw stored bytes.
+    /// Everything else (text, dates, JSON): a quoted literal of the raw
+    /// stored bytes.
     Quoted,
+}
+
+/// How a column's value is read so that writing it back is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// The stored bytes (strings), or the server's exact text of the value
+    /// (integers, DECIMAL, dates and times in the UTC session).
+    Raw,
+    /// BIT, ENUM and SET: their number (an ENUM's empty member and its
+    /// invalid value both read as '', a member may read as a number),
+    /// loaded through a variable.
+    Number,
+    /// FLOAT: its exact value as a DOUBLE; a negative zero (which a FLOAT
+    /// can hold) as -1e-50, which stores as -0 again.
+    Float,
+    /// DOUBLE: its exact value (DOUBLE(M,D) shows only D decimals); a
+    /// negative zero as -0, which MariaDB stores as 0, so that the
+    /// checksum tells them apart.
+    Double,
+    /// UUID, INET4, INET6: their binary form of this many bytes. Their
+    /// text, arriving as a binary string (the sessions are `binary`), is
+    /// refused by the column and stored as NULL.
+    Binary(u8),
 }
 
 impl Kind {
@@ -27,11 +51,12 @@ impl Kind {
     pub fn of(data_type: &str, charset: Option<&str>) -> Kind {
         match data_type.to_ascii_lowercase().as_str() {
             "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal"
-            | "numeric" | "double" | "real" | "year" | "bit" => Kind::Number,
-            "float" => Kind::Float,
+            | "numeric" | "year" | "bit" | "enum" | "set" => Kind::Number,
+            "float" | "double" | "real" => Kind::Float,
             "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob"
             | "geometry" | "point" | "linestring" | "polygon" | "multipoint"
-            | "multilinestring" | "multipolygon" | "geometrycollection" => Kind::Hex,
+            | "multilinestring" | "multipolygon" | "geometrycollection" | "uuid" | "inet4"
+            | "inet6" => Kind::Hex,
             _ if charset.is_none_or(|c| c.eq_ignore_ascii_case("binary"))
                 && matches!(data_type, "char" | "varchar") =>
             {
@@ -42,20 +67,62 @@ impl Kind {
     }
 }
 
+impl Read {
+    pub fn of(data_type: &str) -> Read {
+        match data_type.to_ascii_lowercase().as_str() {
+            "bit" | "enum" | "set" => Read::Number,
+            "float" => Read::Float,
+            "double" | "real" => Read::Double,
+            "uuid" | "inet6" => Read::Binary(16),
+            "inet4" => Read::Binary(4),
+            _ => Read::Raw,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
     pub kind: Kind,
+    pub read: Read,
     /// Computed by the server (VIRTUAL or STORED): never written.
     pub generated: bool,
-    /// A BIT column: read as its number, loaded through a variable.
-    pub bit: bool,
 }
 
-/// A base table of the database being copied.
+impl Column {
+    /// The SQL that reads this column's value exactly (see `Read`).
+    pub fn value(&self) -> String {
+        let col = ident(&self.name);
+        match self.read {
+            Read::Raw => col,
+            Read::Number => format!("CAST({col} AS UNSIGNED)"),
+            Read::Float => {
+                format!("IF({col} = 0 AND ATAN2({col}, -1) < 0, '-1e-50', CAST({col} AS DOUBLE))")
+            }
+            Read::Double => {
+                format!("IF({col} = 0 AND ATAN2({col}, -1) < 0, '-0', CAST({col} AS DOUBLE))")
+            }
+            Read::Binary(bytes) => format!("CAST({col} AS BINARY({bytes}))"),
+        }
+    }
+}
+
+/// What kind of table it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableKind {
+    Base,
+    /// System-versioned: its history rows are read and written with the
+    /// current ones, their period columns among the written columns.
+    Versioned,
+    /// A sequence: created and set, not loaded (`copy::copy_sequences`).
+    Sequence,
+}
+
+/// A table of the database being copied.
 #[derive(Debug, Clone)]
 pub struct Table {
     pub name: String,
+    pub kind: TableKind,
     pub columns: Vec<Column>,
     /// InnoDB (read inside the snapshot) or not (read under a table lock).
     pub transactional: bool,
@@ -63,6 +130,11 @@ pub struct Table {
     pub bytes_estimate: u64,
     /// The single integer primary-key column, when the table has one.
     pub chunk_key: Option<String>,
+    /// Columns whose default draws from a sequence of the same database:
+    /// (column, the default as information_schema shows it). Created in
+    /// the scratch database drawing from its copy of the sequence, and
+    /// pointed at the database's own once the tables are moved into it.
+    pub sequence_defaults: Vec<(String, String)>,
 }
 
 /// A part of a table: all of it, or a primary-key range `[from, to)`
@@ -112,9 +184,45 @@ pub fn chunks(
     out
 }
 
+/// What a checksum adds for a row whose hash the server could not compute
+/// (a value it could not read whole): above any sum of 2^32 row hashes,
+/// so that such rows are counted, never silently equal on both sides.
+const UNHASHED: &str = "18446744073709551616";
+
+/// A chunk's checksum: row count, the sum of the row hashes (modulo
+/// 2^64), and the rows whose hash the server could not compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checksum {
+    pub rows: u64,
+    pub sum: u64,
+    pub unhashed: u64,
+}
+
+impl Checksum {
+    /// From the checksum SQL's answer: the count and the exact sum.
+    pub fn parse(rows: u64, sum: &str) -> Option<Checksum> {
+        let total: u128 = sum.trim().parse().ok()?;
+        Some(Checksum {
+            rows,
+            sum: total as u64,
+            unhashed: (total >> 64) as u64,
+        })
+    }
+}
+
 impl Table {
     fn written(&self) -> impl Iterator<Item = &Column> {
         self.columns.iter().filter(|c| !c.generated)
+    }
+
+    /// `db.t`, with every row of a system-versioned table (history too).
+    fn source(&self, db: &str) -> String {
+        let all = if self.kind == TableKind::Versioned {
+            " FOR SYSTEM_TIME ALL"
+        } else {
+            ""
+        };
+        format!("{}.{}{all}", ident(db), ident(&self.name))
     }
 
     /// `WHERE` of a chunk (empty for a whole table).
@@ -141,19 +249,11 @@ impl Table {
 
     /// The SELECT that reads a chunk's written columns on the source.
     pub fn select(&self, db: &str, chunk: &Chunk) -> String {
-        let cols: Vec<String> = self
-            .written()
-            .map(|c| match c.kind {
-                Kind::Float => format!("CAST({} AS DOUBLE)", ident(&c.name)),
-                _ if c.bit => format!("CAST({} AS UNSIGNED)", ident(&c.name)),
-                _ => ident(&c.name),
-            })
-            .collect();
+        let cols: Vec<String> = self.written().map(Column::value).collect();
         format!(
-            "SELECT {} FROM {}.{}{}",
+            "SELECT {} FROM {}{}",
             cols.join(", "),
-            ident(db),
-            ident(&self.name),
+            self.source(db),
             self.filter(chunk)
         )
     }
@@ -172,12 +272,13 @@ impl Table {
 
     /// `LOAD DATA LOCAL INFILE` of a chunk in the format `push_line`
     /// writes (raw bytes, tab-separated, backslash escapes, `\N` for NULL);
-    /// BIT columns go through a variable (LOAD DATA cannot take them raw).
+    /// columns read as numbers (BIT, ENUM, SET) go through a variable, as
+    /// LOAD DATA would take their text for a member or bit string.
     pub fn load(&self, db: &str) -> String {
         let mut cols = Vec::new();
         let mut sets = Vec::new();
         for (i, c) in self.written().enumerate() {
-            if c.bit {
+            if c.read == Read::Number {
                 cols.push(format!("@v{i}"));
                 sets.push(format!("{} = CAST(@v{i} AS UNSIGNED)", ident(&c.name)));
             } else {
@@ -203,26 +304,30 @@ impl Table {
         self.written().map(|c| c.kind).collect()
     }
 
-    /// Row count and a value checksum of a chunk, the same SQL on both
-    /// servers: per row the CRC32 of every column's bytes (FLOAT as its
-    /// exact DOUBLE) with a NULL marker per column, summed.
+    /// Row count and value checksum of a chunk, the same SQL on both
+    /// servers (answering the count and the sum as text, for
+    /// `Checksum::parse`). Each row's hash is the CRC32 of every column's
+    /// value length and CRC32 (`-` for NULL), comma-separated: no two
+    /// different rows give the same input, and no value is ever copied
+    /// into a larger string, so a value larger than max_allowed_packet is
+    /// hashed as it is stored (the server reads it whole; a copy of it
+    /// would be NULL). A row the server cannot hash adds `UNHASHED`.
     pub fn checksum(&self, db: &str, chunk: &Chunk) -> String {
-        let mut values = Vec::new();
-        let mut nulls = Vec::new();
-        for c in &self.columns {
-            let col = ident(&c.name);
-            values.push(match c.kind {
-                Kind::Float => format!("CAST(CAST({col} AS DOUBLE) AS BINARY)"),
-                _ => format!("CAST({col} AS BINARY)"),
-            });
-            nulls.push(format!("ISNULL({col})"));
-        }
+        let pieces: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                let value = c.value();
+                format!(
+                    "IF({} IS NULL, '-', CONCAT(LENGTH({value}), ':', CRC32({value})))",
+                    ident(&c.name)
+                )
+            })
+            .collect();
         format!(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS(0x1f, {}, CONCAT({})))), 0) AS UNSIGNED) FROM {}.{}{}",
-            values.join(", "),
-            nulls.join(", "),
-            ident(db),
-            ident(&self.name),
+            "SELECT COUNT(*), CAST(COALESCE(SUM(IFNULL(CRC32(CONCAT({})), {UNHASHED})), 0) AS CHAR) FROM {}{}",
+            pieces.join(", ',', "),
+            self.source(db),
             self.filter(chunk)
         )
     }
@@ -384,6 +489,16 @@ mod tests {
     }
 
     #[test]
+    fn checksum_sums_keep_the_rows_that_could_not_be_hashed() {
+        let ok = Checksum::parse(3, "12345").unwrap();
+        assert_eq!((ok.rows, ok.sum, ok.unhashed), (3, 12345, 0));
+        // Two unhashed rows beside a row hash of 7.
+        let two = Checksum::parse(3, "36893488147419103239").unwrap();
+        assert_eq!((two.sum, two.unhashed), (7, 2));
+        assert!(Checksum::parse(1, "NULL").is_none());
+    }
+
+    #[test]
     fn chunks_cover_the_key_range_without_gaps() {
         let parts = chunks(0, Some((1, 1_000_000)), 1_000_000, 200_000);
         assert_eq!(parts.len(), 5);
@@ -403,6 +518,16 @@ mod tests {
     fn kinds_follow_the_column_type() {
         assert_eq!(Kind::of("bigint", None), Kind::Number);
         assert_eq!(Kind::of("float", None), Kind::Float);
+        assert_eq!(Kind::of("double", None), Kind::Float);
+        assert_eq!(Kind::of("enum", Some("utf8mb4")), Kind::Number);
+        assert_eq!(Read::of("enum"), Read::Number);
+        assert_eq!(Read::of("float"), Read::Float);
+        assert_eq!(Read::of("datetime"), Read::Raw);
+        assert_eq!(
+            (Kind::of("uuid", None), Read::of("uuid")),
+            (Kind::Hex, Read::Binary(16))
+        );
+        assert_eq!(Read::of("inet4"), Read::Binary(4));
         assert_eq!(Kind::of("point", None), Kind::Hex);
         assert_eq!(Kind::of("varchar", Some("binary")), Kind::Hex);
         assert_eq!(Kind::of("varchar", Some("latin1")), Kind::Quoted);

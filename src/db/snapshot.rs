@@ -13,11 +13,11 @@ use futures_util::future;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-use super::rows::{Column, Kind, Table};
+use super::rows::{Column, Kind, Read, Table, TableKind};
 use super::{connect, ident, DbError, DbJob, SOURCE_SESSION};
 
-/// A row of information_schema.TABLES: name, engine, rows, bytes.
-type TableRow = (String, Option<String>, Option<u64>, Option<u64>);
+/// A row of information_schema.TABLES: name, type, engine, rows, bytes.
+type TableRow = (String, String, Option<String>, Option<u64>, Option<u64>);
 
 /// The source connections of one copy and what they see.
 pub(super) struct Snapshot {
@@ -159,30 +159,41 @@ async fn begin(conn: &mut Conn) -> Result<(), DbError> {
     .map_err(|e| DbError::sql("cannot start a consistent snapshot on the source", e))
 }
 
-/// The base tables of `db` with their engine and size estimates.
-async fn list_tables(conn: &mut Conn, db: &str) -> Result<Vec<Table>, DbError> {
+/// The tables of `db` (base, system-versioned, sequences) with their
+/// engine and size estimates.
+pub(super) async fn list_tables(conn: &mut Conn, db: &str) -> Result<Vec<Table>, DbError> {
     let rows: Vec<TableRow> = conn
         .exec(
-            "SELECT TABLE_NAME, ENGINE, TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
+            "SELECT TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS, DATA_LENGTH FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') \
+             ORDER BY TABLE_NAME",
             (db,),
         )
         .await
         .map_err(|e| DbError::sql(format!("cannot list the tables of {db} on the source"), e))?;
     Ok(rows
         .into_iter()
-        .map(|(name, engine, rows, bytes)| Table {
+        .map(|(name, kind, engine, rows, bytes)| Table {
             name,
+            kind: match kind.as_str() {
+                "SYSTEM VERSIONED" => TableKind::Versioned,
+                "SEQUENCE" => TableKind::Sequence,
+                _ => TableKind::Base,
+            },
             columns: Vec::new(),
             transactional: engine.is_some_and(|e| e.eq_ignore_ascii_case("InnoDB")),
             rows_estimate: rows.unwrap_or(0),
             bytes_estimate: bytes.unwrap_or(0),
             chunk_key: None,
+            sequence_defaults: Vec::new(),
         })
         .collect())
 }
 
-/// Fills in every table's columns and its single integer key.
+/// Fills in every table's columns (a system-versioned table's period
+/// columns among them, named by the server when the table did not name
+/// them), its single integer key, and the defaults that draw from a
+/// sequence of `db`.
 pub(super) async fn read_columns(
     conn: &mut Conn,
     db: &str,
@@ -190,13 +201,16 @@ pub(super) async fn read_columns(
 ) -> Result<(), DbError> {
     let rows: Vec<Row> = conn
         .exec(
-            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, EXTRA, COLUMN_KEY \
+            "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, CHARACTER_SET_NAME, EXTRA, COLUMN_KEY, \
+             GENERATION_EXPRESSION, COLUMN_DEFAULT \
              FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME, ORDINAL_POSITION",
             (db,),
         )
         .await
         .map_err(|e| DbError::sql(format!("cannot read the columns of {db} on the source"), e))?;
-    let mut keys: Vec<Vec<(String, Kind)>> = vec![Vec::new(); tables.len()];
+    let mut keys: Vec<Vec<(String, bool)>> = vec![Vec::new(); tables.len()];
+    let mut periods = vec![0usize; tables.len()];
+    let draws_from = format!("nextval({}.", ident(db));
     for row in rows {
         let get = |i: usize| -> Option<String> {
             match row.as_ref(i) {
@@ -210,32 +224,64 @@ pub(super) async fn read_columns(
         let Some(index) = tables.iter().position(|t| t.name == table) else {
             continue;
         };
+        let t = &mut tables[index];
+        let expression = get(6).unwrap_or_default().to_ascii_uppercase();
+        let period = matches!(expression.as_str(), "ROW START" | "ROW END");
+        if period {
+            periods[index] += 1;
+            if !data_type.eq_ignore_ascii_case("timestamp") {
+                return Err(transaction_precise(&t.name, &name));
+            }
+        }
         let extra = get(4).unwrap_or_default().to_ascii_uppercase();
-        let generated = ["VIRTUAL", "STORED", "PERSISTENT"]
-            .iter()
-            .any(|g| extra.contains(g));
-        let kind = Kind::of(&data_type, get(3).as_deref());
+        let generated = !period
+            && ["VIRTUAL", "STORED", "PERSISTENT"]
+                .iter()
+                .any(|g| extra.contains(g));
         let integer = matches!(
             data_type.as_str(),
             "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
         );
-        if get(5).as_deref() == Some("PRI") {
-            keys[index].push((
-                name.clone(),
-                if integer { Kind::Number } else { Kind::Quoted },
-            ));
+        // The row end joins a versioned table's key; it is no chunk key.
+        if get(5).as_deref() == Some("PRI") && expression != "ROW END" {
+            keys[index].push((name.clone(), integer));
         }
-        tables[index].columns.push(Column {
+        if let Some(default) = get(7).filter(|d| d.to_ascii_lowercase().contains(&draws_from)) {
+            t.sequence_defaults.push((name.clone(), default));
+        }
+        t.columns.push(Column {
+            kind: Kind::of(&data_type, get(3).as_deref()),
+            read: Read::of(&data_type),
             name,
-            kind,
             generated,
-            bit: data_type == "bit",
         });
     }
-    for (t, key) in tables.iter_mut().zip(keys) {
-        if let [(name, Kind::Number)] = key.as_slice() {
+    for ((t, key), periods) in tables.iter_mut().zip(keys).zip(periods) {
+        if let [(name, true)] = key.as_slice() {
             t.chunk_key = Some(name.clone());
+        }
+        if t.kind == TableKind::Versioned && periods == 0 {
+            for name in ["row_start", "row_end"] {
+                t.columns.push(Column {
+                    name: name.into(),
+                    kind: Kind::Quoted,
+                    read: Read::Raw,
+                    generated: false,
+                });
+            }
         }
     }
     Ok(())
+}
+
+/// A table versioned by transaction ids: its history refers to the
+/// source server's own transaction registry, which no copy can carry.
+fn transaction_precise(table: &str, column: &str) -> DbError {
+    DbError::Uncarriable {
+        table: table.to_owned(),
+        why: format!(
+            "it is versioned by transaction (its period column {column} holds transaction ids of the source server, meaningless on any other); \
+             convert it to timestamp versioning on the source, or drop its history, and migrate again"
+        ),
+    }
 }

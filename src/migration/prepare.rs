@@ -223,7 +223,7 @@ pub async fn prepare(
 
     // The destination's facts, read only.
     let unreachable = |e: String| Refusal::NotReady(NotReady::PanelDbUnreachable(e));
-    let mut dst = mysql_async::Conn::from_url(panel_url.as_str())
+    let mut dst = crate::panel::connect_url(panel_url.as_str())
         .await
         .map_err(|e| unreachable(crate::db::server_text(&e)))?;
     let inventory = destination::inventory(&mut dst)
@@ -493,7 +493,7 @@ async fn read_source(
     let source_opts = tunnel
         .mysql_opts(&access.panel_db.user, access.panel_db.password.expose())
         .db_name(Some(access.panel_db.database.clone()));
-    let mut src = mysql_async::Conn::new(source_opts)
+    let mut src = crate::panel::connect(source_opts)
         .await
         .map_err(|e| source_failed(format!("panel data unreadable: {e}")))?;
     let read = async {

@@ -79,14 +79,9 @@ impl Writer {
     /// Connects (strict: nothing is ever cut or replaced silently) and
     /// reads what the destination's columns hold.
     pub async fn open(url: &url::Url) -> Result<Writer, PanelError> {
-        let mut conn = Conn::from_url(url.as_str())
+        let mut conn = super::connect_url(url.as_str())
             .await
             .map_err(failed("connecting"))?;
-        conn.query_drop(
-            "SET NAMES utf8mb4, SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
-        )
-        .await
-        .map_err(failed("setting up the session"))?;
         let catalog = Catalog::load(&mut conn).await?;
         Ok(Writer { conn, catalog })
     }

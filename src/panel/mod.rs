@@ -16,6 +16,29 @@ pub mod source;
 /// The panel schema of PANEL.md (`schemas/panel.sql`), idempotent.
 pub const SCHEMA_SQL: &str = include_str!("../../schemas/panel.sql");
 
+/// The session of every connection to a panel database, source or
+/// destination, whatever the server's globals: utf8mb4; UTC, so that a
+/// TIMESTAMP read on one server is written as the same instant on the
+/// other; and hostmig's own SQL mode (strict, so nothing is cut or
+/// replaced silently; no ANSI quotes, the usual backslash escapes).
+pub const SESSION: &str = "SET NAMES utf8mb4, time_zone = '+00:00', \
+     SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'";
+
+/// A connection to a panel database, in `SESSION`.
+pub async fn connect(
+    opts: impl Into<mysql_async::Opts>,
+) -> Result<mysql_async::Conn, mysql_async::Error> {
+    use mysql_async::prelude::Queryable;
+    let mut conn = mysql_async::Conn::new(opts.into()).await?;
+    conn.query_drop(SESSION).await?;
+    Ok(conn)
+}
+
+/// A connection to the panel database at `url`, in `SESSION`.
+pub async fn connect_url(url: &str) -> Result<mysql_async::Conn, mysql_async::Error> {
+    connect(mysql_async::Opts::from_url(url)?).await
+}
+
 /// What went wrong with a panel database, and on which side: reading the
 /// source's or writing the destination's. No message ever quotes the value
 /// of a password column.

@@ -450,18 +450,31 @@ async fn verify(source: &Source, dest: &Destination) -> (Checked, Vec<String>) {
     };
     for name in source.databases() {
         checked.databases += 1;
-        let expected = compare::table_checksums(&mut src, &name)
-            .await
-            .unwrap_or_default();
+        let expected = match compare::table_checksums(&mut src, &name).await {
+            Ok(sums) => sums,
+            Err(e) => {
+                differences.push(format!(
+                    "database {name} cannot be checksummed on the source: {e}"
+                ));
+                continue;
+            }
+        };
         checked.tables += expected.len();
         let mut found = false;
         for server in &dest.db_servers {
             let Ok(mut conn) = server.connect(None).await else {
                 continue;
             };
-            let actual = compare::table_checksums(&mut conn, &name)
-                .await
-                .unwrap_or_default();
+            let actual = match compare::table_checksums(&mut conn, &name).await {
+                Ok(sums) => sums,
+                Err(e) => {
+                    differences.push(format!(
+                        "database {name} cannot be checksummed on localhost:{}: {e}",
+                        server.port
+                    ));
+                    BTreeMap::new()
+                }
+            };
             let _ = conn.disconnect().await;
             if !actual.is_empty() {
                 found = true;

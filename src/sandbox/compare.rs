@@ -210,91 +210,515 @@ pub struct TableSum {
     pub checksum: u64,
 }
 
-/// Per base table of `db`: the row count and the sum of CRC32s of each
-/// row's values (as binary, NULLs marked), the same SQL on any server.
+// The comparisons below are written apart from hostmig's own copy and
+// checksum (`db::rows`) on purpose: a proof that shared their SQL would
+// share their mistakes.
+
+/// The session the comparisons run in (the caller's is restored after):
+/// raw stored bytes, UTC, no SQL mode (CHAR read without its padding).
+const COMPARE_SESSION: &str =
+    "SET @hostmig_mode = @@session.sql_mode, @hostmig_tz = @@session.time_zone; \
+     SET NAMES binary, time_zone = '+00:00', SESSION sql_mode = ''";
+const RESTORE_SESSION: &str =
+    "SET NAMES utf8mb4, SESSION sql_mode = @hostmig_mode, time_zone = @hostmig_tz";
+
+/// Runs `$body` (a future using `$conn`) in `COMPARE_SESSION`.
+macro_rules! in_compare_session {
+    ($conn:expr, $body:expr) => {{
+        $conn.query_drop(COMPARE_SESSION).await?;
+        let out = $body.await;
+        $conn.query_drop(RESTORE_SESSION).await?;
+        out
+    }};
+}
+
+/// Characters (bytes, for binary strings) of a long value read at once:
+/// its hex stays far below a 4 MiB max_allowed_packet.
+const PAGE: u64 = 256 * 1024;
+/// Characters of each long value read with its row.
+const FIRST_PAGE: u64 = 4096;
+/// Rows read at a time.
+const BATCH: u64 = 200;
+/// Differences reported per table before the rest is skipped.
+const MAX_DIFFERENCES: usize = 20;
+
+/// A column as the comparisons read it.
+#[derive(Debug, Clone)]
+struct ColumnShape {
+    name: String,
+    /// Long strings, read in pages (`PAGE`) by SUBSTRING.
+    long: bool,
+    /// The SQL of its exact value (long columns: the column itself).
+    value: String,
+}
+
+/// A table (base, system-versioned or sequence) as the comparisons read it.
+#[derive(Debug, Clone)]
+struct TableShape {
+    name: String,
+    /// `db`.`t`, with `FOR SYSTEM_TIME ALL` for a versioned table.
+    from: String,
+    columns: Vec<ColumnShape>,
+    /// The primary key's columns (with a versioned table's row end),
+    /// empty without one.
+    key: Vec<String>,
+}
+
+fn quoted(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// The exact value of a column of `data_type` as SQL, and whether it is
+/// a long string read in pages.
+fn column_value(name: &str, data_type: &str) -> (String, bool) {
+    let c = quoted(name);
+    match data_type {
+        "float" | "double" | "real" => (
+            format!(
+                "CONCAT(IF({c} = 0 AND ATAN2({c}, -1) < 0, '-', ''), ABS(CAST({c} AS DOUBLE)))"
+            ),
+            false,
+        ),
+        "bit" => (format!("CAST({c} AS UNSIGNED)"), false),
+        "enum" | "set" => (format!("CONCAT(CAST({c} AS UNSIGNED), '=', {c})"), false),
+        "uuid" | "inet4" | "inet6" => (format!("UNHEX(HEX({c}))"), false),
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" | "binary"
+        | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" | "json" | "geometry"
+        | "point" | "linestring" | "polygon" | "multipoint" | "multilinestring"
+        | "multipolygon" | "geometrycollection" => (c, true),
+        _ => (format!("CAST({c} AS BINARY)"), false),
+    }
+}
+
+/// Every table of `db` with its columns, period columns and key.
+async fn table_shapes(conn: &mut Conn, db: &str) -> Result<Vec<TableShape>, mysql_async::Error> {
+    let tables: Vec<(String, String)> = conn
+        .exec(
+            "SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? \
+             AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE') ORDER BY TABLE_NAME",
+            (db,),
+        )
+        .await?;
+    let mut out = Vec::new();
+    for (table, kind) in tables {
+        let columns: Vec<(String, String, Option<String>)> = conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE, GENERATION_EXPRESSION FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
+                (db, &table),
+            )
+            .await?;
+        let mut key: Vec<String> = conn
+            .exec(
+                "SELECT COLUMN_NAME FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? \
+                 AND TABLE_NAME = ? AND INDEX_NAME = 'PRIMARY' ORDER BY SEQ_IN_INDEX",
+                (db, &table),
+            )
+            .await?;
+        let versioned = kind == "SYSTEM VERSIONED";
+        let mut shaped: Vec<ColumnShape> = columns
+            .iter()
+            .map(|(name, data_type, _)| {
+                let (value, long) = column_value(name, &data_type.to_ascii_lowercase());
+                ColumnShape {
+                    name: name.clone(),
+                    long,
+                    value,
+                }
+            })
+            .collect();
+        let row_end = columns
+            .iter()
+            .find(|(_, _, g)| {
+                g.as_deref()
+                    .is_some_and(|g| g.eq_ignore_ascii_case("ROW END"))
+            })
+            .map(|(name, _, _)| name.clone());
+        if versioned && row_end.is_none() {
+            // Period columns the table did not name: the server's own.
+            for name in ["row_start", "row_end"] {
+                shaped.push(ColumnShape {
+                    name: name.into(),
+                    long: false,
+                    value: format!("CAST({} AS BINARY)", quoted(name)),
+                });
+            }
+        }
+        if versioned && !key.is_empty() {
+            let end = row_end.unwrap_or_else(|| "row_end".into());
+            if !key.contains(&end) {
+                key.push(end);
+            }
+        }
+        out.push(TableShape {
+            from: format!(
+                "{}.{}{}",
+                quoted(db),
+                quoted(&table),
+                if versioned {
+                    " FOR SYSTEM_TIME ALL"
+                } else {
+                    ""
+                }
+            ),
+            name: table,
+            columns: shaped,
+            key,
+        });
+    }
+    Ok(out)
+}
+
+impl TableShape {
+    /// A digest of a whole row, for ordering and finding the rows of a
+    /// table without a key (equal rows have equal digests).
+    fn digest(&self) -> String {
+        let pieces: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "IF({n} IS NULL, '-', CONCAT(LENGTH({v}), ':', SHA2({v}, 256)))",
+                    n = quoted(&c.name),
+                    v = c.value
+                )
+            })
+            .collect();
+        format!("SHA2(CONCAT({}), 256)", pieces.join(", ',', "))
+    }
+
+    /// The SQL naming one row: its key, or its digest.
+    fn locator(&self) -> String {
+        if self.key.is_empty() {
+            format!("{} = ?", self.digest())
+        } else {
+            self.key
+                .iter()
+                .map(|k| format!("{} <=> ?", quoted(k)))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        }
+    }
+
+    /// Rows `offset..offset+BATCH` in a fixed order: the locator's values,
+    /// then per column its length in characters (long columns) and the
+    /// hex of its value (long columns: the first page).
+    fn batch(&self, offset: u64) -> String {
+        let mut select: Vec<String> = if self.key.is_empty() {
+            vec![self.digest()]
+        } else {
+            self.key.iter().map(|k| quoted(k)).collect()
+        };
+        for c in &self.columns {
+            if c.long {
+                select.push(format!("CHAR_LENGTH({})", c.value));
+                select.push(format!("HEX(LEFT({}, {FIRST_PAGE}))", c.value));
+            } else {
+                select.push("NULL".into());
+                select.push(format!("HEX({})", c.value));
+            }
+        }
+        let order = if self.key.is_empty() {
+            "1".to_owned()
+        } else {
+            (1..=self.key.len())
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "SELECT {} FROM {} ORDER BY {order} LIMIT {BATCH} OFFSET {offset}",
+            select.join(", "),
+            self.from
+        )
+    }
+
+    /// The SQL of page `from..from+PAGE` (1-based, in characters) of a
+    /// long column of one row.
+    fn page(&self, column: &ColumnShape) -> String {
+        format!(
+            "SELECT HEX(SUBSTRING({}, ?, {PAGE})) FROM {} WHERE {} LIMIT 1",
+            column.value,
+            self.from,
+            self.locator()
+        )
+    }
+}
+
+/// What comparing two servers' copies of a database found.
+#[derive(Debug, Clone, Default)]
+pub struct RowsCompared {
+    /// Rows of each table on the first server.
+    pub rows: BTreeMap<String, u64>,
+    /// What differs, one line each; empty when every value is equal.
+    pub differences: Vec<String>,
+}
+
+/// Compares every table of `db` (base tables with their values,
+/// system-versioned tables with their history rows and period columns,
+/// sequences with their state) on two servers, value for value: the hex
+/// of each value's stored bytes (FLOAT and DOUBLE as their exact value
+/// with a negative zero's sign, BIT, ENUM and SET as their number),
+/// rows in key order (by row digest without a key), long values page by
+/// page so that no answer nears a server's max_allowed_packet.
+pub async fn table_rows(
+    a: &mut Conn,
+    b: &mut Conn,
+    db: &str,
+) -> Result<RowsCompared, mysql_async::Error> {
+    in_compare_session!(a, async {
+        in_compare_session!(b, compare_tables(a, b, db))
+    })
+}
+
+async fn compare_tables(
+    a: &mut Conn,
+    b: &mut Conn,
+    db: &str,
+) -> Result<RowsCompared, mysql_async::Error> {
+    let mut out = RowsCompared::default();
+    let (shapes_a, shapes_b) = (table_shapes(a, db).await?, table_shapes(b, db).await?);
+    let names = |s: &[TableShape]| s.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    if names(&shapes_a) != names(&shapes_b) {
+        out.differences.push(format!(
+            "the tables differ: {:?} against {:?}",
+            names(&shapes_a),
+            names(&shapes_b)
+        ));
+    }
+    for table in &shapes_a {
+        let Some(other) = shapes_b.iter().find(|t| t.name == table.name) else {
+            continue;
+        };
+        let before = out.differences.len();
+        let rows = compare_table(a, b, table, other, &mut out.differences).await?;
+        if out.differences.len() - before >= MAX_DIFFERENCES {
+            out.differences.push(format!(
+                "table {}: further differences not shown",
+                table.name
+            ));
+        }
+        out.rows.insert(table.name.clone(), rows);
+    }
+    Ok(out)
+}
+
+/// Compares one table; answers its rows on the first server.
+async fn compare_table(
+    a: &mut Conn,
+    b: &mut Conn,
+    table: &TableShape,
+    other: &TableShape,
+    differences: &mut Vec<String>,
+) -> Result<u64, mysql_async::Error> {
+    let t = &table.name;
+    let column_names =
+        |s: &TableShape| s.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
+    if column_names(table) != column_names(other) || table.key != other.key {
+        differences.push(format!("table {t}: the columns or the key differ"));
+        return Ok(0);
+    }
+    let start = differences.len();
+    let mut offset = 0;
+    loop {
+        let rows_a: Vec<Row> = a.query(table.batch(offset)).await?;
+        let rows_b: Vec<Row> = b.query(table.batch(offset)).await?;
+        for (i, (ra, rb)) in rows_a.iter().zip(&rows_b).enumerate() {
+            let keys = table.key.len().max(1);
+            let locator: Vec<Value> = (0..keys)
+                .map(|k| ra.as_ref(k).cloned().unwrap_or(Value::NULL))
+                .collect();
+            let row_name = format!("row {} ({})", offset + i as u64 + 1, show_values(&locator));
+            if (0..keys).any(|k| ra.as_ref(k) != rb.as_ref(k)) {
+                differences.push(format!(
+                    "table {t}: {row_name} is not the other's row at that place ({})",
+                    show_values(
+                        &(0..keys)
+                            .map(|k| rb.as_ref(k).cloned().unwrap_or(Value::NULL))
+                            .collect::<Vec<_>>()
+                    )
+                ));
+                return Ok(offset + rows_a.len() as u64);
+            }
+            for (c, column) in table.columns.iter().enumerate() {
+                let (len, hex) = (keys + 2 * c, keys + 2 * c + 1);
+                if ra.as_ref(len) != rb.as_ref(len) || ra.as_ref(hex) != rb.as_ref(hex) {
+                    differences.push(format!(
+                        "table {t}: {row_name}, column {}: {} against {}",
+                        column.name,
+                        show_cell(ra, len, hex),
+                        show_cell(rb, len, hex)
+                    ));
+                } else if column.long {
+                    let chars = number(ra.as_ref(len));
+                    if chars > FIRST_PAGE {
+                        if let Some(page) =
+                            compare_pages(a, b, table, column, &locator, chars).await?
+                        {
+                            differences.push(format!(
+                                "table {t}: {row_name}, column {}: the page from character {page} differs",
+                                column.name
+                            ));
+                        }
+                    }
+                }
+                if differences.len() - start >= MAX_DIFFERENCES {
+                    return Ok(offset + rows_a.len() as u64);
+                }
+            }
+        }
+        if rows_a.len() != rows_b.len() {
+            differences.push(format!(
+                "table {t}: {} rows against {} from row {}",
+                offset + rows_a.len() as u64,
+                offset + rows_b.len() as u64,
+                offset + 1
+            ));
+            return Ok(offset + rows_a.len() as u64);
+        }
+        offset += rows_a.len() as u64;
+        if (rows_a.len() as u64) < BATCH {
+            return Ok(offset);
+        }
+    }
+}
+
+/// Compares a long value past its first page, page by page; answers the
+/// first character of the first page that differs.
+async fn compare_pages(
+    a: &mut Conn,
+    b: &mut Conn,
+    table: &TableShape,
+    column: &ColumnShape,
+    locator: &[Value],
+    chars: u64,
+) -> Result<Option<u64>, mysql_async::Error> {
+    let sql = table.page(column);
+    let mut from = FIRST_PAGE + 1;
+    while from <= chars {
+        let mut params = vec![Value::UInt(from)];
+        params.extend(locator.iter().cloned());
+        let pa: Option<Option<Vec<u8>>> = a.exec_first(&sql, params.clone()).await?;
+        let pb: Option<Option<Vec<u8>>> = b.exec_first(&sql, params).await?;
+        if pa != pb || pa.as_ref().is_none_or(|p| p.is_none()) {
+            return Ok(Some(from));
+        }
+        from += PAGE;
+    }
+    Ok(None)
+}
+
+fn number(value: Option<&Value>) -> u64 {
+    match value {
+        Some(Value::Bytes(b)) => std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        Some(Value::Int(n)) => *n as u64,
+        Some(Value::UInt(n)) => *n,
+        _ => 0,
+    }
+}
+
+fn show_values(values: &[Value]) -> String {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Bytes(b) if b.len() > 64 => format!("{}…", String::from_utf8_lossy(&b[..64])),
+            Value::Bytes(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::NULL => "NULL".into(),
+            other => other.as_sql(false),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn show_cell(row: &Row, len: usize, hex: usize) -> String {
+    let hex = match row.as_ref(hex) {
+        Some(Value::Bytes(b)) if b.len() > 80 => {
+            format!("{}… (hex)", String::from_utf8_lossy(&b[..80]))
+        }
+        Some(Value::Bytes(b)) => format!("{} (hex)", String::from_utf8_lossy(b)),
+        _ => "NULL".into(),
+    };
+    match row.as_ref(len) {
+        Some(Value::NULL) | None => hex,
+        Some(n) => format!("{hex}, {} characters", number(Some(n))),
+    }
+}
+
+/// What a row the server cannot hash adds to a table's checksum sum.
+const UNHASHABLE: &str = "1000000000000000000000000000000";
+
+/// Per table of `db` (base, system-versioned with its history, sequence):
+/// the row count and a checksum of every value (each column's length and
+/// MD5, per row the MD5 of those; summed), the same SQL on any server,
+/// whatever the size of a value. For databases too large to compare
+/// value for value; a value the server cannot hash is an error.
 pub async fn table_checksums(
     conn: &mut Conn,
     db: &str,
 ) -> Result<BTreeMap<String, TableSum>, mysql_async::Error> {
-    let tables: Vec<String> = conn
-        .exec(
-            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME",
-            (db,),
-        )
-        .await?;
-    let mut out = BTreeMap::new();
-    for table in tables {
-        let columns: Vec<String> = conn
-            .exec(
-                "SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? ORDER BY ORDINAL_POSITION",
-                (db, &table),
-            )
-            .await?;
-        let values: Vec<String> = columns
-            .iter()
-            .map(|c| format!("IFNULL(HEX(CAST(`{c}` AS BINARY)), '\\\\N')"))
-            .collect();
-        let sql = format!(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(CRC32(CONCAT_WS('|', {}))), 0) AS UNSIGNED) FROM `{db}`.`{table}`",
-            values.join(", ")
-        );
-        let row: Option<(u64, u64)> = conn.query_first(sql).await?;
-        let (rows, checksum) = row.unwrap_or((0, 0));
-        out.insert(table, TableSum { rows, checksum });
-    }
-    Ok(out)
+    in_compare_session!(conn, checksum_tables(conn, db))
 }
 
-/// Every row of every base table of `db`, value for value: each value as
-/// hex of its stored bytes (FLOAT as its exact DOUBLE), NULL as `NULL`,
-/// rows sorted. For test-sized databases.
-pub async fn table_rows(
+async fn checksum_tables(
     conn: &mut Conn,
     db: &str,
-) -> Result<BTreeMap<String, Vec<String>>, mysql_async::Error> {
-    let columns: Vec<(String, String, String)> = conn
-        .exec(
-            "SELECT c.TABLE_NAME, c.COLUMN_NAME, c.DATA_TYPE FROM information_schema.COLUMNS c \
-             JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME \
-             WHERE c.TABLE_SCHEMA = ? AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY c.TABLE_NAME, c.ORDINAL_POSITION",
-            (db,),
-        )
-        .await?;
-    let mut tables: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (table, column, data_type) in columns {
-        let value = if data_type == "float" {
-            format!("CAST(`{column}` AS DOUBLE)")
-        } else {
-            format!("`{column}`")
-        };
-        tables
-            .entry(table)
-            .or_default()
-            .push(format!("IFNULL(HEX(CAST({value} AS BINARY)), 'NULL')"));
-    }
+) -> Result<BTreeMap<String, TableSum>, mysql_async::Error> {
     let mut out = BTreeMap::new();
-    for (table, values) in tables {
-        let mut rows: Vec<String> = conn
-            .query(format!(
-                "SELECT CONCAT_WS(',', {}) FROM `{db}`.`{table}`",
-                values.join(", ")
-            ))
-            .await?;
-        rows.sort();
-        out.insert(table, rows);
+    for table in table_shapes(conn, db).await? {
+        let pieces: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                format!(
+                    "IF({n} IS NULL, '-', CONCAT(LENGTH({v}), ':', MD5({v})))",
+                    n = quoted(&c.name),
+                    v = c.value
+                )
+            })
+            .collect();
+        // 60 bits of each row's MD5, summed exactly; a row the server
+        // cannot hash adds 10^30, above any sum of hashes.
+        let row = format!("MD5(CONCAT({}))", pieces.join(", ',', "));
+        let sql = format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(IFNULL(CAST(CONV(LEFT({row}, 15), 16, 10) AS UNSIGNED), \
+             {UNHASHABLE})), 0) AS CHAR) FROM {}",
+            table.from
+        );
+        let (rows, sum): (u64, String) = conn.query_first(sql).await?.unwrap_or((0, "0".into()));
+        let sum: u128 = sum.parse().unwrap_or(u128::MAX);
+        let unhashed = sum / UNHASHABLE.parse::<u128>().unwrap_or(1);
+        if unhashed > 0 {
+            return Err(mysql_async::Error::Other(
+                format!("{unhashed} rows of table {} cannot be hashed", table.name).into(),
+            ));
+        }
+        let checksum = sum as u64;
+        out.insert(table.name, TableSum { rows, checksum });
     }
     Ok(out)
 }
 
-/// The definition of every table, view, trigger, routine and event of
+/// The definition of every table, sequence, view, trigger, routine and event of
 /// `db` (SHOW CREATE), keyed `kind name`, with any DEFINER clause removed
 /// (a target without the definer's account defines it otherwise).
 pub async fn schema(
     conn: &mut Conn,
     db: &str,
 ) -> Result<BTreeMap<String, String>, mysql_async::Error> {
+    // SHOW CREATE quotes as the session's SQL mode says.
+    in_compare_session!(conn, definitions(conn, db))
+}
+
+async fn definitions(
+    conn: &mut Conn,
+    db: &str,
+) -> Result<BTreeMap<String, String>, mysql_async::Error> {
     let lists = [
-        ("TABLE", "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'BASE TABLE'", 1),
+        ("TABLE", "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED')", 1),
+        ("SEQUENCE", "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_TYPE = 'SEQUENCE'", 1),
         ("VIEW", "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ?", 1),
         ("TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ?", 2),
         ("PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE'", 2),
@@ -343,6 +767,14 @@ fn without_definer(create: &str) -> String {
 
 /// `SHOW GRANTS` of every account of `login`, by host, sorted.
 pub async fn grants(
+    conn: &mut Conn,
+    login: &str,
+) -> Result<BTreeMap<String, Vec<String>>, mysql_async::Error> {
+    // Hosts read unpadded, quoted with backslash escapes.
+    in_compare_session!(conn, grants_of(conn, login))
+}
+
+async fn grants_of(
     conn: &mut Conn,
     login: &str,
 ) -> Result<BTreeMap<String, Vec<String>>, mysql_async::Error> {

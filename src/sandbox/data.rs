@@ -3,7 +3,10 @@
 //! a partitioned table, views (one whose definer no longer exists), a
 //! trigger, a procedure, a function, an event, AUTO_INCREMENT counters that
 //! are not max(id)+1, a bulk table sized by the profile, and the
-//! database's users with their grants.
+//! database's users with their grants. The model's first database is the
+//! hard-case database: it also holds the type families (`families.sql`,
+//! one table per family at its extremes, sequences and system-versioned
+//! tables among them) and a very wide table.
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
@@ -129,6 +132,39 @@ CREATE TABLE posts (
 CREATE DEFINER = 'gone'@'localhost' SQL SECURITY INVOKER VIEW posts_count AS SELECT COUNT(*) AS n FROM posts;
 ";
 
+/// The type families of the hard-case database (`Model::hard_database`).
+const FAMILIES: &str = include_str!("families.sql");
+
+/// Columns of the very wide table: short integers, then long strings
+/// filling a row to near the 64 KiB row-size limit.
+const WIDE_INTS: usize = 200;
+const WIDE_STRINGS: usize = 40;
+const WIDE_STRING_BYTES: usize = 1500;
+
+/// The very wide table of the hard-case database.
+fn wide_table() -> String {
+    let mut columns = vec!["id INT NOT NULL PRIMARY KEY".to_owned()];
+    columns.extend((0..WIDE_INTS).map(|i| format!("i{i:03} TINYINT NULL")));
+    columns.extend((0..WIDE_STRINGS).map(|i| format!("s{i:02} VARCHAR({WIDE_STRING_BYTES}) NULL")));
+    let mut sql = format!(
+        "CREATE TABLE f_wide ({}) ENGINE=InnoDB DEFAULT CHARSET=latin1 ROW_FORMAT=DYNAMIC;\n",
+        columns.join(", ")
+    );
+    for row in 0..3i64 {
+        let mut values = vec![row.to_string()];
+        values.extend((0..WIDE_INTS as i64).map(|i| ((i * 7 + row * 13) % 256 - 128).to_string()));
+        values.extend((0..WIDE_STRINGS).map(|i| {
+            let c = char::from(b'a' + ((i as i64 + row) % 26) as u8);
+            format!("REPEAT('{c}', {})", WIDE_STRING_BYTES - row as usize)
+        }));
+        sql.push_str(&format!(
+            "INSERT INTO f_wide VALUES ({});\n",
+            values.join(", ")
+        ));
+    }
+    sql
+}
+
 /// Rows per multi-row INSERT of the bulk table.
 const BATCH: u64 = 1000;
 
@@ -145,6 +181,7 @@ pub async fn write(conn: &mut Conn, model: &Model, seed: u64) -> Sql<()> {
         .iter()
         .position(|d| d.big)
         .or_else(|| model.domains.iter().position(|d| !d.databases.is_empty()));
+    let hard = model.hard_database();
     for (index, domain) in model.domains.iter().enumerate() {
         let rows = if Some(index) == big {
             model.sizes.rows_big_db
@@ -159,6 +196,10 @@ pub async fn write(conn: &mut Conn, model: &Model, seed: u64) -> Sql<()> {
             ))
             .await?;
             conn.query_drop(SCHEMA).await?;
+            if hard.as_deref() == Some(db.name.as_str()) {
+                conn.query_drop(FAMILIES).await?;
+                conn.query_drop(wide_table()).await?;
+            }
             bulk(conn, &mut drng, rows, model.sizes.row_text_bytes).await?;
             // Gaps: the counter continues past the highest id.
             conn.query_drop("ALTER TABLE posts AUTO_INCREMENT = 50000000")

@@ -1,6 +1,9 @@
 //! A private MariaDB server: `mariadb-install-db` into its own data
 //! directory, its own socket and free loopback port; never the system
-//! service, never the machine's shared server on 3306.
+//! service, never the machine's shared server on 3306. Sources and
+//! destinations are configured unlike each other and unlike the machine
+//! (time zone, SQL mode, character set, packet size), so that nothing
+//! hostmig does can depend on a server's defaults.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,8 +14,63 @@ use mysql_async::prelude::Queryable;
 use super::process::{log_tail, run, ServerProcess};
 use super::{free_port, require, Result, SandboxError};
 
+/// How a server is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// As a stock server: utf8mb4, the default SQL mode, a large
+    /// max_allowed_packet, and a time zone with daylight saving time.
+    Source,
+    /// On purpose unlike the source: latin1 by default, a strict SQL mode
+    /// with every option that changes how statements read (ANSI quotes,
+    /// no backslash escapes, CHAR padded to full length), a 4 MiB
+    /// max_allowed_packet (smaller than the largest value a source holds)
+    /// and another daylight-saving time zone.
+    Destination,
+}
+
+/// The time zones loaded into every server's time zone tables, the ones
+/// the roles use and the ones the hard-case data is written around.
+pub const TIME_ZONES: [&str; 4] = [
+    "Europe/Berlin",
+    "America/New_York",
+    "Australia/Lord_Howe",
+    "Asia/Kolkata",
+];
+
+/// The destination's global SQL mode.
+pub const DESTINATION_SQL_MODE: &str = "STRICT_ALL_TABLES,ANSI_QUOTES,NO_BACKSLASH_ESCAPES,\
+    PAD_CHAR_TO_FULL_LENGTH,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,\
+    ONLY_FULL_GROUP_BY,NO_ENGINE_SUBSTITUTION";
+
+impl Role {
+    fn args(self) -> Vec<String> {
+        match self {
+            Role::Source => vec![
+                "--max-allowed-packet=256M".into(),
+                "--character-set-server=utf8mb4".into(),
+                "--collation-server=utf8mb4_general_ci".into(),
+            ],
+            Role::Destination => vec![
+                "--max-allowed-packet=4M".into(),
+                "--character-set-server=latin1".into(),
+                "--collation-server=latin1_swedish_ci".into(),
+                format!("--sql-mode={DESTINATION_SQL_MODE}"),
+            ],
+        }
+    }
+
+    /// The global time zone, set once the zones are loaded.
+    fn time_zone(self) -> &'static str {
+        match self {
+            Role::Source => "Europe/Berlin",
+            Role::Destination => "America/New_York",
+        }
+    }
+}
+
 pub struct MariaDb {
     pub name: String,
+    pub role: Role,
     pub port: u16,
     pub dir: PathBuf,
     pub socket: PathBuf,
@@ -22,7 +80,7 @@ pub struct MariaDb {
 impl MariaDb {
     /// Starts a server whose data lives in `dir/data`; an existing data
     /// directory (a kept fixture) is reused as it is.
-    pub async fn start(dir: &Path, name: &str) -> Result<MariaDb> {
+    pub async fn start(dir: &Path, name: &str, role: Role) -> Result<MariaDb> {
         let mariadbd = require("mariadbd", "mariadb-server")?;
         let install = require("mariadb-install-db", "mariadb-server")?;
         std::fs::create_dir_all(dir)
@@ -34,7 +92,8 @@ impl MariaDb {
         std::fs::create_dir_all(&tmp)
             .map_err(SandboxError::io(format!("create {}", tmp.display())))?;
         let as_root = is_root();
-        if !data.join("mysql").exists() {
+        let fresh = !data.join("mysql").exists();
+        if fresh {
             let mut cmd = Command::new(&install);
             cmd.arg("--no-defaults")
                 .arg(format!("--datadir={}", data.display()))
@@ -67,26 +126,28 @@ impl MariaDb {
                     "--skip-log-bin",
                     "--local-infile=1",
                     "--max-connections=400",
-                    "--max-allowed-packet=256M",
                     "--innodb-buffer-pool-size=256M",
                     "--innodb-log-file-size=256M",
                     "--innodb-flush-log-at-trx-commit=2",
-                    "--character-set-server=utf8mb4",
-                    "--collation-server=utf8mb4_general_ci",
-                ]);
+                ])
+                .args(role.args());
             if as_root {
                 cmd.arg("--user=root");
             }
             let process = ServerProcess::spawn(name, cmd, dir.join("mysqld.log"))?;
             let server = MariaDb {
                 name: name.to_owned(),
+                role,
                 port,
                 dir: dir.to_owned(),
                 socket: socket.clone(),
                 process,
             };
             match server.wait_until_ready().await {
-                Ok(()) => return Ok(server),
+                Ok(()) => {
+                    server.set_time_zone().await?;
+                    return Ok(server);
+                }
                 Err(e) => {
                     last_error = Some(e);
                     drop(server);
@@ -123,6 +184,55 @@ impl MariaDb {
         }
     }
 
+    /// Loads the time zones into a server that lacks them (a fresh data
+    /// directory), then sets the role's global time zone (not kept across
+    /// restarts, so set on every start).
+    async fn set_time_zone(&self) -> Result<()> {
+        let mut conn = self.connect(None).await?;
+        let loaded: Option<u64> = conn
+            .query_first("SELECT COUNT(*) FROM mysql.time_zone_name")
+            .await
+            .map_err(|e| self.sql_error(e))?;
+        if loaded.unwrap_or(0) < TIME_ZONES.len() as u64 {
+            let tzinfo = require("mariadb-tzinfo-to-sql", "mariadb-client")?;
+            let zoneinfo = Path::new("/usr/share/zoneinfo");
+            conn.query_drop("USE mysql")
+                .await
+                .map_err(|e| self.sql_error(e))?;
+            for zone in TIME_ZONES {
+                let file = zoneinfo.join(zone);
+                if !file.exists() {
+                    return Err(SandboxError::MissingTool {
+                        tool: "the time zone data in /usr/share/zoneinfo",
+                        package: "tzdata",
+                    });
+                }
+                let out = Command::new(&tzinfo)
+                    .arg(&file)
+                    .arg(zone)
+                    .output()
+                    .map_err(SandboxError::io("run mariadb-tzinfo-to-sql"))?;
+                if !out.status.success() {
+                    return Err(SandboxError::Start {
+                        what: "mariadb-tzinfo-to-sql".into(),
+                        detail: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    });
+                }
+                conn.query_drop(String::from_utf8_lossy(&out.stdout).into_owned())
+                    .await
+                    .map_err(|e| self.sql_error(e))?;
+            }
+        }
+        conn.query_drop(format!(
+            "SET GLOBAL time_zone = '{}'",
+            self.role.time_zone()
+        ))
+        .await
+        .map_err(|e| self.sql_error(e))?;
+        let _ = conn.disconnect().await;
+        Ok(())
+    }
+
     fn process_alive(&self) -> bool {
         self.process
             .pid()
@@ -134,11 +244,18 @@ impl MariaDb {
         format!("mysql://root@127.0.0.1:{}/{}", self.port, db.unwrap_or(""))
     }
 
-    /// A connection as root, to `db` when given.
+    /// A connection as root, to `db` when given, in a session of the
+    /// sandbox's own (UTC, utf8mb4, a permissive SQL mode) whatever the
+    /// server's globals: the sandbox writes and reads its data the same
+    /// way on every server. hostmig's own connections get the globals.
     pub async fn connect(&self, db: Option<&str>) -> Result<mysql_async::Conn> {
-        mysql_async::Conn::from_url(self.root_url(db))
+        let mut conn = mysql_async::Conn::from_url(self.root_url(db))
             .await
-            .map_err(|source| self.sql_error(source))
+            .map_err(|source| self.sql_error(source))?;
+        conn.query_drop(SANDBOX_SESSION)
+            .await
+            .map_err(|source| self.sql_error(source))?;
+        Ok(conn)
     }
 
     pub fn sql_error(&self, source: mysql_async::Error) -> SandboxError {
@@ -156,6 +273,10 @@ impl MariaDb {
         self.process.stop(Duration::from_secs(30));
     }
 }
+
+/// The session of the sandbox's own connections.
+pub const SANDBOX_SESSION: &str =
+    "SET NAMES utf8mb4, time_zone = '+00:00', SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'";
 
 fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.

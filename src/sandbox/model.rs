@@ -340,6 +340,16 @@ impl Model {
 
     /// The domains of client `owner` (an index into `clients`), or the
     /// administrator's with `None`.
+    /// The hard-case database: the first database of the model, which
+    /// also holds the type families (`data.rs`).
+    pub fn hard_database(&self) -> Option<String> {
+        self.domains
+            .iter()
+            .flat_map(|d| &d.databases)
+            .map(|db| db.name.clone())
+            .next()
+    }
+
     pub fn domains_of(&self, owner: Option<usize>) -> impl Iterator<Item = &Domain> {
         self.domains.iter().filter(move |d| d.owner == owner)
     }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
-use super::mariadb::MariaDb;
+use super::mariadb::{MariaDb, Role};
 use super::model::{IpKind, Model};
 use super::rng::Rng;
 use super::sshd::SshServer;
@@ -138,7 +138,7 @@ impl Source {
     /// the same profile and seed (a kept benchmark fixture).
     pub async fn start(dir: &Path, profile: Profile, seed: u64) -> Result<Source> {
         let layout = SourceLayout::under(&dir.join("root"));
-        let db = MariaDb::start(&dir.join("mariadb"), "source MariaDB").await?;
+        let db = MariaDb::start(&dir.join("mariadb"), "source MariaDB", Role::Source).await?;
         let ssh = SshServer::start(&dir.join("sshd"))?;
         let admin_password = format!("psa-{}", Rng::new(seed).fork("shadow").hex(8));
         let model = Model::generate(profile, seed);
@@ -204,7 +204,7 @@ impl Source {
     /// caller's to write under `layout`.
     pub async fn start_handwritten(dir: &Path, panel_sql: &str, setup_sql: &str) -> Result<Source> {
         let layout = SourceLayout::under(&dir.join("root"));
-        let db = MariaDb::start(&dir.join("mariadb"), "source MariaDB").await?;
+        let db = MariaDb::start(&dir.join("mariadb"), "source MariaDB", Role::Source).await?;
         let ssh = SshServer::start(&dir.join("sshd"))?;
         let admin_password = "psa-handwritten".to_owned();
         let source = Source {
@@ -351,6 +351,7 @@ impl Destination {
                 MariaDb::start(
                     &dir.join(format!("mariadb-{i}")),
                     &format!("destination MariaDB {i}"),
+                    Role::Destination,
                 )
                 .await?,
             );

@@ -2,15 +2,16 @@
 //! MariaDB through an SSH tunnel (as a migration reaches it), two
 //! destination servers.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
-use hostmig::db::{copy_database, DbError, DbJob, DbReport, Recorder};
+use hostmig::db::{copy_database, Checksum, DbError, DbJob, DbReport, Recorder};
 use hostmig::sandbox::{compare, Destination, Profile, Source};
 use hostmig::ssh::Tunnel;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder};
+use mysql_async::{Conn, Opts, OptsBuilder, Value};
 
 use crate::harness::sandbox::{rt, start_both};
 
@@ -101,12 +102,10 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
         );
         assert_eq!(recorded[0], format!("scratch hostmig_1_{hard}"));
         assert!(recorded.contains(&format!("database {hard}")));
-        let src_rows = compare::table_rows(&mut src, &hard).await.expect("rows");
-        let dst_rows = compare::table_rows(&mut dst, &hard).await.expect("rows");
-        assert_eq!(src_rows.keys().collect::<Vec<_>>(), dst_rows.keys().collect::<Vec<_>>());
-        for (table, rows) in &src_rows {
-            assert!(!rows.is_empty(), "{table} has rows in the fixture");
-            assert_eq!(rows, &dst_rows[table], "rows of {table}");
+        let rows = compare::table_rows(&mut src, &mut dst, &hard).await.expect("rows");
+        assert!(rows.differences.is_empty(), "{:#?}", rows.differences);
+        for (table, count) in &rows.rows {
+            assert!(*count > 0, "{table} has rows in the fixture");
         }
         let src_schema = compare::schema(&mut src, &hard).await.expect("schema");
         let dst_schema = compare::schema(&mut dst, &hard).await.expect("schema");
@@ -168,16 +167,34 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
             .pass(Some("limited-pw"))
             .into();
         j.users.clear();
-        // And by INSERT statements (the way for targets without LOCAL INFILE).
+        // And by INSERT statements (the way for targets without LOCAL INFILE),
+        // which cannot carry a value larger than the target's
+        // max_allowed_packet (4 MiB): a named error, and nothing left there.
         j.load_data = false;
+        let (refused, _) = copy(&j, &never, &mut |_| {}).await;
+        match refused {
+            Err(DbError::RowTooLarge { table, max, .. }) => {
+                assert_eq!((table.as_str(), max), ("f_binary", 4 << 20));
+            }
+            other => panic!("a row larger than max_allowed_packet went by INSERT: {other:?}"),
+        }
+        let mut first = conn(dest.db_servers[0].root_url(None)).await;
+        let left: Vec<String> = first
+            .exec(
+                "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME IN (?, ?)",
+                (&hard, &j.stage),
+            )
+            .await
+            .expect("schemata");
+        assert!(left.is_empty(), "{left:?}");
+        // With room for the largest statement, every value goes by INSERT.
+        first.query_drop("SET GLOBAL max_allowed_packet = 32 << 20").await.expect("packet");
         let (report, _) = copy(&j, &never, &mut |_| {}).await;
+        first.query_drop("SET GLOBAL max_allowed_packet = 4 << 20").await.expect("packet");
         let report = report.expect("copy with a limited login");
         assert!(report.single_connection, "{report:?}");
-        let mut first = conn(dest.db_servers[0].root_url(None)).await;
-        assert_eq!(
-            compare::table_rows(&mut first, &hard).await.expect("rows"),
-            src_rows
-        );
+        let rows = compare::table_rows(&mut src, &mut first, &hard).await.expect("rows");
+        assert!(rows.differences.is_empty(), "{:#?}", rows.differences);
         first.query_drop(format!("DROP DATABASE `{hard}`")).await.expect("drop");
         let _ = first.disconnect().await;
 
@@ -293,4 +310,224 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
     drop(tunnel);
     source.stop();
     dest.stop();
+}
+
+/// One change of one value on the destination, per type family: the
+/// statements that make it, in a transaction that is rolled back after.
+struct Tamper {
+    family: &'static str,
+    table: &'static str,
+    sql: &'static str,
+}
+
+const TAMPERS: &[Tamper] = &[
+    Tamper { family: "integers", table: "f_integers", sql: "UPDATE f_integers SET bu = 18446744073709551614 WHERE id = 2" },
+    Tamper { family: "decimals", table: "f_decimals", sql: "UPDATE f_decimals SET d65_30 = '-99999999999999999999999999999999999.999999999999999999999999999998' WHERE id = 2" },
+    Tamper { family: "float negative zero", table: "f_floats", sql: "UPDATE f_floats SET f = 0 WHERE id = 4" },
+    Tamper { family: "double, one unit in the last place", table: "f_floats", sql: "UPDATE f_floats SET d = 0.10000000000000002 WHERE id = 6" },
+    Tamper { family: "bits", table: "f_bits", sql: "UPDATE f_bits SET b64 = 18446744073709551614 WHERE id = 2" },
+    Tamper { family: "text", table: "f_text", sql: "UPDATE f_text SET tt = 'back/slash' WHERE id = 3" },
+    Tamper { family: "CHAR", table: "f_text", sql: "UPDATE f_text SET c = 'ac' WHERE id = 1" },
+    Tamper { family: "VARCHAR trailing spaces", table: "f_text", sql: "UPDATE f_text SET v = 'trail  ' WHERE id = 1" },
+    Tamper { family: "single-byte charset", table: "f_charsets", sql: "UPDATE f_charsets SET latin1 = CONCAT(LEFT(latin1, 100), 'X', SUBSTRING(latin1, 102)) WHERE id = 3" },
+    Tamper { family: "multi-byte charset", table: "f_charsets", sql: "UPDATE f_charsets SET sjis = _sjis X'955C5C955D' WHERE id = 3" },
+    Tamper { family: "binary padding", table: "f_binary", sql: "UPDATE f_binary SET bin8 = X'6163' WHERE id = 1" },
+    Tamper { family: "ENUM empty member against the invalid value", table: "f_enums", sql: "UPDATE f_enums SET e = 0 WHERE id = 1" },
+    Tamper { family: "SET", table: "f_enums", sql: "UPDATE f_enums SET s64 = 18446744073709551614 WHERE id = 2" },
+    Tamper { family: "TIMESTAMP in a fall-back hour", table: "f_temporal", sql: "UPDATE f_temporal SET ts3 = '2024-11-03 05:30:00.000' WHERE id = 4" },
+    Tamper { family: "negative TIME fraction", table: "f_temporal", sql: "UPDATE f_temporal SET tm6 = '00:00:00.000001' WHERE id = 4" },
+    Tamper { family: "zero date", table: "f_temporal", sql: "UPDATE f_temporal SET d = '0000-00-01' WHERE id = 1" },
+    Tamper { family: "YEAR", table: "f_temporal", sql: "UPDATE f_temporal SET y = 2154 WHERE id = 3" },
+    Tamper { family: "JSON", table: "f_json", sql: "UPDATE f_json SET j = ' {  \"spaced\" :  \"ouT\"  }  ' WHERE id = 4" },
+    Tamper { family: "UUID", table: "f_network", sql: "UPDATE f_network SET u = '6ccd780c-baba-1026-9564-5b8c656024dc' WHERE id = 4" },
+    Tamper { family: "INET6", table: "f_network", sql: "UPDATE f_network SET v6 = '2001:db8::2' WHERE id = 4" },
+    Tamper { family: "spatial SRID", table: "f_spatial", sql: "UPDATE f_spatial SET p = ST_GeomFromText('POINT(1.5 -2.25)', 1) WHERE id = 1" },
+    Tamper { family: "generated columns", table: "f_generated", sql: "UPDATE f_generated SET a = 2147483646 WHERE id = 1" },
+    Tamper { family: "invisible columns", table: "f_invisible", sql: "UPDATE f_invisible SET hidden = 'not in SELECT +' WHERE id = 1" },
+    Tamper { family: "no primary key", table: "f_nokey", sql: "UPDATE f_nokey SET note = 'same row twicE' WHERE note = 'same row twice' LIMIT 1" },
+    Tamper { family: "no primary key, a value past the first page", table: "f_nokey", sql: "UPDATE f_nokey SET note = CONCAT(LEFT(note, 500000), 'X', SUBSTRING(note, 500002)) WHERE k = 'long' LIMIT 1" },
+    Tamper { family: "composite key", table: "f_composite", sql: "UPDATE f_composite SET v = 'casE' WHERE b = 'X'" },
+    Tamper { family: "text key", table: "f_textkey", sql: "UPDATE f_textkey SET k = 'b ' WHERE k = 'a '" },
+    Tamper { family: "binary key", table: "f_binkey", sql: "UPDATE f_binkey SET v = 'escapeS' WHERE v = 'escapes'" },
+    Tamper { family: "date key", table: "f_datekey", sql: "UPDATE f_datekey SET v = 3 WHERE v = 2" },
+    Tamper { family: "very wide row", table: "f_wide", sql: "UPDATE f_wide SET s39 = CONCAT('Z', SUBSTRING(s39, 2)) WHERE id = 2" },
+    Tamper { family: "system-versioned history row", table: "f_versioned", sql: "SET SESSION system_versioning_insert_history = 1; \
+        DELETE HISTORY FROM f_versioned BEFORE SYSTEM_TIME '2021-06-30 12:00:00.500001'; \
+        INSERT INTO f_versioned (id, v, row_start, row_end) VALUES (1, 'firsT', '2020-01-01 00:00:00.000001', '2021-06-30 12:00:00.5'); \
+        SET SESSION system_versioning_insert_history = 0" },
+    Tamper { family: "system-versioned, named periods", table: "f_periods", sql: "UPDATE f_periods SET v = 'neW' WHERE id = 1" },
+];
+
+/// The long values of the hard-case database, as `families.sql` makes
+/// them: too large for one statement on the destination, so changed by
+/// LOAD DATA (which the packet size does not bound).
+fn long_blob() -> Vec<u8> {
+    (0..24576).flat_map(|_| 0..=255u8).collect()
+}
+
+fn long_text() -> Vec<u8> {
+    "😀 ümlaut \\ tab\t q' ".repeat(262_144).into_bytes()
+}
+
+/// Replaces one row of `table` by LOAD DATA REPLACE of `values`.
+async fn replace_row(conn: &mut Conn, db: &str, table: &str, columns: &str, values: Vec<Value>) {
+    let mut line = Vec::new();
+    hostmig::db::rows::push_line(&mut line, values.iter());
+    // In blocks well below the destination's max_allowed_packet.
+    let blocks: Vec<Result<bytes::Bytes, std::io::Error>> = line
+        .chunks(256 * 1024)
+        .map(|b| Ok(bytes::Bytes::copy_from_slice(b)))
+        .collect();
+    conn.set_infile_handler(async move {
+        Ok(Box::pin(futures_util::stream::iter(blocks)) as mysql_async::InfileData)
+    });
+    conn.query_drop(format!(
+        "LOAD DATA LOCAL INFILE 'row' REPLACE INTO TABLE `{db}`.`{table}` CHARACTER SET binary \
+         FIELDS TERMINATED BY '\\t' ESCAPED BY '\\\\' LINES TERMINATED BY '\\n' ({columns})"
+    ))
+    .await
+    .expect("replace the row");
+}
+
+/// After `what` changed a value of `table` on `dst`: hostmig's checksum
+/// differs from `expected` for that table alone, and the comparison
+/// reports differences in that table alone.
+async fn noticed(
+    what: &str,
+    table: &str,
+    (src, dst): (&mut Conn, &mut Conn),
+    db: &str,
+    expected: &BTreeMap<String, Checksum>,
+) {
+    let found = hostmig::db::checksums(dst, db).await.expect("checksums");
+    let changed: Vec<&String> = expected
+        .keys()
+        .filter(|t| expected.get(*t) != found.get(*t))
+        .collect();
+    assert_eq!(changed, vec![table], "{what}: the checksum");
+    let rows = compare::table_rows(src, dst, db).await.expect("rows");
+    assert!(
+        !rows.differences.is_empty(),
+        "{what}: the comparison saw no change"
+    );
+    assert!(
+        rows.differences
+            .iter()
+            .all(|d| d.starts_with(&format!("table {table}:"))),
+        "{what}: {:#?}",
+        rows.differences
+    );
+}
+
+#[test]
+fn type_families_arrive_exactly_and_a_changed_byte_in_any_of_them_is_noticed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = rt();
+    let (source, dest) = start_both(&rt, dir.path(), Profile::Tiny, 3, 1);
+    let tunnel = tunnel(&source, dir.path());
+    let hard = source.model.hard_database().expect("a hard-case database");
+    let never = AtomicBool::new(false);
+    rt.block_on(async {
+        // Into a destination configured unlike the source (time zone, SQL
+        // mode, character set, a max_allowed_packet below the largest value).
+        let mut dst = dest.db_servers[0].connect(None).await.expect("destination");
+        let mut src = source.db.connect(None).await.expect("source");
+        let settings = "SELECT @@global.time_zone, @@global.sql_mode, @@global.character_set_server, @@global.max_allowed_packet";
+        let d: (String, String, String, u64) = dst.query_first(settings).await.expect("settings").expect("row");
+        let s: (String, String, String, u64) = src.query_first(settings).await.expect("settings").expect("row");
+        assert!(d.0 != s.0 && d.1 != s.1 && d.2 != s.2 && d.3 < s.3, "{d:?} against {s:?}");
+        for mode in ["ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "PAD_CHAR_TO_FULL_LENGTH"] {
+            assert!(d.1.contains(mode), "{}", d.1);
+        }
+        let largest: Option<u64> = src
+            .query_first(format!("SELECT MAX(LENGTH(lb)) FROM `{hard}`.f_binary"))
+            .await
+            .expect("largest");
+        assert!(largest.expect("a value") > d.3, "a value larger than the destination's packet");
+
+        let j = job(&source, &tunnel, &dest, 0, &hard);
+        let (report, _) = copy(&j, &never, &mut |_| {}).await;
+        report.expect("copy of the type families");
+
+        // Value for value, hex of the stored bytes, long values in pages.
+        let rows = compare::table_rows(&mut src, &mut dst, &hard).await.expect("rows");
+        assert!(rows.differences.is_empty(), "{:#?}", rows.differences);
+        let families: Vec<&String> = rows.rows.keys().filter(|t| t.starts_with("f_")).collect();
+        assert!(families.len() >= 24, "{families:?}");
+        for table in &families {
+            assert!(rows.rows[*table] > 0, "{table} has rows");
+        }
+        assert_eq!(rows.rows["f_versioned"], 5, "history rows are compared");
+        assert!(rows.rows.contains_key("f_seq") && rows.rows.contains_key("f_seq_down"));
+        let expected = hostmig::db::checksums(&mut src, &hard).await.expect("checksums");
+        assert_eq!(expected, hostmig::db::checksums(&mut dst, &hard).await.expect("checksums"));
+        assert!(expected.contains_key("f_seq") && expected["f_versioned"].rows == 5);
+        // The default that draws from a sequence draws from the database's own.
+        let schema = compare::schema(&mut dst, &hard).await.expect("schema");
+        assert!(
+            schema["TABLE f_seq_user"].contains(&format!("nextval(`{hard}`.`f_seq_ids`)")),
+            "{}",
+            schema["TABLE f_seq_user"]
+        );
+
+        // One value changed, family by family, in a transaction rolled back.
+        for t in TAMPERS {
+            dst.query_drop(format!("USE `{hard}`; START TRANSACTION")).await.expect("begin");
+            dst.query_drop(t.sql).await.unwrap_or_else(|e| panic!("{}: {e}", t.family));
+            noticed(t.family, t.table, (&mut src, &mut dst), &hard, &expected).await;
+            dst.query_drop("ROLLBACK").await.expect("rollback");
+        }
+        // The values larger than the destination's max_allowed_packet.
+        let mut blob = long_blob();
+        blob[3_000_000] ^= 1;
+        let mut row: Vec<Value> = [&b"5"[..], &[1, 2, 3, 4, 5, 6, 7, 8], &[10], &[], &[0x27], &[0x22], &[0x1a]]
+            .iter()
+            .map(|b| Value::Bytes(b.to_vec()))
+            .collect();
+        row.push(Value::Bytes(blob));
+        dst.query_drop("START TRANSACTION").await.expect("begin");
+        replace_row(&mut dst, &hard, "f_binary", "id, bin8, bin1, vb, tb, b, mb, lb", row).await;
+        noticed("a LONGBLOB past max_allowed_packet", "f_binary", (&mut src, &mut dst), &hard, &expected).await;
+        dst.query_drop("ROLLBACK").await.expect("rollback");
+        let mut text = long_text();
+        text[5_000_000] = b'#';
+        let mut row = vec![Value::Bytes(b"5".to_vec())];
+        row.extend((0..6).map(|_| Value::NULL));
+        row.push(Value::Bytes(text));
+        dst.query_drop("START TRANSACTION").await.expect("begin");
+        replace_row(&mut dst, &hard, "f_text", "id, c, c255, v, tt, t, mt, lt", row).await;
+        noticed("a LONGTEXT past max_allowed_packet", "f_text", (&mut src, &mut dst), &hard, &expected).await;
+        dst.query_drop("ROLLBACK").await.expect("rollback");
+        // Nothing changed is left: equal again.
+        assert_eq!(expected, hostmig::db::checksums(&mut dst, &hard).await.expect("checksums"));
+        // Sequences are not transactional: changed last.
+        dst.query_drop(format!("ALTER SEQUENCE `{hard}`.f_seq RESTART WITH 998")).await.expect("restart");
+        noticed("sequence", "f_seq", (&mut src, &mut dst), &hard, &expected).await;
+
+        // What no copy can carry is a named error for its table, and
+        // leaves nothing behind: history versioned by the source's own
+        // transaction ids.
+        src.query_drop(
+            "CREATE DATABASE by_trx; CREATE TABLE by_trx.kept (id INT PRIMARY KEY) ENGINE=InnoDB; \
+             CREATE TABLE by_trx.ledger (id INT PRIMARY KEY, v INT, \
+               t0 BIGINT UNSIGNED GENERATED ALWAYS AS ROW START, t1 BIGINT UNSIGNED GENERATED ALWAYS AS ROW END, \
+               PERIOD FOR SYSTEM_TIME (t0, t1)) ENGINE=InnoDB WITH SYSTEM VERSIONING; \
+             INSERT INTO by_trx.ledger (id, v) VALUES (1, 1); UPDATE by_trx.ledger SET v = 2",
+        )
+        .await
+        .expect("a table versioned by transaction");
+        let j = job(&source, &tunnel, &dest, 0, "by_trx");
+        match copy(&j, &never, &mut |_| {}).await.0 {
+            Err(e @ DbError::Uncarriable { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("table ledger") && text.contains("transaction"), "{text}");
+            }
+            other => panic!("a table versioned by transaction was copied: {other:?}"),
+        }
+        let left: Vec<String> = dst
+            .query("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE '%by\\_trx'")
+            .await
+            .expect("schemata");
+        assert!(left.is_empty(), "{left:?}");
+    });
 }

@@ -200,8 +200,18 @@ fn the_generated_source_is_what_panel_md_describes() {
                 .exec("SELECT TABLE_NAME, TABLE_TYPE FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME", (db,))
                 .await
                 .expect("tables");
-            let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).collect();
+            let names: Vec<&str> = tables.iter().map(|(n, _)| n.as_str()).filter(|n| !n.starts_with("f_")).collect();
             assert_eq!(names, ["counters", "counters_log", "counters_view", "counter_notes", "nopk", "posts", "posts_count", "types", "visits"], "{db}");
+            // The hard-case database alone holds the type families.
+            let families: Vec<(&str, &str)> = tables.iter().filter(|(n, _)| n.starts_with("f_")).map(|(n, t)| (n.as_str(), t.as_str())).collect();
+            if Some(db) == source.model.hard_database().as_ref() {
+                assert_eq!(families.len(), 26, "{families:?}");
+                for expected in [("f_seq", "SEQUENCE"), ("f_versioned", "SYSTEM VERSIONED"), ("f_periods", "SYSTEM VERSIONED"), ("f_wide", "BASE TABLE")] {
+                    assert!(families.contains(&expected), "{expected:?} in {families:?}");
+                }
+            } else {
+                assert!(families.is_empty(), "{db}: {families:?}");
+            }
             let nopk_keys: u64 = c
                 .exec_first("SELECT COUNT(*) FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = 'nopk'", (db,))
                 .await
