@@ -80,11 +80,41 @@ impl Read {
     }
 }
 
+/// Whether values of an information_schema `DATA_TYPE` are short texts
+/// that never hold a comma (numbers, dates and times, BIT, ENUM and SET
+/// read as numbers): the checksum takes them as they read, unhashed.
+pub fn scalar(data_type: &str) -> bool {
+    matches!(
+        data_type.to_ascii_lowercase().as_str(),
+        "tinyint"
+            | "smallint"
+            | "mediumint"
+            | "int"
+            | "integer"
+            | "bigint"
+            | "decimal"
+            | "numeric"
+            | "float"
+            | "double"
+            | "real"
+            | "year"
+            | "bit"
+            | "enum"
+            | "set"
+            | "date"
+            | "time"
+            | "datetime"
+            | "timestamp"
+    )
+}
+
 #[derive(Debug, Clone)]
 pub struct Column {
     pub name: String,
     pub kind: Kind,
     pub read: Read,
+    /// See `scalar`.
+    pub scalar: bool,
     /// Computed by the server (VIRTUAL or STORED): never written.
     pub generated: bool,
 }
@@ -306,22 +336,26 @@ impl Table {
 
     /// Row count and value checksum of a chunk, the same SQL on both
     /// servers (answering the count and the sum as text, for
-    /// `Checksum::parse`). Each row's hash is the CRC32 of every column's
-    /// value length and CRC32 (`-` for NULL), comma-separated: no two
-    /// different rows give the same input, and no value is ever copied
-    /// into a larger string, so a value larger than max_allowed_packet is
-    /// hashed as it is stored (the server reads it whole; a copy of it
-    /// would be NULL). A row the server cannot hash adds `UNHASHED`.
+    /// `Checksum::parse`). Each row's hash is the CRC32 of its columns,
+    /// comma-separated, each as `-` for NULL, a scalar as its exact text
+    /// (which holds no comma), anything else as its length and CRC32: no
+    /// two different rows give the same input, and no long value is ever
+    /// copied into a larger string, so a value larger than
+    /// max_allowed_packet is hashed as it is stored (the server reads it
+    /// whole; a copy of it would be NULL). A row the server cannot hash
+    /// adds `UNHASHED`.
     pub fn checksum(&self, db: &str, chunk: &Chunk) -> String {
         let pieces: Vec<String> = self
             .columns
             .iter()
             .map(|c| {
                 let value = c.value();
-                format!(
-                    "IF({} IS NULL, '-', CONCAT(LENGTH({value}), ':', CRC32({value})))",
-                    ident(&c.name)
-                )
+                let piece = if c.scalar {
+                    value
+                } else {
+                    format!("CONCAT(LENGTH({value}), ':', CRC32({value}))")
+                };
+                format!("IF({} IS NULL, '-', {piece})", ident(&c.name))
             })
             .collect();
         format!(
@@ -528,6 +562,8 @@ mod tests {
             (Kind::Hex, Read::Binary(16))
         );
         assert_eq!(Read::of("inet4"), Read::Binary(4));
+        assert!(scalar("timestamp") && scalar("enum") && scalar("double"));
+        assert!(!scalar("varchar") && !scalar("uuid") && !scalar("json") && !scalar("point"));
         assert_eq!(Kind::of("point", None), Kind::Hex);
         assert_eq!(Kind::of("varchar", Some("binary")), Kind::Hex);
         assert_eq!(Kind::of("varchar", Some("latin1")), Kind::Quoted);

@@ -13,7 +13,7 @@ use futures_util::future;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 
-use super::rows::{Column, Kind, Read, Table, TableKind};
+use super::rows::{self, Column, Kind, Read, Table, TableKind};
 use super::{connect, ident, DbError, DbJob, SOURCE_SESSION};
 
 /// A row of information_schema.TABLES: name, type, engine, rows, bytes.
@@ -252,6 +252,7 @@ pub(super) async fn read_columns(
         t.columns.push(Column {
             kind: Kind::of(&data_type, get(3).as_deref()),
             read: Read::of(&data_type),
+            scalar: rows::scalar(&data_type),
             name,
             generated,
         });
@@ -266,6 +267,7 @@ pub(super) async fn read_columns(
                     name: name.into(),
                     kind: Kind::Quoted,
                     read: Read::Raw,
+                    scalar: true,
                     generated: false,
                 });
             }
