@@ -117,6 +117,11 @@ impl SourceLayout {
     }
 }
 
+/// The generator's version, in a kept fixture's marker: a fixture made by
+/// another generator (other tables, other values) is made anew, never
+/// taken for this one's. Raised whenever what the generator writes changes.
+const GENERATOR: u32 = 2;
+
 /// A generated source: sshd, MariaDB with `psa` and the domains' databases,
 /// and the content trees.
 pub struct Source {
@@ -143,7 +148,7 @@ impl Source {
         let admin_password = format!("psa-{}", Rng::new(seed).fork("shadow").hex(8));
         let model = Model::generate(profile, seed);
         let marker = dir.join("generated");
-        let stamp = format!("{} {seed}\n", profile.as_str());
+        let stamp = format!("{} {seed} generator {GENERATOR}\n", profile.as_str());
         let mut source = Source {
             dir: dir.to_owned(),
             layout,
