@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hostmig::sandbox::{Destination, Profile, Source};
+use hostmig::sandbox::{Destination, Network, Profile, Source, SourceSetup};
 use mysql_async::prelude::Queryable;
 
 mod common;
@@ -97,10 +97,46 @@ fn main() {
         .build()
         .expect("runtime");
 
+    // HOSTMIG_BENCH_LINK_MBIT shapes the link to the source's host (root);
+    // HOSTMIG_BENCH_PIN=1 puts the source's processes on the last core and
+    // everything of the destination's (this process and what it starts:
+    // servers, hostmig, the peers' local ends) on the others.
+    let link_mbit: Option<u64> = std::env::var("HOSTMIG_BENCH_LINK_MBIT").ok().map(|m| {
+        m.parse()
+            .expect("HOSTMIG_BENCH_LINK_MBIT: a number of Mbit/s")
+    });
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let pinned = std::env::var("HOSTMIG_BENCH_PIN").is_ok_and(|p| p == "1") && cores > 1;
+    let setup = SourceSetup {
+        network: if link_mbit.is_some() {
+            Network::Namespace
+        } else {
+            Network::Auto
+        },
+        link_bits_per_s: link_mbit.map(|m| m * 1_000_000),
+        cpus: pinned.then(|| vec![cores - 1]),
+    };
     let t = Instant::now();
     let source = rt
-        .block_on(Source::start(&fixture, profile, seed))
+        .block_on(Source::start_with(&fixture, profile, seed, &setup))
         .expect("source");
+    let _pin = pinned.then(|| {
+        hostmig::sandbox::process::Pin::this_thread(&(0..cores - 1).collect::<Vec<_>>())
+            .expect("pin the destination's side")
+    });
+    println!(
+        "source: {}{}",
+        source.network_text(),
+        if pinned {
+            format!(
+                "; source on core {}, destination on cores 0-{}",
+                cores - 1,
+                cores - 2
+            )
+        } else {
+            String::new()
+        }
+    );
     let source_start = t.elapsed();
     let t = Instant::now();
     let dest = rt
@@ -168,10 +204,13 @@ fn main() {
             std::fs::create_dir_all(&out).expect("out");
             settle();
             let mut remote = Command::new("ssh");
-            remote.args(&ssh).arg("root@127.0.0.1").arg(format!(
-                "tar -C {} -cf - {domain}",
-                source.layout.vhosts.display()
-            ));
+            remote
+                .args(&ssh)
+                .arg(format!("root@{}", source.ssh.addr))
+                .arg(format!(
+                    "tar -C {} -cf - {domain}",
+                    source.layout.vhosts.display()
+                ));
             let mut local = Command::new("tar");
             local.arg("-C").arg(&out).arg("-xf").arg("-");
             let (wall, rss) = pipeline(vec![remote, local]);
@@ -186,7 +225,8 @@ fn main() {
                     .arg("-e")
                     .arg(format!("ssh {}", ssh.join(" ")))
                     .arg(format!(
-                        "root@127.0.0.1:{}/{domain}/",
+                        "root@{}:{}/{domain}/",
+                        source.ssh.addr,
                         source.layout.vhosts.display()
                     ))
                     .arg(&out);
@@ -269,9 +309,13 @@ fn main() {
     table.extend(samples.medians());
     rt.block_on(hide_databases(&source, &domain, false));
     let dst = &dest.db_servers[0];
+    // The peers reach the source's database as hostmig does: through SSH
+    // (an OpenSSH -L forward), the only way into a real source.
+    let forward = (wanted("mysqldump") || wanted("mydumper")).then(|| SshForward::open(&source));
+    let source_db_port = forward.as_ref().map_or(0, |f| f.port);
     if wanted("mysqldump") {
         rt.block_on(fresh_database(dst, "copy_mysqldump"));
-        let mut dump = db_client("mysqldump", source.db.port);
+        let mut dump = db_client("mysqldump", source_db_port);
         dump.args([
             "--single-transaction",
             "--routines",
@@ -297,7 +341,7 @@ fn main() {
     if wanted("mydumper") {
         rt.block_on(fresh_database(dst, "copy_mydumper"));
         let dir = work.path().join("mydumper");
-        let mut dump = db_client("mydumper", source.db.port);
+        let mut dump = db_client("mydumper", source_db_port);
         dump.args(["-t", &DB_THREADS.to_string(), "-R", "-G", "-E", "-B"])
             .arg(&database)
             .arg("-o")
@@ -588,6 +632,39 @@ fn db_client(program: &str, port: u16) -> Command {
     let mut cmd = Command::new(program);
     cmd.args(["-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root"]);
     cmd
+}
+
+/// `ssh -N -L` from a free local port to the source's MariaDB on the
+/// source's loopback; closed when dropped.
+struct SshForward {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl SshForward {
+    fn open(source: &Source) -> SshForward {
+        let port = hostmig::sandbox::free_port().expect("port");
+        let child = Command::new("ssh")
+            .args(ssh_options(source))
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("127.0.0.1:{port}:127.0.0.1:{}", source.db.port))
+            .arg(format!("root@{}", source.ssh.addr))
+            .spawn()
+            .expect("ssh -L");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "ssh -L did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SshForward { child, port }
+    }
+}
+
+impl Drop for SshForward {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// ssh options for the source, trusting its throwaway host key.

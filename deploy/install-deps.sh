@@ -6,8 +6,9 @@
 set -euo pipefail
 
 # Debian packages the tests use, as "file-or-command package" pairs: the
-# sandbox's private sshd and MariaDB servers, the peers the benchmarks
-# measure, xmllint for the schemas, and what the build links.
+# sandbox's private sshd and MariaDB servers, the network namespace, link
+# and shaping of the sandbox's source host (ip, tc), the peers the
+# benchmarks measure, xmllint for the schemas, and what the build links.
 needs=(
   "/usr/sbin/sshd openssh-server"
   "ssh-keygen openssh-client"
@@ -16,6 +17,8 @@ needs=(
   "mariadb-tzinfo-to-sql mariadb-client"
   "/usr/share/zoneinfo/Europe/Berlin tzdata"
   "mysqldump mariadb-client"
+  "/usr/sbin/ip iproute2"
+  "/usr/sbin/tc iproute2"
   "rsync rsync"
   "mydumper mydumper"
   "xmllint libxml2-utils"

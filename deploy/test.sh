@@ -15,3 +15,23 @@ fi
 cargo fmt --check
 cargo clippy --locked --all-targets -- -D warnings
 cargo test --locked
+
+# The tests' source hosts (network namespaces, veth links and their
+# shaping) are gone with the tests; any whose owner is gone is a leak.
+leaked=()
+for ns in /run/netns/hostmig-sb-*; do
+  [ -e "$ns" ] || continue
+  slot=${ns##*-}
+  owner=$(cat "/run/hostmig-sandbox/$slot" 2>/dev/null || true)
+  pid=${owner%% *}
+  if [ -z "$pid" ] || [ ! -d "/proc/$pid" ]; then leaked+=("$(basename "$ns")"); fi
+done
+for link in /sys/class/net/hmsb*d; do
+  [ -e "$link" ] || continue
+  slot=${link##*/hmsb}; slot=${slot%d}
+  [ -e "/run/netns/hostmig-sb-$slot" ] || leaked+=("$(basename "$link")")
+done
+if [ ${#leaked[@]} -gt 0 ]; then
+  echo "deploy/test.sh: the tests left network namespaces or links behind: ${leaked[*]}" >&2
+  exit 1
+fi

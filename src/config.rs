@@ -128,6 +128,8 @@ impl DbServer {
 #[derive(Debug, Clone)]
 pub struct Migrations {
     pub max_parallel: usize,
+    /// Cap on payload bytes per second read from all sources together.
+    pub max_bytes_per_s: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -151,6 +153,8 @@ pub struct Source {
     pub psa_conf: Option<PathBuf>,
     pub psa_shadow: Option<PathBuf>,
     pub panel_db: Option<url::Url>,
+    /// This source's own cap on payload bytes per second.
+    pub max_bytes_per_s: Option<u64>,
 }
 
 impl std::fmt::Debug for Source {
@@ -159,6 +163,7 @@ impl std::fmt::Debug for Source {
             .field("host", &self.host)
             .field("psa_conf", &self.psa_conf)
             .field("psa_shadow", &self.psa_shadow)
+            .field("max_bytes_per_s", &self.max_bytes_per_s)
             .finish_non_exhaustive()
     }
 }
@@ -238,6 +243,7 @@ mod raw {
     #[serde(deny_unknown_fields)]
     pub struct Migrations {
         pub max_parallel: Option<i64>,
+        pub max_bytes_per_s: Option<i64>,
     }
 
     #[derive(Deserialize, Default)]
@@ -256,6 +262,7 @@ mod raw {
         pub psa_conf: Option<String>,
         pub psa_shadow: Option<String>,
         pub panel_db: Option<String>,
+        pub max_bytes_per_s: Option<i64>,
     }
 }
 
@@ -342,6 +349,11 @@ fn validate(file: raw::File) -> Checked<Config> {
         return bad("migrations.max_parallel", "must be a number from 1 to 64");
     }
 
+    let max_bytes_per_s = bytes_per_s(
+        "migrations.max_bytes_per_s",
+        file.migrations.max_bytes_per_s,
+    )?;
+
     let ssh = file.ssh;
     let known_hosts = match ssh.known_hosts {
         Some(p) => absolute_path("ssh.known_hosts", &p)?,
@@ -369,7 +381,12 @@ fn validate(file: raw::File) -> Checked<Config> {
                 "must be a host or host:port as packets write it",
             );
         }
-        if sources.iter().any(|o: &Source| o.host == host) {
+        // `h` and `h:22` are one host.
+        let same = crate::caps::host_key(&host);
+        if sources
+            .iter()
+            .any(|o: &Source| crate::caps::host_key(&o.host) == same)
+        {
             return bad(
                 &key("host"),
                 "names the same host as an earlier [[sources]] entry",
@@ -388,6 +405,7 @@ fn validate(file: raw::File) -> Checked<Config> {
                 .panel_db
                 .map(|u| mysql_url(&key("panel_db"), &u))
                 .transpose()?,
+            max_bytes_per_s: bytes_per_s(&key("max_bytes_per_s"), s.max_bytes_per_s)?,
             host,
         });
     }
@@ -398,6 +416,7 @@ fn validate(file: raw::File) -> Checked<Config> {
         destination,
         migrations: Migrations {
             max_parallel: max_parallel as usize,
+            max_bytes_per_s,
         },
         ssh: Ssh {
             known_hosts,
@@ -407,6 +426,21 @@ fn validate(file: raw::File) -> Checked<Config> {
         },
         sources,
     })
+}
+
+/// A cap: absent or 0 means none.
+fn bytes_per_s(key: &str, value: Option<i64>) -> Checked<Option<u64>> {
+    match value {
+        None | Some(0) => Ok(None),
+        Some(v) if v >= crate::caps::MIN_BYTES_PER_S as i64 => Ok(Some(v as u64)),
+        Some(_) => bad(
+            key,
+            format!(
+                "must be 0 (no cap) or a number of bytes per second of at least {}",
+                crate::caps::MIN_BYTES_PER_S
+            ),
+        ),
+    }
 }
 
 fn validate_api(api: raw::Api) -> Checked<Api> {

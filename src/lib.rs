@@ -1,6 +1,7 @@
 //! hostmig: moves web-hosting accounts between servers, speaking the Plesk
 //! API RPC `migration` operator. ARCHITECTURE.md has the map.
 
+pub mod caps;
 pub mod config;
 pub mod db;
 pub mod journal;

@@ -56,6 +56,10 @@ enum Command {
         /// Keep the default directory at the end.
         #[arg(long)]
         keep: bool,
+        /// Shape the link to the source's host to this many Mbit/s, both
+        /// ways (needs root: the source is a host of its own).
+        #[arg(long, value_name = "MBIT", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        link_mbit: Option<u64>,
     },
 }
 
@@ -70,7 +74,8 @@ fn main() {
             exit,
             dir,
             keep,
-        } => sandbox(&profile, exit, dir, keep),
+            link_mbit,
+        } => sandbox(&profile, exit, dir, keep, link_mbit),
     };
     if let Err(e) = result {
         eprintln!("hostmig: error: {e:#}");
@@ -91,7 +96,13 @@ extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-fn sandbox(profile: &str, exit: bool, dir: Option<PathBuf>, keep: bool) -> anyhow::Result<()> {
+fn sandbox(
+    profile: &str,
+    exit: bool,
+    dir: Option<PathBuf>,
+    keep: bool,
+    link_mbit: Option<u64>,
+) -> anyhow::Result<()> {
     let profile: hostmig::sandbox::Profile = profile.parse().map_err(anyhow::Error::msg)?;
     let stop = Arc::new(AtomicBool::new(false));
     // SAFETY: the handler only stores to an atomic.
@@ -112,6 +123,7 @@ fn sandbox(profile: &str, exit: bool, dir: Option<PathBuf>, keep: bool) -> anyho
         exit,
         dir,
         keep,
+        link_mbit,
         binary: std::env::current_exe().context("cannot find the hostmig binary")?,
     };
     let outcome = hostmig::sandbox::command::run(&opts, stop).map_err(anyhow::Error::msg)?;

@@ -67,6 +67,8 @@ pub struct Supervisor {
     /// DatabaseServers rows): at start-up, or before the first admission
     /// after it came up.
     destination_ready: Arc<tokio::sync::OnceCell<()>>,
+    /// The bandwidth caps every migration's reads from its source share.
+    caps: crate::caps::Caps,
 }
 
 impl Supervisor {
@@ -79,6 +81,7 @@ impl Supervisor {
         destination_ready: Arc<tokio::sync::OnceCell<()>>,
     ) -> Self {
         Supervisor {
+            caps: crate::caps::Caps::from_config(&config),
             config,
             journal,
             board,
@@ -129,6 +132,7 @@ impl Supervisor {
             let holds = self.queued_holds.remove(&next.id).unwrap_or_default();
             let staging = next.prepared.staging.clone();
             let resync = resync_source(&next.prepared);
+            let meter = self.caps.meter_for(&next.prepared.host);
             let migration = Migration::new(
                 next.id,
                 next.prepared,
@@ -137,7 +141,8 @@ impl Supervisor {
                 self.board.clone(),
                 ctx.address().recipient(),
                 self.journal.clone(),
-            );
+            )
+            .with_meter(meter);
             self.journal_state(next.id, MigrationState::Running, None);
             let worker = &self.workers[(self.started as usize) % self.workers.len()];
             self.started += 1;
@@ -157,6 +162,7 @@ impl Supervisor {
             self.report(
                 q.id,
                 MigrationStatus::InProgress(Progress {
+                    held_back: None,
                     total: q.prepared.total_steps(),
                     completed: 1,
                     stage: Stage::Queued {
@@ -377,6 +383,7 @@ impl Supervisor {
                 completed: 1,
                 stage: Stage::Planned,
                 items: Vec::new(),
+                held_back: None,
             }),
         );
         self.queued_holds.insert(id, holds);

@@ -54,8 +54,9 @@ fn whole_file_parses() {
         "[destination]\npanel_db = \"mysql://admin:pw@127.0.0.1:3306/psa\"\nvhosts_root = \"/srv/vhosts\"\nmailnames_root = \"/srv/mail\"\nfallback_owner = \"www-data:www-data\"\n\
          [[destination.db_servers]]\nhost = \"localhost\"\nport = 3306\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3306\"\ndefault = true\n\
          [[destination.db_servers]]\nhost = \"db2\"\nport = 3307\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3307\"\n\
-         [migrations]\nmax_parallel = 8\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
-         [[sources]]\nhost = \"127.0.0.1:2222\"\npsa_conf = \"/srv/src/etc/psa/psa.conf\"\npanel_db = \"mysql://admin@127.0.0.1:3307/psa\"\n",
+         [migrations]\nmax_parallel = 8\nmax_bytes_per_s = 2097152\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
+         [[sources]]\nhost = \"127.0.0.1:2222\"\npsa_conf = \"/srv/src/etc/psa/psa.conf\"\npanel_db = \"mysql://admin@127.0.0.1:3307/psa\"\nmax_bytes_per_s = 1024\n\
+         [[sources]]\nhost = \"old.example\"\nmax_bytes_per_s = 0\n",
     )
     .replace("{}", &"ab".repeat(32));
     let c = Config::parse(&text).expect("valid");
@@ -67,6 +68,12 @@ fn whole_file_parses() {
     assert!(d.db_servers[0].default && !d.db_servers[1].default);
     assert_eq!(c.ssh.host_key_policy, HostKeyPolicy::AcceptNew);
     assert_eq!(c.sources[0].host, "127.0.0.1:2222");
+    assert_eq!(c.migrations.max_bytes_per_s, Some(2 << 20));
+    assert_eq!(
+        (c.sources[0].max_bytes_per_s, c.sources[1].max_bytes_per_s),
+        (Some(1024), None),
+        "0 is no cap"
+    );
     assert!(
         !format!("{c:?}").contains("pw@"),
         "Debug must not show passwords"
@@ -230,6 +237,30 @@ fn refusals_name_the_key() {
         "sources[1].host",
         "names the same host",
     );
+    // `h` and `h:22` are one host, whatever the case.
+    refused(
+        &base(
+            "",
+            "[[sources]]\nhost = \"Src.Example\"\n[[sources]]\nhost = \"src.example:22\"\n",
+        ),
+        "sources[1].host",
+        "names the same host",
+    );
+    for bad in ["-1", "1023"] {
+        refused(
+            &base("", &format!("[migrations]\nmax_bytes_per_s = {bad}\n")),
+            "migrations.max_bytes_per_s",
+            "must be 0 (no cap) or a number of bytes per second of at least 1024",
+        );
+        refused(
+            &base(
+                "",
+                &format!("[[sources]]\nhost = \"a\"\nmax_bytes_per_s = {bad}\n"),
+            ),
+            "sources[0].max_bytes_per_s",
+            "must be 0 (no cap)",
+        );
+    }
     refused("[api\n", "(file)", "not valid TOML");
 }
 
@@ -257,4 +288,5 @@ fn the_example_file_is_a_valid_config() {
     let c = Config::parse(&text).unwrap_or_else(|e| panic!("example refused: {e:?}"));
     let d = c.destination.expect("destination documented");
     assert_eq!((d.db_servers.len(), c.migrations.max_parallel), (1, 4));
+    assert_eq!(c.migrations.max_bytes_per_s, None);
 }

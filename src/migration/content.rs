@@ -381,6 +381,7 @@ async fn copy_all(
                     roots: Vec::new(),
                 }),
                 rewritten,
+                meter: env.meter.clone(),
             },
         ));
     }

@@ -18,6 +18,7 @@ use super::report::{CopyOutcome, DatabaseEntry};
 use super::run::{Env, Progressed, Update};
 use super::status::{Item, ItemPhase, ItemProgress};
 use super::stopper::Stopper;
+use crate::caps::Meter;
 use crate::config::Config;
 use crate::db::{copy_database, DbError, DbJob, DbObjectKind, DbProgress, DbReport, Recorder};
 use crate::journal::{self, Journal};
@@ -34,14 +35,17 @@ pub const DB_CONNECTIONS: usize = 4;
 pub struct SourceTunnels {
     login: Login,
     opts: Options,
+    meter: Arc<Meter>,
     open: tokio::sync::Mutex<HashMap<(String, u16), Arc<Tunnel>>>,
 }
 
 impl SourceTunnels {
-    pub fn new(login: Login, opts: Options) -> Self {
+    /// Rows they carry are counted and capped by `meter`.
+    pub fn new(login: Login, opts: Options, meter: Arc<Meter>) -> Self {
         SourceTunnels {
             login,
             opts,
+            meter,
             open: tokio::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -53,8 +57,9 @@ impl SourceTunnels {
             return Ok(t.clone());
         }
         let (login, opts, remote) = (self.login.clone(), self.opts.clone(), host.to_owned());
+        let meter = self.meter.clone();
         let tunnel = actix_web::rt::task::spawn_blocking(move || {
-            Tunnel::open(login, opts, &remote, port)
+            Tunnel::open_metered(login, opts, &remote, port, meter)
         })
         .await
         .map_err(|e| format!("the SSH worker failed: {e}"))?

@@ -455,7 +455,12 @@ async fn connect_source(
     tunnel: bool,
 ) -> Result<(SourceAccess, Option<Tunnel>), Refusal> {
     let opts = Options::from(&config.ssh);
-    let overrides = config.sources.iter().find(|s| s.host == host).cloned();
+    let key = crate::caps::host_key(host);
+    let overrides = config
+        .sources
+        .iter()
+        .find(|s| crate::caps::host_key(&s.host) == key)
+        .cloned();
     actix_web::rt::task::spawn_blocking(move || {
         let session = Session::connect(&login, &opts).map_err(source_failed)?;
         let access = discover(&session, overrides.as_ref())

@@ -26,6 +26,7 @@ use super::status::{
     Item, ItemProgress, MigrationStatus, ObjectKind, Progress, Stage, StatusError,
 };
 use super::stopper::Stopper;
+use crate::caps::Meter;
 use crate::config::Config;
 use crate::journal::{self, Journal};
 use crate::panel::deploy::Writer;
@@ -114,6 +115,8 @@ pub struct Migration {
     status: Progress,
     items: BTreeMap<Item, ItemProgress>,
     sent: Option<Instant>,
+    /// Counts and caps what the work reads from the source.
+    meter: Arc<Meter>,
 }
 
 /// What a running migration's work shares (its sub-actors' jobs are built
@@ -133,6 +136,8 @@ pub(super) struct Env {
     /// The Migration, which aggregates progress.
     pub progress: Recipient<Progressed>,
     pub report: Arc<Mutex<Report>>,
+    /// Every read of payload from the source goes through it.
+    pub meter: Arc<Meter>,
 }
 
 /// The board hears of progress at most this often (stage changes at once).
@@ -154,6 +159,7 @@ impl Migration {
             completed: 1,
             stage: Stage::Copying,
             items: Vec::new(),
+            held_back: None,
         };
         Migration {
             report: Arc::new(Mutex::new(report)),
@@ -170,7 +176,15 @@ impl Migration {
             status,
             items: BTreeMap::new(),
             sent: None,
+            meter: Meter::unlimited(),
         }
+    }
+
+    /// The meter (with the caps that apply to this migration's source)
+    /// its reads go through.
+    pub fn with_meter(mut self, meter: Arc<Meter>) -> Self {
+        self.meter = meter;
+        self
     }
 
     fn publish(&mut self, now: bool) {
@@ -188,6 +202,7 @@ impl Migration {
                 .then(a.item.cmp(&b.item))
         });
         self.status.items = items;
+        self.status.held_back = self.meter.held_back();
         self.status.completed = self.status.completed.min(self.status.total);
         self.board.do_send(StatusReport {
             id: self.guard.id,
@@ -211,7 +226,8 @@ impl Actor for Migration {
                 opts.clone(),
                 self.stopper.clone(),
             )),
-            tunnels: SourceTunnels::new(prepared.login.clone(), opts),
+            tunnels: SourceTunnels::new(prepared.login.clone(), opts, self.meter.clone()),
+            meter: self.meter.clone(),
             prepared,
             config,
             journal,

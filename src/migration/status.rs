@@ -23,6 +23,9 @@ pub struct Progress {
     pub stage: Stage,
     /// The trees and databases being copied now, in the order they began.
     pub items: Vec<ItemProgress>,
+    /// A bandwidth cap that made the copy wait in the last moments.
+    #[serde(default)]
+    pub held_back: Option<crate::caps::Cap>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,13 +112,21 @@ impl Progress {
                 "queued: {position} of {waiting} waiting for one of the {slots} migration slots"
             ),
             Stage::Deploying { kind, name } => format!("deploying {} {name}", kind.as_str()),
-            Stage::Copying if self.items.is_empty() => "copying".to_owned(),
-            Stage::Copying => self
-                .items
-                .iter()
-                .map(ItemProgress::description)
-                .collect::<Vec<_>>()
-                .join("; "),
+            Stage::Copying => {
+                let mut text = if self.items.is_empty() {
+                    "copying".to_owned()
+                } else {
+                    self.items
+                        .iter()
+                        .map(ItemProgress::description)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                if let Some(cap) = &self.held_back {
+                    text.push_str(&format!("; held back by {}", cap.describe()));
+                }
+                text
+            }
         }
     }
 }
@@ -235,6 +246,7 @@ mod tests {
             completed: 2,
             stage,
             items,
+            held_back: None,
         }
         .description()
     }
@@ -281,6 +293,19 @@ mod tests {
         db.rows_total = 100;
         db.bytes_done = 1 << 20;
         db.bytes_total = 2 << 20;
+        let held = Progress {
+            total: 3,
+            completed: 1,
+            stage: Stage::Copying,
+            items: vec![],
+            held_back: Some(crate::caps::Cap::Global {
+                bytes_per_s: 1 << 20,
+            }),
+        };
+        assert_eq!(
+            held.description(),
+            "copying; held back by the cap of 1.0 MiB/s on all sources (migrations.max_bytes_per_s)"
+        );
         // Both of one domain's copies are told, neither hides the other.
         assert_eq!(
             progress(Stage::Copying, vec![web, db]),

@@ -6,7 +6,9 @@
 //! arrived (content manifests, table checksums, panel records), then keeps
 //! everything running for packets of the operator's own until Ctrl-C, or
 //! stops at once with `--exit`. Every process it started is stopped when it
-//! ends, however it ends.
+//! ends, however it ends. Run as root, the source is a host of its own
+//! (a network namespace, reachable only over SSH), its link shaped with
+//! `--link-mbit`; without root it runs on loopback and says so.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant};
 use super::client::ApiClient;
 use super::model::{HostingKind, SOURCE_IPS};
 use super::world::DESTINATION_IPS;
-use super::{compare, Destination, Profile, Source};
+use super::{compare, Destination, Network, Profile, Source, SourceSetup};
 
 pub struct Options {
     pub profile: Profile,
@@ -31,6 +33,8 @@ pub struct Options {
     pub keep: bool,
     /// The `hostmig` binary to run as the server.
     pub binary: PathBuf,
+    /// Shape the link to the source's host to this many Mbit/s (root).
+    pub link_mbit: Option<u64>,
 }
 
 /// The outcome: every migration succeeded and nothing differs.
@@ -68,16 +72,25 @@ fn run_in(opts: &Options, dir: &Path, stop: &AtomicBool) -> Result<Outcome, Stri
         dir.display()
     ));
     let started = Instant::now();
+    let setup = SourceSetup {
+        network: match opts.link_mbit {
+            Some(_) => Network::Namespace,
+            None => Network::Auto,
+        },
+        link_bits_per_s: opts.link_mbit.map(|m| m * 1_000_000),
+        cpus: None,
+    };
     let (mut source, mut dest) = rt
         .block_on(async {
-            let source = Source::start(&dir.join("src"), opts.profile, 1).await?;
+            let source = Source::start_with(&dir.join("src"), opts.profile, 1, &setup).await?;
             let dest = Destination::start(&dir.join("dst"), 2).await?;
             Ok::<_, super::SandboxError>((source, dest))
         })
         .map_err(|e| e.to_string())?;
     say(&format!(
-        "servers up in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "servers up in {:.1} s; the source runs on {}",
+        started.elapsed().as_secs_f64(),
+        source.network_text()
     ));
     let outcome = with_servers(opts, dir, &rt, &source, &dest, stop);
     source.stop();
@@ -569,10 +582,18 @@ fn where_things_live(
         source.ssh_host(),
         source.ssh.client_key.display()
     ));
-    say(&format!(
-        "  source MariaDB:      127.0.0.1:{}",
-        source.db.port
-    ));
+    match &source.host {
+        Some(h) => say(&format!(
+            "  source MariaDB:      127.0.0.1:{port} of the source's host, over SSH only (ssh -L 3307:127.0.0.1:{port} root@{addr}), or: ip netns exec {ns} mariadb -h127.0.0.1 -P{port} -uroot",
+            port = source.db.port,
+            addr = h.source_addr,
+            ns = h.name
+        )),
+        None => say(&format!(
+            "  source MariaDB:      127.0.0.1:{}",
+            source.db.port
+        )),
+    }
     for (i, s) in dest.db_servers.iter().enumerate() {
         say(&format!(
             "  destination MariaDB {i}: 127.0.0.1:{} (root, no password)",

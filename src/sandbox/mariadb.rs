@@ -7,11 +7,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
-use super::process::{log_tail, run, ServerProcess};
+use super::host::SourceHost;
+use super::process::{log_tail, run, Placement, ServerProcess};
 use super::{free_port, require, Result, SandboxError};
 
 /// How a server is configured.
@@ -71,16 +73,34 @@ impl Role {
 pub struct MariaDb {
     pub name: String,
     pub role: Role,
+    /// Its port on 127.0.0.1 of the host it runs on.
     pub port: u16,
     pub dir: PathBuf,
+    /// Its Unix socket; in a private mount (seen by no other process)
+    /// when the server runs in the source's host.
     pub socket: PathBuf,
     process: ServerProcess,
+    /// The source's host it runs in; `None`: on this machine's loopback.
+    /// (After the process: a server is stopped before its host goes.)
+    pub host: Option<Arc<SourceHost>>,
 }
 
 impl MariaDb {
-    /// Starts a server whose data lives in `dir/data`; an existing data
-    /// directory (a kept fixture) is reused as it is.
+    /// Starts a server on this machine's loopback whose data lives in
+    /// `dir/data`; an existing data directory (a kept fixture) is reused
+    /// as it is.
     pub async fn start(dir: &Path, name: &str, role: Role) -> Result<MariaDb> {
+        Self::start_placed(dir, name, role, &Placement::default()).await
+    }
+
+    /// Starts a server where `placement` says: in the source's host it
+    /// listens on that host's loopback only.
+    pub async fn start_placed(
+        dir: &Path,
+        name: &str,
+        role: Role,
+        placement: &Placement,
+    ) -> Result<MariaDb> {
         let mariadbd = require("mariadbd", "mariadb-server")?;
         let install = require("mariadb-install-db", "mariadb-server")?;
         std::fs::create_dir_all(dir)
@@ -109,7 +129,15 @@ impl MariaDb {
             }
             run(cmd, "mariadb-install-db")?;
         }
-        let socket = dir.join("mysqld.sock");
+        // In the source's host the socket is in a directory of the
+        // server's own mount: hostmig, on the destination, cannot take
+        // it for a way around SSH.
+        let private = placement.host.as_ref().map(|_| dir.join("run"));
+        if let Some(p) = &private {
+            std::fs::create_dir_all(p)
+                .map_err(SandboxError::io(format!("create {}", p.display())))?;
+        }
+        let socket = private.as_deref().unwrap_or(dir).join("mysqld.sock");
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
@@ -134,6 +162,7 @@ impl MariaDb {
             if as_root {
                 cmd.arg("--user=root");
             }
+            placement.apply(&mut cmd, private.as_deref())?;
             let process = ServerProcess::spawn(name, cmd, dir.join("mysqld.log"))?;
             let server = MariaDb {
                 name: name.to_owned(),
@@ -141,6 +170,7 @@ impl MariaDb {
                 port,
                 dir: dir.to_owned(),
                 socket: socket.clone(),
+                host: placement.host.clone(),
                 process,
             };
             match server.wait_until_ready().await {
@@ -163,7 +193,7 @@ impl MariaDb {
     async fn wait_until_ready(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(mut conn) = mysql_async::Conn::from_url(self.root_url(None)).await {
+            if let Ok(mut conn) = self.open(self.opts(None)).await {
                 let ok: Option<u8> = conn.query_first("SELECT 1").await.ok().flatten();
                 let _ = conn.disconnect().await;
                 if ok == Some(1) {
@@ -239,9 +269,64 @@ impl MariaDb {
             .is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists())
     }
 
-    /// `mysql://root@127.0.0.1:PORT[/db]` (root has no password here).
+    /// `mysql://root@127.0.0.1:PORT[/db]` (root has no password here),
+    /// as seen on the host the server runs on.
     pub fn root_url(&self, db: Option<&str>) -> String {
         format!("mysql://root@127.0.0.1:{}/{}", self.port, db.unwrap_or(""))
+    }
+
+    /// Options for root on `db`, never switching to a Unix socket.
+    pub fn opts(&self, db: Option<&str>) -> mysql_async::OptsBuilder {
+        self.login_opts("root", "", db)
+    }
+
+    /// Options for `user` with `password` on `db`.
+    pub fn login_opts(
+        &self,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+    ) -> mysql_async::OptsBuilder {
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname("127.0.0.1")
+            .tcp_port(self.port)
+            .prefer_socket(false)
+            .user(Some(user))
+            .pass((!password.is_empty()).then_some(password))
+            .db_name(db)
+    }
+
+    /// A connection opened where the server listens: from inside the
+    /// source's host for a server there (the sandbox's own way in, never a
+    /// port opened for it), else on this machine's loopback.
+    pub async fn open(
+        &self,
+        opts: impl Into<mysql_async::Opts>,
+    ) -> std::result::Result<mysql_async::Conn, mysql_async::Error> {
+        match &self.host {
+            Some(host) => host.connect(opts.into()).await,
+            None => mysql_async::Conn::new(opts.into()).await,
+        }
+    }
+
+    /// A session as `user` (a login test), where the server listens.
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+        db: Option<&str>,
+    ) -> Result<mysql_async::Conn> {
+        self.open(self.login_opts(user, password, db))
+            .await
+            .map_err(|source| self.sql_error(source))
+    }
+
+    /// Where the server listens, for messages.
+    pub fn address(&self) -> String {
+        match &self.host {
+            Some(host) => format!("127.0.0.1:{} inside {}", self.port, host.name),
+            None => format!("127.0.0.1:{}", self.port),
+        }
     }
 
     /// A connection as root, to `db` when given, in a session of the
@@ -249,7 +334,8 @@ impl MariaDb {
     /// server's globals: the sandbox writes and reads its data the same
     /// way on every server. hostmig's own connections get the globals.
     pub async fn connect(&self, db: Option<&str>) -> Result<mysql_async::Conn> {
-        let mut conn = mysql_async::Conn::from_url(self.root_url(db))
+        let mut conn = self
+            .open(self.opts(db))
             .await
             .map_err(|source| self.sql_error(source))?;
         conn.query_drop(SANDBOX_SESSION)
@@ -260,7 +346,7 @@ impl MariaDb {
 
     pub fn sql_error(&self, source: mysql_async::Error) -> SandboxError {
         SandboxError::Sql {
-            server: format!("{} (127.0.0.1:{})", self.name, self.port),
+            server: format!("{} ({})", self.name, self.address()),
             source,
         }
     }

@@ -4,25 +4,28 @@
 //! realistic hosting data; an empty destination; and the comparison helpers
 //! that prove a migration. Tests, benchmarks and `hostmig sandbox` use it.
 //!
-//! Everything listens on 127.0.0.1 only. The addresses in the generated
-//! panel data (192.0.2.x, 198.51.100.x, 203.0.113.x) are data: nothing here
-//! connects to them.
+//! Run as root, the source gets a host of its own (`host`: a network
+//! namespace joined by a veth pair with private addresses), reachable
+//! only over SSH; otherwise everything listens on 127.0.0.1 only. The
+//! addresses in the generated panel data (192.0.2.x, 198.51.100.x,
+//! 203.0.113.x) are data: nothing here connects to them.
 
 pub mod client;
 pub mod command;
 pub mod compare;
 mod content;
 mod data;
+pub mod host;
 pub mod mariadb;
 pub mod model;
 mod panel_rows;
-mod process;
+pub mod process;
 pub mod rng;
 pub mod sshd;
 mod world;
 
 pub use process::all_pids;
-pub use world::{Destination, Profile, Source, SourceLayout};
+pub use world::{Destination, Network, Profile, Source, SourceLayout, SourceSetup};
 
 use std::path::PathBuf;
 

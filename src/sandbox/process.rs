@@ -1,11 +1,92 @@
 //! A server process the sandbox started: stopped with its whole tree of
 //! descendants (sshd forks one child per connection), safe to stop twice.
 
-use std::path::PathBuf;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::host::SourceHost;
 use super::{Result, SandboxError};
+
+/// Where a process runs: in the source's host (its network namespace)
+/// or on this one, on some cores only or on any.
+#[derive(Clone, Default)]
+pub struct Placement {
+    pub host: Option<Arc<SourceHost>>,
+    pub cpus: Option<Vec<usize>>,
+}
+
+impl Placement {
+    /// Makes `command` start where this placement says, and, when
+    /// `private` is given, with a tmpfs of its own mounted over that
+    /// directory (a mount namespace of its own: what it puts there, a
+    /// Unix socket say, no other process sees).
+    pub fn apply(&self, command: &mut Command, private: Option<&Path>) -> Result<()> {
+        let netns = self.host.as_ref().map(|h| h.netns_fd());
+        let private = private
+            .map(|p| CString::new(p.as_os_str().as_bytes()))
+            .transpose()
+            .map_err(|_| SandboxError::Start {
+                what: "a private directory".into(),
+                detail: "its path holds a NUL byte".into(),
+            })?;
+        // SAFETY: cpu_set_t is plain data; CPU_ZERO and CPU_SET only write it.
+        let cpus = self.cpus.as_ref().map(|list| unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_ZERO(&mut set);
+            for &c in list {
+                libc::CPU_SET(c, &mut set);
+            }
+            set
+        });
+        if netns.is_none() && private.is_none() && cpus.is_none() {
+            return Ok(());
+        }
+        // SAFETY: between fork and exec the child calls only
+        // async-signal-safe system calls on memory prepared before the fork.
+        unsafe {
+            command.pre_exec(move || {
+                if let Some(fd) = netns {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(dir) = &private {
+                    if libc::unshare(libc::CLONE_NEWNS) != 0
+                        || libc::mount(
+                            c"none".as_ptr(),
+                            c"/".as_ptr(),
+                            std::ptr::null(),
+                            libc::MS_REC | libc::MS_PRIVATE,
+                            std::ptr::null(),
+                        ) != 0
+                        || libc::mount(
+                            c"tmpfs".as_ptr(),
+                            dir.as_ptr(),
+                            c"tmpfs".as_ptr(),
+                            libc::MS_NOSUID | libc::MS_NODEV,
+                            c"size=1m,mode=0755".as_ptr().cast(),
+                        ) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if let Some(set) = &cpus {
+                    if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set) != 0
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        Ok(())
+    }
+}
 
 pub struct ServerProcess {
     name: String,
@@ -16,7 +97,6 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `command` with stdout and stderr into `log`.
     pub fn spawn(name: &str, mut command: Command, log: PathBuf) -> Result<ServerProcess> {
-        use std::os::unix::process::CommandExt;
         // If the owner dies without stopping the server (killed, crashed),
         // the kernel stops the server too: no orphan keeps ports and files.
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
@@ -172,4 +252,44 @@ pub fn run(mut command: Command, what: &str) -> Result<std::process::Output> {
         });
     }
     Ok(out)
+}
+
+/// The calling thread pinned to `cpus` (threads and processes it starts
+/// from now on inherit that); the old set comes back when dropped.
+pub struct Pin {
+    old: libc::cpu_set_t,
+}
+
+impl Pin {
+    pub fn this_thread(cpus: &[usize]) -> Result<Pin> {
+        // SAFETY: cpu_set_t is plain data, filled by the kernel or by
+        // CPU_SET; pid 0 is the calling thread.
+        unsafe {
+            let mut old: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut old) != 0 {
+                return Err(SandboxError::io("read this thread's cores")(
+                    std::io::Error::last_os_error(),
+                ));
+            }
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            for &c in cpus {
+                libc::CPU_SET(c, &mut set);
+            }
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+                return Err(SandboxError::io(format!(
+                    "pin this thread to cores {cpus:?}"
+                ))(std::io::Error::last_os_error()));
+            }
+            Ok(Pin { old })
+        }
+    }
+}
+
+impl Drop for Pin {
+    fn drop(&mut self) {
+        // SAFETY: restores the set read when the pin was made.
+        unsafe {
+            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.old);
+        }
+    }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use super::process::{log_tail, run, ServerProcess};
+use super::process::{log_tail, run, Placement, ServerProcess};
 use super::{free_port, require, Result, SandboxError};
 
 /// The dedicated local login for password tests (created when missing, as root).
@@ -16,6 +16,8 @@ pub const TEST_LOGIN: &str = "hostmig-test";
 pub const TEST_PASSWORD: &str = "hostmig-test-pw-7d1f";
 
 pub struct SshServer {
+    /// Where it listens: 127.0.0.1, or the source's address on its link.
+    pub addr: std::net::IpAddr,
     pub port: u16,
     pub dir: PathBuf,
     /// Private key accepted for `root` (and the current user).
@@ -26,7 +28,14 @@ pub struct SshServer {
 }
 
 impl SshServer {
+    /// Starts a server on a free port of this machine's loopback.
     pub fn start(dir: &Path) -> Result<SshServer> {
+        Self::start_placed(dir, &Placement::default())
+    }
+
+    /// Starts a server where `placement` says: in the source's host it
+    /// listens on port 22 of the host's address, as a real server does.
+    pub fn start_placed(dir: &Path, placement: &Placement) -> Result<SshServer> {
         let sshd = require("sshd", "openssh-server")?;
         let keygen = require("ssh-keygen", "openssh-client")?;
         std::fs::create_dir_all(dir.join("authorized_keys"))
@@ -54,24 +63,33 @@ impl SshServer {
             .take(2)
             .collect::<Vec<_>>()
             .join(" ");
+        let addr: std::net::IpAddr = match &placement.host {
+            Some(host) => host.source_addr.into(),
+            None => std::net::Ipv4Addr::LOCALHOST.into(),
+        };
         let server = |port: u16| -> Result<ServerProcess> {
             write_authorized_keys(dir, client_pub.trim(), None)?;
             let config = dir.join("sshd_config");
-            std::fs::write(&config, sshd_config(dir, port))
+            std::fs::write(&config, sshd_config(dir, addr, port))
                 .map_err(SandboxError::io("write sshd_config"))?;
             // sshd wants its privilege-separation directory to exist.
             std::fs::create_dir_all("/run/sshd").ok();
             let mut cmd = Command::new(&sshd);
             cmd.args(["-D", "-e", "-f"]).arg(&config);
+            placement.apply(&mut cmd, None)?;
             ServerProcess::spawn("sshd", cmd, dir.join("sshd.log"))
         };
         let mut last_error = None;
         for _ in 0..3 {
-            let port = free_port()?;
+            let port = match placement.host {
+                Some(_) => 22,
+                None => free_port()?,
+            };
             let mut process = server(port)?;
-            match wait_for_banner(port, &mut process) {
+            match wait_for_banner((addr, port), &mut process) {
                 Ok(()) => {
                     return Ok(SshServer {
+                        addr,
                         port,
                         dir: dir.to_owned(),
                         client_key,
@@ -130,10 +148,10 @@ fn current_user() -> Option<String> {
     std::env::var("USER").ok().filter(|u| !u.is_empty())
 }
 
-fn sshd_config(dir: &Path, port: u16) -> String {
+fn sshd_config(dir: &Path, addr: std::net::IpAddr, port: u16) -> String {
     format!(
         "Port {port}\n\
-         ListenAddress 127.0.0.1\n\
+         ListenAddress {addr}\n\
          HostKey {dir}/ssh_host_ed25519_key\n\
          PidFile {dir}/sshd.pid\n\
          AuthorizedKeysFile {dir}/authorized_keys/%u\n\
@@ -156,11 +174,14 @@ fn sshd_config(dir: &Path, port: u16) -> String {
     )
 }
 
-fn wait_for_banner(port: u16, process: &mut ServerProcess) -> Result<()> {
+fn wait_for_banner(
+    (addr, port): (std::net::IpAddr, u16),
+    process: &mut ServerProcess,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         process.check_alive()?;
-        if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) {
+        if let Ok(mut stream) = TcpStream::connect((addr, port)) {
             stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
             let mut banner = [0u8; 8];
             if stream.read_exact(&mut banner).is_ok() && banner.starts_with(b"SSH-2.0") {
@@ -171,7 +192,7 @@ fn wait_for_banner(port: u16, process: &mut ServerProcess) -> Result<()> {
             return Err(SandboxError::Start {
                 what: "sshd".into(),
                 detail: format!(
-                    "no SSH banner on port {port} within 20 s: {}",
+                    "no SSH banner on {addr} port {port} within 20 s: {}",
                     log_tail(&process.log)
                 ),
             });

@@ -3,12 +3,15 @@
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 
+use super::host::SourceHost;
 use super::mariadb::{MariaDb, Role};
 use super::model::{IpKind, Model};
+use super::process::Placement;
 use super::rng::Rng;
 use super::sshd::SshServer;
 use super::{content, data, panel_rows, sql_literal, Result, SandboxError};
@@ -117,6 +120,53 @@ impl SourceLayout {
     }
 }
 
+/// Where a source runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Network {
+    /// A host of its own when this process is root, else loopback.
+    #[default]
+    Auto,
+    /// This machine's loopback.
+    Loopback,
+    /// A host of its own, or an error that says to run as root.
+    Namespace,
+}
+
+/// How a source is set up besides its data.
+#[derive(Debug, Clone, Default)]
+pub struct SourceSetup {
+    pub network: Network,
+    /// The link shaped to this many bits per second, both ways (a host of
+    /// its own only).
+    pub link_bits_per_s: Option<u64>,
+    /// The source's processes pinned to these cores.
+    pub cpus: Option<Vec<usize>>,
+}
+
+impl SourceSetup {
+    fn placement(&self) -> Result<Placement> {
+        let host = match self.network {
+            Network::Loopback => None,
+            Network::Auto if !SourceHost::available() => None,
+            Network::Auto | Network::Namespace => Some(SourceHost::create()?),
+        };
+        if let Some(rate) = self.link_bits_per_s {
+            let Some(host) = &host else {
+                return Err(SandboxError::Start {
+                    what: "a shaped link".into(),
+                    detail: "only a source in a host of its own has a link to shape: run as root"
+                        .into(),
+                });
+            };
+            host.shape(Some(rate))?;
+        }
+        Ok(Placement {
+            host,
+            cpus: self.cpus.clone(),
+        })
+    }
+}
+
 /// The generator's version, in a kept fixture's marker: a fixture made by
 /// another generator (other tables, other values) is made anew, never
 /// taken for this one's. Raised whenever what the generator writes changes.
@@ -136,15 +186,27 @@ pub struct Source {
     pub seed: u64,
     /// How long generation took; `None` when a kept fixture was reused.
     pub generated_in: Option<Duration>,
+    /// The source's own host (network namespace); `None`: loopback. Last:
+    /// the servers stop before it goes.
+    pub host: Option<Arc<SourceHost>>,
 }
 
 impl Source {
     /// Starts a source in `dir`; generates it unless `dir` already holds
-    /// the same profile and seed (a kept benchmark fixture).
+    /// the same profile and seed (a kept benchmark fixture). As root it
+    /// gets a host of its own.
     pub async fn start(dir: &Path, profile: Profile, seed: u64) -> Result<Source> {
+        Self::start_with(dir, profile, seed, &SourceSetup::default()).await
+    }
+
+    pub async fn start_with(
+        dir: &Path,
+        profile: Profile,
+        seed: u64,
+        setup: &SourceSetup,
+    ) -> Result<Source> {
         let layout = SourceLayout::under(&dir.join("root"));
-        let db = MariaDb::start(&dir.join("mariadb"), "source MariaDB", Role::Source).await?;
-        let ssh = SshServer::start(&dir.join("sshd"))?;
+        let (db, ssh, host) = Self::servers(dir, setup).await?;
         let admin_password = format!("psa-{}", Rng::new(seed).fork("shadow").hex(8));
         let model = Model::generate(profile, seed);
         let marker = dir.join("generated");
@@ -159,6 +221,7 @@ impl Source {
             profile,
             seed,
             generated_in: None,
+            host,
         };
         if std::fs::read_to_string(&marker).ok().as_deref() == Some(stamp.as_str()) {
             source.point_panel_at_port().await?;
@@ -169,6 +232,23 @@ impl Source {
             std::fs::write(&marker, stamp).map_err(SandboxError::io("write the fixture marker"))?;
         }
         Ok(source)
+    }
+
+    /// The source's servers, where `setup` says.
+    async fn servers(
+        dir: &Path,
+        setup: &SourceSetup,
+    ) -> Result<(MariaDb, SshServer, Option<Arc<SourceHost>>)> {
+        let placement = setup.placement()?;
+        let db = MariaDb::start_placed(
+            &dir.join("mariadb"),
+            "source MariaDB",
+            Role::Source,
+            &placement,
+        )
+        .await?;
+        let ssh = SshServer::start_placed(&dir.join("sshd"), &placement)?;
+        Ok((db, ssh, placement.host))
     }
 
     async fn generate(&self) -> Result<()> {
@@ -209,8 +289,7 @@ impl Source {
     /// caller's to write under `layout`.
     pub async fn start_handwritten(dir: &Path, panel_sql: &str, setup_sql: &str) -> Result<Source> {
         let layout = SourceLayout::under(&dir.join("root"));
-        let db = MariaDb::start(&dir.join("mariadb"), "source MariaDB", Role::Source).await?;
-        let ssh = SshServer::start(&dir.join("sshd"))?;
+        let (db, ssh, host) = Self::servers(dir, &SourceSetup::default()).await?;
         let admin_password = "psa-handwritten".to_owned();
         let source = Source {
             dir: dir.to_owned(),
@@ -222,6 +301,7 @@ impl Source {
             profile: Profile::Tiny,
             seed: 0,
             generated_in: None,
+            host,
         };
         source.write_layout()?;
         let sql = |e| source.db.sql_error(e);
@@ -303,8 +383,36 @@ impl Source {
         (login, opts)
     }
 
+    /// The source as a start packet names it: its address on its link
+    /// (port 22, written as a real server's name is, without a port), or
+    /// `127.0.0.1:PORT` on loopback.
     pub fn ssh_host(&self) -> String {
-        format!("127.0.0.1:{}", self.ssh.port)
+        match self.ssh.port {
+            22 => self.ssh.addr.to_string(),
+            port => format!("{}:{port}", self.ssh.addr),
+        }
+    }
+
+    /// The source's name in a known_hosts file.
+    pub fn known_hosts_name(&self) -> String {
+        crate::ssh::known_hosts::host_entry(&self.ssh.addr.to_string(), self.ssh.port)
+    }
+
+    /// Where the source runs, in a sentence.
+    pub fn network_text(&self) -> String {
+        match &self.host {
+            Some(h) => {
+                let shaped = h
+                    .shaped()
+                    .map(|r| format!(", the link shaped to {} Mbit/s both ways", r / 1_000_000))
+                    .unwrap_or_default();
+                format!(
+                    "a host of its own (network namespace {}, address {} over veth {}{shaped}); its MariaDB listens only on that host's loopback, reachable over SSH",
+                    h.name, h.source_addr, h.link
+                )
+            }
+            None => "this machine's loopback (not root: no network namespace; run as root to give the source a host of its own)".to_owned(),
+        }
     }
 
     /// The `[[sources]]` override that points hostmig at this sandbox.
@@ -350,13 +458,24 @@ pub struct Destination {
 
 impl Destination {
     pub async fn start(dir: &Path, db_servers: usize) -> Result<Destination> {
+        Self::start_pinned(dir, db_servers, None).await
+    }
+
+    /// As `start`, the database servers pinned to `cpus` when given.
+    pub async fn start_pinned(
+        dir: &Path,
+        db_servers: usize,
+        cpus: Option<Vec<usize>>,
+    ) -> Result<Destination> {
+        let placement = Placement { host: None, cpus };
         let mut servers = Vec::new();
         for i in 0..db_servers.max(1) {
             servers.push(
-                MariaDb::start(
+                MariaDb::start_placed(
                     &dir.join(format!("mariadb-{i}")),
                     &format!("destination MariaDB {i}"),
                     Role::Destination,
+                    &placement,
                 )
                 .await?,
             );

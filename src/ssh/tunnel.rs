@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{Login, Options, Session, SshError};
+use crate::caps::Meter;
 
 /// Open while the value lives; dropping it closes the listener and every
 /// bridged connection.
@@ -32,6 +33,18 @@ impl Tunnel {
         opts: Options,
         remote_host: &str,
         remote_port: u16,
+    ) -> Result<Tunnel, SshError> {
+        Self::open_metered(login, opts, remote_host, remote_port, Meter::unlimited())
+    }
+
+    /// As `open`, every byte from the remote end taken from `meter` (its
+    /// caps) before it is read.
+    pub fn open_metered(
+        login: Login,
+        opts: Options,
+        remote_host: &str,
+        remote_port: u16,
+        meter: Arc<Meter>,
     ) -> Result<Tunnel, SshError> {
         let first = Session::connect(&login, &opts)?;
         let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| SshError::Failed {
@@ -60,7 +73,7 @@ impl Tunnel {
                     opts,
                     (remote_host, remote_port),
                     stop_flag,
-                    counter,
+                    (counter, meter),
                 )
             })
             .map_err(|e| SshError::Failed {
@@ -111,7 +124,7 @@ fn accept_loop(
     opts: Options,
     (remote_host, remote_port): (String, u16),
     stop: Arc<AtomicBool>,
-    carried: Arc<AtomicU64>,
+    (carried, meter): (Arc<AtomicU64>, Arc<Meter>),
 ) {
     let mut spare = Some(first);
     let mut bridges = Vec::new();
@@ -124,11 +137,16 @@ fn accept_loop(
                 };
                 match session {
                     Ok(session) => {
-                        let (host, stop, carried) =
-                            (remote_host.clone(), stop.clone(), carried.clone());
+                        let (host, stop, carried, meter) = (
+                            remote_host.clone(),
+                            stop.clone(),
+                            carried.clone(),
+                            meter.clone(),
+                        );
                         bridges.push(std::thread::spawn(move || {
+                            let counted = (&*carried, &*meter);
                             if let Err(e) =
-                                bridge(local, &session, (&host, remote_port), &stop, &carried)
+                                bridge(local, &session, (&host, remote_port), &stop, counted)
                             {
                                 tracing::debug!(error = %e, "tunnel connection ended with an error");
                             }
@@ -167,7 +185,7 @@ fn bridge(
     session: &Session,
     (host, port): (&str, u16),
     stop: &AtomicBool,
-    carried: &AtomicU64,
+    (carried, meter): (&AtomicU64, &Meter),
 ) -> std::io::Result<()> {
     let mut channel = session
         .raw()
@@ -185,6 +203,8 @@ fn bridge(
     let fds = [local.as_raw_fd(), session.tcp().as_raw_fd()];
     while !stop.load(Ordering::Relaxed) {
         let mut moved = false;
+        // How long a cap wants the remote side left unread.
+        let mut capped: Option<Duration> = None;
         if up.is_empty() && !local_eof {
             match local.read(&mut buf) {
                 Ok(0) => {
@@ -211,7 +231,16 @@ fn bridge(
         }
         // Gather several SSH packets before writing them on.
         while down.len() < DOWN_BATCH && !remote_eof {
-            match channel.read(&mut buf) {
+            let granted = match meter.try_acquire(buf.len()) {
+                Ok(n) => n,
+                Err(wait) => {
+                    capped = Some(wait);
+                    break;
+                }
+            };
+            let read = channel.read(&mut buf[..granted]);
+            meter.settle(granted, *read.as_ref().unwrap_or(&0));
+            match read {
                 Ok(0) if channel.eof() => {
                     remote_eof = true;
                 }
@@ -242,7 +271,8 @@ fn bridge(
         if !moved {
             // The SSH socket matters only while there is room to read into
             // or data to send; then in the direction libssh2 is blocked in.
-            let want_ssh = (down.len() < DOWN_BATCH && !remote_eof) || !up.is_empty();
+            let want_ssh =
+                (down.len() < DOWN_BATCH && !remote_eof && capped.is_none()) || !up.is_empty();
             let ssh_events = if !want_ssh {
                 0
             } else {
@@ -259,7 +289,9 @@ fn bridge(
             if !down.is_empty() {
                 local_events |= libc::POLLOUT;
             }
-            wait(&fds, [local_events, ssh_events], 50);
+            // Held by a cap: back when it allows the next read.
+            let timeout = capped.map_or(50, |w| (w.as_millis() as i32).clamp(1, 50));
+            wait(&fds, [local_events, ssh_events], timeout);
         }
     }
     let _ = channel.close();

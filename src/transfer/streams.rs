@@ -233,12 +233,15 @@ fn stream_into(
     into: &Landing<'_>,
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Unpacked, TreeError> {
-    let mut channel = commands::start(session, command, input).map_err(TreeError::Channel)?;
+    let channel = commands::start(session, command, input).map_err(TreeError::Channel)?;
+    // What the stream carries is read under the migration's caps.
+    let mut metered = into.job.meter.reader(channel);
     let (unpacked, read) = pumped(
-        &mut channel,
+        &mut metered,
         || session.shutdown(),
         |stream| unpack_into(into, stream, progress),
     );
+    let mut channel = metered.inner;
     // The source's exit status and complaint explain a failure best;
     // they can be read when the stream ended (not when it was broken).
     let exit = match read {

@@ -46,6 +46,8 @@ pub struct TreeJob {
     pub conf_remap: Option<Remap>,
     /// Files rewritten by earlier runs on this tree.
     pub rewritten: Rewrites,
+    /// Counts and caps what the tree's streams read from the source.
+    pub meter: std::sync::Arc<crate::caps::Meter>,
 }
 
 /// How the copy went.

@@ -24,6 +24,7 @@ fn jdoe_job(source: &Source, dir: &Path) -> TreeJob {
         owner: None,
         conf_remap: None,
         rewritten: Rewrites::new(),
+        meter: hostmig::caps::Meter::unlimited(),
     }
 }
 

@@ -35,6 +35,7 @@ fn job(source: &Source, out: &Path, transport: Transport, rewritten: Rewrites) -
             roots: Vec::new(),
         }),
         rewritten,
+        meter: hostmig::caps::Meter::unlimited(),
     }
 }
 

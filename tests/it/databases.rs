@@ -78,7 +78,7 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
     let never = AtomicBool::new(false);
 
     rt.block_on(async {
-        let mut src = conn(source.db.root_url(None)).await;
+        let mut src = source.db.open(source.db.opts(None)).await.expect("source");
         let mut dst = conn(dest.db_servers[1].root_url(None)).await;
 
         // 1. The hard-case database, to the second server: identical.
@@ -211,7 +211,7 @@ fn databases_arrive_identical_consistent_and_a_stop_leaves_nothing() {
         let j = job(&source, &tunnel, &dest, 1, &busy);
         let done = AtomicBool::new(false);
         let writer = async {
-            let mut w = conn(source.db.root_url(Some(&busy))).await;
+            let mut w = source.db.open(source.db.opts(Some(&busy))).await.expect("source");
             let mut n = 0u64;
             while !done.load(Ordering::SeqCst) {
                 n += 1;

@@ -235,7 +235,7 @@ fn every_refusal_of_start_and_nothing_left_behind() {
     std::fs::write(
         &kh,
         hostmig::ssh::known_hosts::line(
-            &format!("[127.0.0.1]:{}", w.source.ssh.port),
+            &w.source.known_hosts_name(),
             "ssh-ed25519",
             b"another key",
         ),

@@ -15,4 +15,5 @@ mod rpc;
 mod sandbox;
 mod sandbox_command;
 mod ssh;
+mod two_hosts;
 mod unpack;

@@ -37,6 +37,7 @@ fn discovery_and_the_selected_objects_of_a_source() {
             url::Url::parse(&format!("mysql://admin@localhost:{}/psa", sandbox.db.port))
                 .expect("url"),
         ),
+        max_bytes_per_s: None,
     };
     let session = Session::connect(&login, &opts).expect("ssh");
     let access = discover(&session, Some(&overrides)).expect("discovery");

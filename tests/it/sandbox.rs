@@ -15,8 +15,9 @@ use mysql_async::prelude::Queryable;
 use crate::harness::sandbox::{rt, start_both};
 use crate::harness::{self, first, Server};
 
-fn ssh_session(port: u16) -> ssh2::Session {
-    let tcp = TcpStream::connect(("127.0.0.1", port)).expect("connect to the sandbox sshd");
+fn ssh_session(source: &Source) -> ssh2::Session {
+    let tcp = TcpStream::connect((source.ssh.addr, source.ssh.port))
+        .expect("connect to the sandbox sshd");
     let mut session = ssh2::Session::new().expect("session");
     session.set_tcp_stream(tcp);
     session.handshake().expect("handshake");
@@ -39,7 +40,7 @@ fn source_and_destination_servers_answer() {
     let (source, dest) = start_both(&rt, dir.path(), Profile::Tiny, 42, 2);
 
     // sshd: the generated key logs in as root.
-    let session = ssh_session(source.ssh.port);
+    let session = ssh_session(&source);
     session
         .userauth_pubkey_file("root", None, &source.ssh.client_key, None)
         .expect("key login as root");
@@ -52,12 +53,12 @@ fn source_and_destination_servers_answer() {
         sshd::ensure_test_login().expect("test login"),
         "password logins need root to create {TEST_LOGIN}: run the tests as root (CI does)"
     );
-    let session = ssh_session(source.ssh.port);
+    let session = ssh_session(&source);
     assert!(session
         .userauth_password(TEST_LOGIN, "wrong-password")
         .is_err());
     assert!(!session.authenticated());
-    let session = ssh_session(source.ssh.port);
+    let session = ssh_session(&source);
     session
         .userauth_password(TEST_LOGIN, TEST_PASSWORD)
         .expect("password login");
@@ -78,12 +79,9 @@ fn source_and_destination_servers_answer() {
         }
         // The source's admin logs in with the password of .psa.shadow.
         let shadow = std::fs::read_to_string(&source.layout.psa_shadow).expect("shadow");
-        let url = format!(
-            "mysql://admin:{}@127.0.0.1:{}/psa",
-            shadow.trim(),
-            source.db.port
-        );
-        let mut admin = mysql_async::Conn::from_url(url)
+        let mut admin = source
+            .db
+            .connect_as("admin", shadow.trim(), Some("psa"))
             .await
             .expect("admin login with .psa.shadow");
         let (host, port): (String, u16) = admin
@@ -262,8 +260,7 @@ fn the_generated_source_is_what_panel_md_describes() {
                 .await
                 .expect("password")
                 .expect("row");
-            let url = format!("mysql://{login}:{password}@127.0.0.1:{}/{db}", source.db.port);
-            let mut user = mysql_async::Conn::from_url(url).await.expect("database user login");
+            let mut user = source.db.connect_as(login, &password, Some(db)).await.expect("database user login");
             let rows: u64 = user.query_first("SELECT COUNT(*) FROM posts").await.expect("posts").expect("row");
             assert!(rows == source.model.sizes.rows_per_db || rows == source.model.sizes.rows_big_db, "{rows}");
         }
@@ -452,7 +449,7 @@ fn tear_down_leaves_no_process_or_directory_behind() {
     let rt = rt();
     let (mut source, mut dest) = start_both(&rt, &root, Profile::Tiny, 1, 2);
     // An open SSH session gives sshd a child process of its own.
-    let session = ssh_session(source.ssh.port);
+    let session = ssh_session(&source);
     session
         .userauth_pubkey_file("root", None, &source.ssh.client_key, None)
         .expect("login");
@@ -494,13 +491,13 @@ fn a_test_can_make_the_sources_commands_hostile() {
         .ssh
         .set_command_path(Some(&bin))
         .expect("hostile PATH");
-    let session = ssh_session(source.ssh.port);
+    let session = ssh_session(&source);
     session
         .userauth_pubkey_file("root", None, &source.ssh.client_key, None)
         .expect("login");
     assert_eq!(exec(&session, "tar --version").0.trim(), "not the real tar");
     source.ssh.set_command_path(None).expect("restore");
-    let session = ssh_session(source.ssh.port);
+    let session = ssh_session(&source);
     session
         .userauth_pubkey_file("root", None, &source.ssh.client_key, None)
         .expect("login");

@@ -33,6 +33,57 @@ fn processes_under(dir: &Path) -> Vec<String> {
     out
 }
 
+/// The slot of the source's host a sandbox's output names.
+fn slot_named(line: &str) -> Option<u32> {
+    let rest = &line[line.find("network namespace hostmig-sb-")? + 29..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// What of a slot's namespace, link and shaping is on this machine.
+fn slot_left(slot: u32) -> Vec<String> {
+    let mut left = Vec::new();
+    for path in [
+        format!("/run/netns/hostmig-sb-{slot}"),
+        format!("/sys/class/net/hmsb{slot}d"),
+        format!("/run/hostmig-sandbox/{slot}"),
+    ] {
+        if Path::new(&path).exists() {
+            left.push(path);
+        }
+    }
+    let qdisc = Command::new("tc")
+        .args(["qdisc", "show", "dev", &format!("hmsb{slot}d")])
+        .output()
+        .expect("tc");
+    if String::from_utf8_lossy(&qdisc.stdout).contains("tbf") {
+        left.push(format!("a tbf qdisc on hmsb{slot}d"));
+    }
+    left
+}
+
+/// `hostmig sandbox --profile tiny` in `dir`, waiting for Ctrl-C, its
+/// output read line by line.
+fn spawn_sandbox(
+    dir: &Path,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    std::io::Lines<BufReader<std::process::ChildStdout>>,
+) {
+    let mut child = Command::new(BIN)
+        .args(["sandbox", "--profile", "tiny"])
+        .args(extra)
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run hostmig sandbox");
+    let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    (child, lines)
+}
+
 fn wait_gone(dir: &Path) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -132,10 +183,23 @@ fn arrived(dir: &Path) {
 fn the_sandbox_migrates_every_client_and_leaves_no_process_behind() {
     let root = tempfile::tempdir().expect("tempdir");
 
-    // --exit: migrates, verifies, stops.
+    assert!(
+        hostmig::sandbox::host::SourceHost::available(),
+        "the sandbox's source gets a host of its own only as root: run the tests as root (CI does)"
+    );
+    // --exit: migrates, verifies, stops; the source behind a link shaped
+    // to 100 Mbit/s.
     let dir = root.path().join("exit");
     let out = Command::new(BIN)
-        .args(["sandbox", "--profile", "tiny", "--exit", "--dir"])
+        .args([
+            "sandbox",
+            "--profile",
+            "tiny",
+            "--link-mbit",
+            "100",
+            "--exit",
+            "--dir",
+        ])
         .arg(&dir)
         .output()
         .expect("run hostmig sandbox");
@@ -152,20 +216,22 @@ fn the_sandbox_migrates_every_client_and_leaves_no_process_behind() {
     );
     assert!(stdout.contains("finished: success"), "{stdout}");
     assert!(stdout.contains("curl -sk https://127.0.0.1:"), "{stdout}");
+    assert!(
+        stdout.contains("the link shaped to 100 Mbit/s both ways"),
+        "{stdout}"
+    );
+    let slot = stdout
+        .lines()
+        .find_map(slot_named)
+        .expect("the source's host is named");
     assert_eq!(wait_gone(&dir), Vec::<String>::new());
+    assert_eq!(slot_left(slot), Vec::<String>::new());
     arrived(&dir);
 
     // Without --exit it keeps serving until Ctrl-C (SIGINT), then stops
     // every process it started.
     let dir = root.path().join("ctrl-c");
-    let mut child = Command::new(BIN)
-        .args(["sandbox", "--profile", "tiny", "--dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run hostmig sandbox");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let (mut child, mut lines) = spawn_sandbox(&dir, &[]);
     let deadline = Instant::now() + Duration::from_secs(240);
     let mut seen = Vec::new();
     loop {
@@ -193,4 +259,40 @@ fn the_sandbox_migrates_every_client_and_leaves_no_process_behind() {
         "{rest:?}"
     );
     assert_eq!(wait_gone(&dir), Vec::<String>::new());
+    let slot = seen
+        .iter()
+        .find_map(|l| slot_named(l))
+        .expect("the source's host is named");
+    assert_eq!(slot_left(slot), Vec::<String>::new());
+
+    // Killed (SIGKILL: nothing of its own runs), it leaves its servers to
+    // the kernel (they die with it) and its namespace, link and shaping
+    // to the next sandbox, which sweeps them away as it starts.
+    let dir = root.path().join("killed");
+    let (mut child, mut lines) = spawn_sandbox(&dir, &["--link-mbit", "50"]);
+    let slot = loop {
+        let line = lines
+            .next()
+            .expect("the sandbox ended early")
+            .expect("line");
+        if let Some(slot) = slot_named(&line) {
+            break slot;
+        }
+    };
+    // SAFETY: SIGKILL to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().expect("wait");
+    assert_eq!(wait_gone(&dir), Vec::<String>::new());
+    assert!(
+        !slot_left(slot).is_empty(),
+        "a killed sandbox cannot clean up: its namespace stays until the next one"
+    );
+    let next = hostmig::sandbox::host::SourceHost::create().expect("the next sandbox's host");
+    if next.slot == slot {
+        // Swept, then claimed again: by this process now.
+        assert!(hostmig::sandbox::host::owned_by_me().contains(&slot));
+    } else {
+        assert_eq!(slot_left(slot), Vec::<String>::new());
+    }
+    drop(next);
 }

@@ -62,7 +62,7 @@ fn host_key_policies() {
     let blob = host_pub.split_whitespace().nth(1).expect("blob");
     assert_eq!(
         recorded,
-        format!("[127.0.0.1]:{} ssh-ed25519 {blob}\n", source.ssh.port)
+        format!("{} ssh-ed25519 {blob}\n", source.known_hosts_name())
     );
     Session::connect(&login, &options(&kh, HostKeyPolicy::Strict))
         .expect("strict with a known key");
@@ -76,11 +76,7 @@ fn host_key_policies() {
     let other = b"a different host key";
     std::fs::write(
         &kh,
-        known_hosts::line(
-            &format!("[127.0.0.1]:{}", source.ssh.port),
-            "ssh-ed25519",
-            other,
-        ),
+        known_hosts::line(&source.known_hosts_name(), "ssh-ed25519", other),
     )
     .expect("kh");
     for policy in [HostKeyPolicy::Strict, HostKeyPolicy::AcceptNew] {
