@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hostmig::sandbox::{Destination, Network, Profile, Source, SourceSetup};
+use hostmig::sandbox::{Destination, Network, Source, SourceSetup};
 use mysql_async::prelude::Queryable;
 
 mod common;
@@ -76,14 +76,7 @@ const HOSTMIG_DATABASE: &str = "hostmig database copy (through its tunnel)";
 const DB_THREADS: usize = hostmig::migration::databases::DB_CONNECTIONS;
 
 fn main() {
-    let profile: Profile = std::env::var("HOSTMIG_BENCH_PROFILE")
-        .unwrap_or_else(|_| "small".into())
-        .parse()
-        .unwrap_or_else(|e| panic!("{e}"));
-    let seed: u64 = std::env::var("HOSTMIG_BENCH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1);
+    let (profile, seed) = common::profile_and_seed("small");
     let only: Option<Vec<String>> = std::env::var("HOSTMIG_BENCH_ONLY")
         .ok()
         .map(|s| s.split(',').map(str::to_owned).collect());

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole benchmark set on the `large` profile, on an otherwise idle
 # machine: content by each transport, resync, database copy (each beside
-# the tools an operator would use instead, in the same run), 8 parallel
+# the tools an operator would use instead, in the same run), the database
+# catch-up against a full copy, 8 parallel
 # client migrations, and the API under load. Writes
 # target/bench/table.txt (the tables as printed) and target/bench/table.json
 # (every benchmark's JSON), with the date and the machine.
@@ -23,12 +24,13 @@ run() {
   echo >>"$text"
 }
 run sandbox env HOSTMIG_BENCH_PROFILE=large cargo bench --locked --bench sandbox
+run db-resync env HOSTMIG_BENCH_PROFILE=large cargo bench --locked --bench db_resync
 run engine cargo bench --locked --bench engine
 run api cargo bench --locked --bench api
 {
   printf '{"date":"%s","cores":%s,"benchmarks":[' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$(nproc)"
   first=1
-  for f in "$out"/sandbox-large.json "$out"/engine.json "$out"/api.json; do
+  for f in "$out"/sandbox-large.json "$out"/db-resync-large.json "$out"/engine.json "$out"/api.json; do
     [ -s "$f" ] || continue
     [ $first -eq 1 ] || printf ','
     first=0

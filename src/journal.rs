@@ -450,6 +450,34 @@ impl Handler<LoadTreesOf> for Journal {
     }
 }
 
+/// The databases deployed for these domains: (domain, server, name), as
+/// the copies that made them recorded them (kept: their domain was
+/// deployed).
+#[derive(Message)]
+#[rtype(result = "Result<Vec<(String, String, String)>, JournalError>")]
+pub struct LoadDeployedDatabases(pub Vec<String>);
+
+impl Handler<LoadDeployedDatabases> for Journal {
+    type Result = Result<Vec<(String, String, String)>, JournalError>;
+
+    fn handle(&mut self, msg: LoadDeployedDatabases, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let mut stmt = conn.prepare(
+            "SELECT DISTINCT domain, server, name FROM created_db_objects \
+             WHERE domain = ?1 AND kind = 'database' AND kept = 1 ORDER BY name",
+        )?;
+        let mut out = Vec::new();
+        for domain in msg.0 {
+            let rows =
+                stmt.query_map(params![domain], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        Ok(out)
+    }
+}
+
 /// A domain a migration deployed (its records are on the destination).
 #[derive(Message)]
 #[rtype(result = "Result<(), JournalError>")]

@@ -117,3 +117,17 @@ pub fn rss_kib(pid: u32) -> u64 {
 pub fn quantile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
+
+/// `HOSTMIG_BENCH_PROFILE` (else `default`) and `HOSTMIG_BENCH_SEED`
+/// (else 1).
+pub fn profile_and_seed(default: &str) -> (hostmig::sandbox::Profile, u64) {
+    let profile = std::env::var("HOSTMIG_BENCH_PROFILE")
+        .unwrap_or_else(|_| default.into())
+        .parse()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let seed = std::env::var("HOSTMIG_BENCH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
+    (profile, seed)
+}

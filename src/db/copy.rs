@@ -16,6 +16,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use serde::Serialize;
 
+use super::catchup::{self, CatchUpReport};
 use super::loader::Loader;
 use super::rows::{self, Chunk, TableKind};
 use super::snapshot::{self, Snapshot};
@@ -91,6 +92,9 @@ pub struct DbReport {
     /// How long the source's global read lock was held, in milliseconds.
     pub lock_ms: u64,
     pub seconds: f64,
+    /// The copy was interrupted (its connections lost) and resumed by
+    /// catching up from its scratch database: what each resume did.
+    pub resumed: Vec<CatchUpReport>,
 }
 
 /// What this copy created on the target (to remove when it fails).
@@ -123,6 +127,31 @@ pub async fn copy_database(
     // Ids of the target connections that load rows.
     let connections = RefCell::new(Vec::new());
     let work = run(job, recorder, &counters, &created, &connections);
+    let outcome = watched(work, stop, &counters, progress).await;
+    match outcome {
+        Ok(mut report) => {
+            report.seconds = started.elapsed().as_secs_f64();
+            Ok(report)
+        }
+        Err(e) => {
+            let created = created.into_inner();
+            if let Err(cleanup) = remove(job, &created, &connections.into_inner()).await {
+                tracing::warn!(database = %job.name, error = %cleanup, "cannot remove what a failed database copy created; it is recorded in the journal and removed when the migration ends");
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Runs `work`, telling `progress` from `counters` every 100 ms, until it
+/// ends or `stop` is set (then: `Stopped`, also when the work failed
+/// because of the stop).
+pub(super) async fn watched<T>(
+    work: impl std::future::Future<Output = Result<T, DbError>>,
+    stop: &AtomicBool,
+    counters: &Counters,
+    progress: &mut dyn FnMut(DbProgress),
+) -> Result<T, DbError> {
     let watch = async {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -141,22 +170,9 @@ pub async fn copy_database(
         future::Either::Left((result, _)) => result,
         future::Either::Right(((), _)) => Err(DbError::Stopped),
     };
-    let outcome = match outcome {
+    match outcome {
         Err(_) if stop.load(Ordering::SeqCst) => Err(DbError::Stopped),
         other => other,
-    };
-    match outcome {
-        Ok(mut report) => {
-            report.seconds = started.elapsed().as_secs_f64();
-            Ok(report)
-        }
-        Err(e) => {
-            let created = created.into_inner();
-            if let Err(cleanup) = remove(job, &created, &connections.into_inner()).await {
-                tracing::warn!(database = %job.name, error = %cleanup, "cannot remove what a failed database copy created; it is recorded in the journal and removed when the migration ends");
-            }
-            Err(e)
-        }
     }
 }
 
@@ -184,7 +200,7 @@ async fn remove(job: &DbJob, created: &Created, connections: &[u32]) -> Result<(
 }
 
 /// Ends these connections' statements on the server.
-async fn end_connections(target: &Opts, ids: &[u32]) {
+pub(super) async fn end_connections(target: &Opts, ids: &[u32]) {
     if ids.is_empty() {
         return;
     }
@@ -243,8 +259,41 @@ async fn run(
 ) -> Result<DbReport, DbError> {
     let (mut dst, max_packet) = check_target(job).await?;
     let mut snap = snapshot::take(job).await?;
-    create_schema(job, recorder, created, &mut dst, &mut snap).await?;
-    let chunks = load_rows(job, counters, connections, &mut snap, max_packet).await?;
+    let mut first = create_schema(job, recorder, created, &mut dst, &mut snap).await;
+    let mut chunks = 0;
+    if first.is_ok() {
+        match load_rows(job, counters, connections, &mut snap, max_packet).await {
+            Ok(n) => chunks = n,
+            Err(e) => first = Err(e),
+        }
+    }
+    // An interrupted copy resumes from its scratch database: what is
+    // there and still equal to the source is kept.
+    let mut resumed = Vec::new();
+    if let Err(e) = first {
+        let mut error = e;
+        let mut attempts = 0;
+        loop {
+            if !error.is_transient() || !created.borrow().stage || attempts >= RESUMES {
+                return Err(error);
+            }
+            attempts += 1;
+            tracing::info!(database = %job.name, error = %error, "the database copy was interrupted; resuming from its scratch database");
+            tokio::time::sleep(catchup::RESUME_PAUSE).await;
+            let ids = connections.borrow().clone();
+            end_connections(&job.target, &ids).await;
+            match resume(job, counters, connections).await {
+                Ok((conn, new_snap, report)) => {
+                    dst = conn;
+                    snap = new_snap;
+                    chunks = report.chunks as usize;
+                    resumed.push(report);
+                    break;
+                }
+                Err(e) => error = e,
+            }
+        }
+    }
     // What loads after the rows: the stored objects and the accounts.
     let stored = objects::read(&mut snap.readers[0], &job.name).await?;
     let accounts = users::read(&mut snap.lock, &job.name, &job.users).await?;
@@ -268,10 +317,46 @@ async fn run(
         single_connection: !locked,
         lock_ms,
         seconds: 0.0,
+        resumed,
     })
 }
 
-fn on_target<'a>(job: &'a DbJob, what: &'a str) -> impl FnOnce(mysql_async::Error) -> DbError + 'a {
+/// Resumes attempted after an interruption.
+const RESUMES: usize = 3;
+
+/// A new snapshot, and the scratch database caught up with it.
+async fn resume(
+    job: &DbJob,
+    counters: &Counters,
+    connections: &RefCell<Vec<u32>>,
+) -> Result<(Conn, Snapshot, CatchUpReport), DbError> {
+    let target = format!("the target database server {}", job.target_label);
+    let mut dst = connect(&job.target, SCHEMA_SESSION, &target).await?;
+    let max_packet: Option<u64> = dst
+        .query_first("SELECT @@max_allowed_packet")
+        .await
+        .map_err(on_target(job, "cannot read max_allowed_packet"))?;
+    let mut snap = snapshot::take(job).await?;
+    let report = catchup::tables_and_rows(
+        job,
+        &job.stage,
+        &mut snap,
+        &mut dst,
+        max_packet.unwrap_or(16 << 20) as usize,
+        counters,
+        connections,
+    )
+    .await?;
+    Ok((dst, snap, report))
+}
+
+/// The session of the connection that creates schemas on the target.
+pub(super) const SCHEMA_SESSION: &str = "SET NAMES utf8mb4, SESSION foreign_key_checks = 0, SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'";
+
+pub(super) fn on_target<'a>(
+    job: &'a DbJob,
+    what: &'a str,
+) -> impl FnOnce(mysql_async::Error) -> DbError + 'a {
     move |e| DbError::sql(format!("{what} on {}", job.target_label), e)
 }
 
@@ -287,12 +372,7 @@ fn recorded(e: JournalError) -> DbError {
 /// the database is known not to exist there; and its max_allowed_packet.
 async fn check_target(job: &DbJob) -> Result<(Conn, usize), DbError> {
     let target = format!("the target database server {}", job.target_label);
-    let mut dst = connect(
-        &job.target,
-        "SET NAMES utf8mb4, SESSION foreign_key_checks = 0, SESSION sql_mode = 'NO_AUTO_VALUE_ON_ZERO,NO_ENGINE_SUBSTITUTION'",
-        &target,
-    )
-    .await?;
+    let mut dst = connect(&job.target, SCHEMA_SESSION, &target).await?;
     if super::database_exists(&mut dst, &job.name)
         .await
         .map_err(on_target(job, "cannot list databases"))?
@@ -341,31 +421,11 @@ async fn create_schema(
     let mut order: Vec<&rows::Table> = snap.tables.iter().collect();
     order.sort_by_key(|t| t.kind != TableKind::Sequence);
     for t in order {
-        let what = if t.kind == TableKind::Sequence {
-            "SEQUENCE"
-        } else {
-            "TABLE"
+        // Drawing from the scratch database's copy of a sequence until
+        // `publish` points the default at the database's own.
+        let Some(create) = definition(reader, job, t, &job.stage).await? else {
+            continue;
         };
-        let row: Option<(String, String)> = reader
-            .query_first(format!(
-                "SHOW CREATE {what} {}.{}",
-                ident(&job.name),
-                ident(&t.name)
-            ))
-            .await
-            .map_err(on_source(&format!(
-                "cannot read the definition of table {}",
-                t.name
-            )))?;
-        let Some((_, mut create)) = row else { continue };
-        if !t.sequence_defaults.is_empty() {
-            // Drawing from the scratch database's copy of the sequence
-            // until `publish` points the default at the database's own.
-            create = create.replace(
-                &format!("nextval({}.", ident(&job.name)),
-                &format!("nextval({}.", ident(&job.stage)),
-            );
-        }
         dst.query_drop(create).await.map_err(|e| {
             DbError::sql(
                 format!("cannot create table {} on {}", t.name, job.target_label),
@@ -373,61 +433,44 @@ async fn create_schema(
             )
         })?;
     }
-    copy_sequences(job, dst, reader, &snap.tables).await?;
+    super::sequences::copy(job, dst, reader, &snap.tables, &job.stage).await?;
     reader
         .query_drop("SET NAMES binary")
         .await
         .map_err(on_source("cannot set the session"))
 }
 
-/// A sequence's state: next_not_cached_value, minimum_value,
-/// maximum_value, start_value, increment, cache_size, cycle_option,
-/// cycle_count.
-type SequenceRow = (i64, i64, i64, i64, i64, u64, u8, i64);
-
-const SEQUENCE_ROW: &str =
-    "SELECT next_not_cached_value, minimum_value, maximum_value, start_value, \
-     increment, cache_size, cycle_option, cycle_count FROM ";
-
-/// Sets every sequence of the scratch database where the source's stands
-/// (its next value and how many cycles it did), then checks its whole
-/// state against the source's.
-async fn copy_sequences(
+/// A table's `SHOW CREATE` on the source (a session in utf8mb4), its
+/// defaults drawing from the sequences of database `into` on the target;
+/// `None` when the source no longer has it.
+pub(super) async fn definition(
+    reader: &mut Conn,
     job: &DbJob,
-    dst: &mut Conn,
-    src: &mut Conn,
-    tables: &[rows::Table],
-) -> Result<(), DbError> {
-    for t in tables.iter().filter(|t| t.kind == TableKind::Sequence) {
-        let name = |db: &str| format!("{}.{}", ident(db), ident(&t.name));
-        let on_source: Option<SequenceRow> = src
-            .query_first(format!("{SEQUENCE_ROW}{}", name(&job.name)))
-            .await
-            .map_err(on_source(&format!("cannot read sequence {}", t.name)))?;
-        let Some(state) = on_source else { continue };
-        dst.query_drop(format!(
-            "SELECT SETVAL({}, {}, 0, {})",
-            name(&job.stage),
-            state.0,
-            state.7
+    t: &rows::Table,
+    into: &str,
+) -> Result<Option<String>, DbError> {
+    let row: Option<(String, String)> = reader
+        .query_first(format!(
+            "SHOW CREATE {} {}.{}",
+            t.kind.object(),
+            ident(&job.name),
+            ident(&t.name)
         ))
         .await
-        .map_err(on_target(job, &format!("cannot set sequence {}", t.name)))?;
-        let on_target: Option<SequenceRow> = dst
-            .query_first(format!("{SEQUENCE_ROW}{}", name(&job.stage)))
-            .await
-            .map_err(on_target(job, &format!("cannot read sequence {}", t.name)))?;
-        if on_target != Some(state) {
-            return Err(DbError::Uncarriable {
-                table: t.name.clone(),
-                why: format!(
-                    "the sequence stands at {:?} on the source but {:?} on {} after it was set",
-                    state, on_target, job.target_label
-                ),
-            });
+        .map_err(on_source(&format!(
+            "cannot read the definition of table {}",
+            t.name
+        )))?;
+    Ok(row.map(|(_, create)| {
+        if into == job.name {
+            create
+        } else {
+            create.replace(
+                &format!("nextval({}.", ident(&job.name)),
+                &format!("nextval({}.", ident(into)),
+            )
         }
-    }
-    Ok(())
+    }))
 }
 
 /// Every table's rows, chunks of the largest tables first, read by every
@@ -440,7 +483,6 @@ async fn load_rows(
     snap: &mut Snapshot,
     max_packet: usize,
 ) -> Result<usize, DbError> {
-    let db = job.name.as_str();
     let tables = &snap.tables;
     let loaded = || tables.iter().filter(|t| t.kind != TableKind::Sequence);
     counters
@@ -449,13 +491,52 @@ async fn load_rows(
     counters
         .bytes_total
         .set(loaded().map(|t| t.bytes_estimate).sum());
+    let (snapshot_chunks, locked_chunks) = plan_chunks(job, snap, |_| true).await?;
+    let chunk_count = snapshot_chunks.len() + locked_chunks.len();
+    let queue: RefCell<VecDeque<Chunk>> = RefCell::new(snapshot_chunks);
+    let locked_queue = RefCell::new(locked_chunks);
+    let loader = Loader::of(
+        job,
+        &job.stage,
+        &snap.tables,
+        counters,
+        max_packet,
+        connections,
+    );
+    let snapshot_workers = snap.readers.iter_mut().map(|src| loader.work(src, &queue));
+    let locked_worker = async {
+        if let Some(conn) = snap.locked_reader.as_mut() {
+            loader.work(conn, &locked_queue).await?;
+            conn.query_drop("UNLOCK TABLES")
+                .await
+                .map_err(on_source("cannot release the table locks"))?;
+        }
+        Ok::<(), DbError>(())
+    };
+    let (copied, locked_copied) =
+        future::join(future::try_join_all(snapshot_workers), locked_worker).await;
+    copied?;
+    locked_copied?;
+    Ok(chunk_count)
+}
+
+/// The chunks of the tables `wanted` takes (sequences never), largest
+/// tables first: those read inside the snapshot, and those read by the
+/// connection that holds the non-InnoDB tables' locks.
+pub(super) async fn plan_chunks(
+    job: &DbJob,
+    snap: &mut Snapshot,
+    wanted: impl Fn(&rows::Table) -> bool,
+) -> Result<(VecDeque<Chunk>, VecDeque<Chunk>), DbError> {
+    let db = job.name.as_str();
+    let tables = &snap.tables;
     let mut order: Vec<usize> = (0..tables.len()).collect();
     order.sort_by_key(|i| std::cmp::Reverse(tables[*i].bytes_estimate));
     let mut snapshot_chunks = VecDeque::new();
     let mut locked_chunks = VecDeque::new();
     for i in order {
         let t = &tables[i];
-        if t.kind == TableKind::Sequence {
+        if t.kind == TableKind::Sequence || !wanted(t) {
             continue;
         }
         let range = match &t.chunk_key {
@@ -486,35 +567,7 @@ async fn load_rows(
             snapshot_chunks.extend(parts);
         }
     }
-    let chunk_count = snapshot_chunks.len() + locked_chunks.len();
-    let queue: RefCell<VecDeque<Chunk>> = RefCell::new(snapshot_chunks);
-    let locked_queue = RefCell::new(locked_chunks);
-    let loader = Loader {
-        db,
-        stage: &job.stage,
-        tables,
-        counters,
-        max_packet,
-        target: &job.target,
-        target_label: &job.target_label,
-        load_data: Cell::new(job.load_data),
-        connections,
-    };
-    let snapshot_workers = snap.readers.iter_mut().map(|src| loader.work(src, &queue));
-    let locked_worker = async {
-        if let Some(conn) = snap.locked_reader.as_mut() {
-            loader.work(conn, &locked_queue).await?;
-            conn.query_drop("UNLOCK TABLES")
-                .await
-                .map_err(on_source("cannot release the table locks"))?;
-        }
-        Ok::<(), DbError>(())
-    };
-    let (copied, locked_copied) =
-        future::join(future::try_join_all(snapshot_workers), locked_worker).await;
-    copied?;
-    locked_copied?;
-    Ok(chunk_count)
+    Ok((snapshot_chunks, locked_chunks))
 }
 
 /// The database under its real name, complete: created, then every table

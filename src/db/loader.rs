@@ -23,7 +23,7 @@ use super::{connect, DbError, TARGET_SESSION};
 /// table (so the clean-up's DROP waits too). Closed on a thread without an
 /// async runtime, the connection's socket is simply shut; the server ends
 /// the statement and rolls it back.
-struct Abandonable(Option<Conn>);
+pub(super) struct Abandonable(pub Option<Conn>);
 
 impl Drop for Abandonable {
     fn drop(&mut self) {
@@ -55,6 +55,30 @@ pub(super) struct Loader<'a> {
     /// Ids of the target connections opened, so that a stopped or failed
     /// copy can end their statements before it drops what it created.
     pub connections: &'a RefCell<Vec<u32>>,
+}
+
+impl<'a> Loader<'a> {
+    /// The loader of `job`'s rows into database `into` on its target.
+    pub fn of(
+        job: &'a super::DbJob,
+        into: &'a str,
+        tables: &'a [Table],
+        counters: &'a Counters,
+        max_packet: usize,
+        connections: &'a RefCell<Vec<u32>>,
+    ) -> Self {
+        Loader {
+            db: &job.name,
+            stage: into,
+            tables,
+            counters,
+            max_packet,
+            target: &job.target,
+            target_label: &job.target_label,
+            load_data: Cell::new(job.load_data),
+            connections,
+        }
+    }
 }
 
 /// Why a LOAD DATA did not load a chunk.
@@ -102,7 +126,7 @@ impl Loader<'_> {
     /// database has such tables: a target that cannot (before MariaDB
     /// 10.11, or with secure_timestamp set) is a named error for the
     /// table, never a copy without its history.
-    async fn allow_history(&self, conn: &mut Conn) -> Result<(), DbError> {
+    pub(super) async fn allow_history(&self, conn: &mut Conn) -> Result<(), DbError> {
         let Some(table) = self.tables.iter().find(|t| t.kind == TableKind::Versioned) else {
             return Ok(());
         };
@@ -122,7 +146,12 @@ impl Loader<'_> {
     /// Streams a chunk's rows into the target: by LOAD DATA LOCAL INFILE
     /// fed from the rows as they arrive, or, where the target does not
     /// allow it, by size-bounded INSERTs.
-    async fn copy(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
+    pub(super) async fn copy(
+        &self,
+        src: &mut Conn,
+        dst: &mut Conn,
+        chunk: &Chunk,
+    ) -> Result<(), DbError> {
         if self.load_data.get() {
             match self.load(src, dst, chunk).await {
                 Err(Refused::LocalInfile(e)) => {
@@ -286,7 +315,12 @@ impl Loader<'_> {
     }
 
     /// The same checksum SQL on the source's snapshot and the target.
-    async fn verify(&self, src: &mut Conn, dst: &mut Conn, chunk: &Chunk) -> Result<(), DbError> {
+    pub(super) async fn verify(
+        &self,
+        src: &mut Conn,
+        dst: &mut Conn,
+        chunk: &Chunk,
+    ) -> Result<(), DbError> {
         let table = &self.tables[chunk.table];
         let (a, b) = future::join(
             checksum(src, table, self.db, chunk, "the source"),

@@ -10,16 +10,19 @@
 //! verified (one `RENAME TABLE` moves them all), so a stopped or failed
 //! copy never leaves a half-filled database under the name the site uses.
 
+pub mod catchup;
 pub mod copy;
 mod loader;
 pub mod objects;
 pub mod rows;
+mod sequences;
 mod snapshot;
 pub mod users;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 
+pub use catchup::{catch_up_database, CatchUpReport};
 pub use copy::{copy_database, DbJob, DbProgress, DbReport, Recorder};
 pub use rows::Checksum;
 
@@ -106,6 +109,25 @@ impl DbError {
         DbError::Sql {
             what: what.to_string(),
             source,
+        }
+    }
+
+    /// A fault of a connection rather than of the data: the connection
+    /// was lost or ended (KILL, a server restart, a broken tunnel), so the
+    /// same work on new connections may succeed.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            DbError::Sql { source, .. } => match source {
+                mysql_async::Error::Server(s) => {
+                    // Connection killed, query interrupted, server
+                    // shutting down, gone away, lost during a query.
+                    matches!(s.code, 1927 | 1317 | 1053 | 2006 | 2013)
+                }
+                mysql_async::Error::Url(_) => false,
+                _ => source.is_fatal(),
+            },
+            DbError::LoadEnded { .. } => true,
+            _ => false,
         }
     }
 }
@@ -223,6 +245,7 @@ pub async fn checksums(
         let whole = rows::Chunk {
             table: i,
             range: None,
+            blocks: None,
         };
         out.insert(
             table.name.clone(),
@@ -249,6 +272,21 @@ pub async fn user_exists(conn: &mut Conn, login: &str) -> Result<bool, mysql_asy
         .exec_first(
             "SELECT User FROM mysql.user WHERE User = ? LIMIT 1",
             (login,),
+        )
+        .await?;
+    Ok(found.is_some())
+}
+
+/// Whether the account `user`@`host` exists on the server.
+pub async fn user_exists_at(
+    conn: &mut Conn,
+    user: &str,
+    host: &str,
+) -> Result<bool, mysql_async::Error> {
+    let found: Option<String> = conn
+        .exec_first(
+            "SELECT User FROM mysql.user WHERE User = ? AND Host = ?",
+            (user, host),
         )
         .await?;
     Ok(found.is_some())

@@ -30,14 +30,7 @@ pub async fn read(src: &mut Conn, db: &str) -> Result<Vec<Object>, DbError> {
         .await
         .map_err(err("session"))?;
     let mut out = Vec::new();
-    let lists: [(&'static str, &str); 5] = [
-        ("VIEW", "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME"),
-        ("TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER"),
-        ("PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY ROUTINE_NAME"),
-        ("FUNCTION", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME"),
-        ("EVENT", "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME"),
-    ];
-    for (kind, list) in lists {
+    for (kind, list) in LISTS {
         let names: Vec<String> = src.exec(list, (db,)).await.map_err(err(kind))?;
         for name in names {
             let row: Option<Row> = src
@@ -70,6 +63,41 @@ pub async fn read(src: &mut Conn, db: &str) -> Result<Vec<Object>, DbError> {
         .await
         .map_err(err("session"))?;
     Ok(out)
+}
+
+/// How each kind of stored object of a database is listed.
+const LISTS: [(&str, &str); 5] = [
+    ("VIEW", "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = ? ORDER BY TABLE_NAME"),
+    ("TRIGGER", "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = ? ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER"),
+    ("PROCEDURE", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'PROCEDURE' ORDER BY ROUTINE_NAME"),
+    ("FUNCTION", "SELECT ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = ? AND ROUTINE_TYPE = 'FUNCTION' ORDER BY ROUTINE_NAME"),
+    ("EVENT", "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = ? ORDER BY EVENT_NAME"),
+];
+
+/// Drops every view, trigger, routine and event of `db` on the target (a
+/// catch-up creates the source's again); answers how many.
+pub async fn drop_all(dst: &mut Conn, db: &str) -> Result<usize, DbError> {
+    let mut dropped = 0;
+    for (kind, list) in LISTS {
+        let err = |e| {
+            DbError::sql(
+                format!("cannot drop the stored objects of database {db}"),
+                e,
+            )
+        };
+        let names: Vec<String> = dst.exec(list, (db,)).await.map_err(err)?;
+        for name in names {
+            dst.query_drop(format!(
+                "DROP {kind} IF EXISTS {}.{}",
+                ident(db),
+                ident(&name)
+            ))
+            .await
+            .map_err(err)?;
+            dropped += 1;
+        }
+    }
+    Ok(dropped)
 }
 
 fn text(row: &Row, column: &str) -> Option<String> {

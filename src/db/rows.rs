@@ -144,8 +144,18 @@ pub enum TableKind {
     /// System-versioned: its history rows are read and written with the
     /// current ones, their period columns among the written columns.
     Versioned,
-    /// A sequence: created and set, not loaded (`copy::copy_sequences`).
+    /// A sequence: created and set, not loaded (`sequences::copy`).
     Sequence,
+}
+
+impl TableKind {
+    /// How `SHOW CREATE` and `DROP` name it.
+    pub fn object(self) -> &'static str {
+        match self {
+            TableKind::Sequence => "SEQUENCE",
+            _ => "TABLE",
+        }
+    }
 }
 
 /// A table of the database being copied.
@@ -168,11 +178,21 @@ pub struct Table {
 }
 
 /// A part of a table: all of it, or a primary-key range `[from, to)`
-/// (`to` `None`: no upper end).
+/// (`to` `None`: no upper end), or only some blocks of such a range.
 #[derive(Debug, Clone)]
 pub struct Chunk {
     pub table: usize,
     pub range: Option<(i128, Option<i128>)>,
+    /// Only the rows of these blocks (a catch-up's differing ones).
+    pub blocks: Option<Blocks>,
+}
+
+/// Blocks of a primary key: block `i` holds the keys `[i·width,
+/// (i+1)·width)`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Blocks {
+    pub width: i128,
+    pub ids: Vec<i128>,
 }
 
 /// Rows per chunk hostmig aims at.
@@ -186,13 +206,18 @@ pub fn chunks(
     chunk_rows: u64,
 ) -> Vec<Chunk> {
     let Some((min, max)) = key_range else {
-        return vec![Chunk { table, range: None }];
+        return vec![Chunk {
+            table,
+            range: None,
+            blocks: None,
+        }];
     };
     let parts = rows.div_ceil(chunk_rows.max(1)).max(1) as i128;
     if parts == 1 {
         return vec![Chunk {
             table,
             range: Some((i128::MIN, None)),
+            blocks: None,
         }];
     }
     let width = ((max - min + 1) / parts).max(1);
@@ -203,6 +228,7 @@ pub fn chunks(
         out.push(Chunk {
             table,
             range: Some((from, Some(bound))),
+            blocks: None,
         });
         from = bound;
         bound += width;
@@ -210,6 +236,7 @@ pub fn chunks(
     out.push(Chunk {
         table,
         range: Some((from, None)),
+        blocks: None,
     });
     out
 }
@@ -257,24 +284,58 @@ impl Table {
 
     /// `WHERE` of a chunk (empty for a whole table).
     fn filter(&self, chunk: &Chunk) -> String {
-        match (&self.chunk_key, chunk.range) {
-            (Some(key), Some((from, to))) => {
-                let key = ident(key);
-                let mut parts = Vec::new();
-                if from != i128::MIN {
-                    parts.push(format!("{key} >= {from}"));
-                }
-                if let Some(to) = to {
-                    parts.push(format!("{key} < {to}"));
-                }
-                if parts.is_empty() {
-                    String::new()
-                } else {
-                    format!(" WHERE {}", parts.join(" AND "))
-                }
+        let Some(key) = &self.chunk_key else {
+            return String::new();
+        };
+        let key = ident(key);
+        let mut parts = Vec::new();
+        if let Some((from, to)) = chunk.range {
+            if from != i128::MIN {
+                parts.push(format!("{key} >= {from}"));
             }
-            _ => String::new(),
+            if let Some(to) = to {
+                parts.push(format!("{key} < {to}"));
+            }
         }
+        if let Some(b) = &chunk.blocks {
+            let ranges: Vec<String> = b
+                .ids
+                .iter()
+                .map(|i| {
+                    format!(
+                        "({key} >= {} AND {key} < {})",
+                        i * b.width,
+                        (i + 1) * b.width
+                    )
+                })
+                .collect();
+            parts.push(format!("({})", ranges.join(" OR ")));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", parts.join(" AND "))
+        }
+    }
+
+    /// Row count and key range of a chunk (a table with a chunk key).
+    pub fn key_stats(&self, db: &str, chunk: &Chunk) -> Option<String> {
+        let key = ident(self.chunk_key.as_ref()?);
+        Some(format!(
+            "SELECT COUNT(*), MIN({key}), MAX({key}) FROM {}{}",
+            self.source(db),
+            self.filter(chunk)
+        ))
+    }
+
+    /// Deletes a chunk's rows on the target (a catch-up's replacement).
+    pub fn delete(&self, db: &str, chunk: &Chunk) -> String {
+        format!(
+            "DELETE FROM {}.{}{}",
+            ident(db),
+            ident(&self.name),
+            self.filter(chunk)
+        )
     }
 
     /// The SELECT that reads a chunk's written columns on the source.
@@ -345,6 +406,16 @@ impl Table {
     /// whole; a copy of it would be NULL). A row the server cannot hash
     /// adds `UNHASHED`.
     pub fn checksum(&self, db: &str, chunk: &Chunk) -> String {
+        format!(
+            "SELECT COUNT(*), CAST(COALESCE(SUM({}), 0) AS CHAR) FROM {}{}",
+            self.row_hash(),
+            self.source(db),
+            self.filter(chunk)
+        )
+    }
+
+    /// A row's hash, as `checksum` sums it.
+    fn row_hash(&self) -> String {
         let pieces: Vec<String> = self
             .columns
             .iter()
@@ -359,11 +430,22 @@ impl Table {
             })
             .collect();
         format!(
-            "SELECT COUNT(*), CAST(COALESCE(SUM(IFNULL(CRC32(CONCAT({})), {UNHASHED})), 0) AS CHAR) FROM {}{}",
-            pieces.join(", ',', "),
+            "IFNULL(CRC32(CONCAT({})), {UNHASHED})",
+            pieces.join(", ',', ")
+        )
+    }
+
+    /// The checksum of every block of `width` keys in a chunk: block (the
+    /// key divided by `width`, rounded down), row count and sum as
+    /// `checksum` gives them (only for a table with a chunk key).
+    pub fn block_sums(&self, db: &str, chunk: &Chunk, width: i128) -> Option<String> {
+        let key = ident(self.chunk_key.as_ref()?);
+        Some(format!(
+            "SELECT CAST({key} DIV {width} - ({key} < 0 AND {key} MOD {width} <> 0) AS CHAR), COUNT(*), CAST(SUM({}) AS CHAR) FROM {}{} GROUP BY 1",
+            self.row_hash(),
             self.source(db),
             self.filter(chunk)
-        )
+        ))
     }
 }
 

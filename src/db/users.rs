@@ -92,45 +92,115 @@ pub async fn create(
     created: &mut Vec<(String, String)>,
 ) -> Result<(), DbError> {
     for a in accounts {
-        let failed = |what: &str, e: &mysql_async::Error| {
-            // The server's message only: the statement holds the hash.
-            let code = match e {
-                mysql_async::Error::Server(s) => format!("error {}: {}", s.code, s.message),
-                _ => "the connection failed".to_owned(),
-            };
-            let code = if code.contains("IDENTIFIED") || code.contains("PASSWORD") {
-                "the server refused the statement".to_owned()
-            } else {
-                code
-            };
-            DbError::Account {
-                what: format!("{what} database user {}@{} on the target", a.user, a.host),
-                reason: code,
-            }
-        };
+        let failed = |what: &str, e: &mysql_async::Error| account_error(a, what, e);
         if !exists(a) {
-            if a.create.is_empty() {
-                return Err(DbError::Unreadable {
-                    what: format!("the definition of database user {}@{}", a.user, a.host),
-                });
-            }
-            dst.query_drop(a.create.as_str())
-                .await
-                .map_err(|e| failed("create", &e))?;
+            create_one(dst, a).await?;
             created.push((a.user.clone(), a.host.clone()));
         }
-        for grant in &a.grants {
-            dst.query_drop(grant.as_str())
-                .await
-                .map_err(|e| failed("grant privileges to", &e))?;
-        }
+        grant(dst, a)
+            .await
+            .map_err(|e| failed("grant privileges to", &e))?;
     }
+    flush(dst, accounts).await
+}
+
+/// Why a statement about an account failed: the server's message only
+/// (the statement holds the hash), never one that quotes it.
+fn account_error(a: &Account, what: &str, e: &mysql_async::Error) -> DbError {
+    let code = match e {
+        mysql_async::Error::Server(s) => format!("error {}: {}", s.code, s.message),
+        _ => "the connection failed".to_owned(),
+    };
+    let code = if code.contains("IDENTIFIED") || code.contains("PASSWORD") {
+        "the server refused the statement".to_owned()
+    } else {
+        code
+    };
+    DbError::Account {
+        what: format!("{what} database user {}@{} on the target", a.user, a.host),
+        reason: code,
+    }
+}
+
+/// Creates the account as the source defines it.
+async fn create_one(dst: &mut Conn, a: &Account) -> Result<(), DbError> {
+    if a.create.is_empty() {
+        return Err(DbError::Unreadable {
+            what: format!("the definition of database user {}@{}", a.user, a.host),
+        });
+    }
+    dst.query_drop(a.create.as_str())
+        .await
+        .map_err(|e| account_error(a, "create", &e))
+}
+
+/// The account's grants on the database, as the source has them.
+async fn grant(dst: &mut Conn, a: &Account) -> Result<(), mysql_async::Error> {
+    for grant in &a.grants {
+        dst.query_drop(grant.as_str()).await?;
+    }
+    Ok(())
+}
+
+async fn flush(dst: &mut Conn, accounts: &[Account]) -> Result<(), DbError> {
     if !accounts.is_empty() {
         dst.query_drop("FLUSH PRIVILEGES")
             .await
             .map_err(|e| DbError::sql("cannot reload privileges on the target", e))?;
     }
     Ok(())
+}
+
+/// Brings accounts on the target up to date with the source's (a
+/// catch-up): an account that exists gets the source's authentication
+/// again (`ALTER USER` with the stored hash) and exactly its grants on
+/// `db`; one that does not is created. Answers the accounts created.
+pub async fn update(
+    dst: &mut Conn,
+    db: &str,
+    accounts: &[Account],
+) -> Result<Vec<(String, String)>, DbError> {
+    let mut created = Vec::new();
+    for a in accounts {
+        let account = format!("{}@{}", super::literal(&a.user), super::literal(&a.host));
+        let failed = |what: &str, e: &mysql_async::Error| account_error(a, what, e);
+        let exists = super::user_exists_at(dst, &a.user, &a.host)
+            .await
+            .map_err(|e| failed("look up", &e))?;
+        let Some(rest) = a.create.strip_prefix("CREATE USER") else {
+            return Err(DbError::Unreadable {
+                what: format!("the definition of database user {}@{}", a.user, a.host),
+            });
+        };
+        if exists {
+            dst.query_drop(format!("ALTER USER{rest}"))
+                .await
+                .map_err(|e| failed("update", &e))?;
+            // Its grants on the database, as the source has them now.
+            for what in ["ALL PRIVILEGES", "GRANT OPTION"] {
+                match dst
+                    .query_drop(format!(
+                        "REVOKE {what} ON {}.* FROM {account}",
+                        super::ident(db)
+                    ))
+                    .await
+                {
+                    // 1141: it had no such grant there.
+                    Err(mysql_async::Error::Server(s)) if s.code == 1141 => {}
+                    Err(e) => return Err(failed("revoke the grants of", &e)),
+                    Ok(()) => {}
+                }
+            }
+        } else {
+            create_one(dst, a).await?;
+            created.push((a.user.clone(), a.host.clone()));
+        }
+        grant(dst, a)
+            .await
+            .map_err(|e| failed("grant privileges to", &e))?;
+    }
+    flush(dst, accounts).await?;
+    Ok(created)
 }
 
 #[cfg(test)]

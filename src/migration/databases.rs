@@ -14,13 +14,15 @@ use futures_util::FutureExt;
 
 use super::events::Event;
 use super::plan::PlannedDb;
-use super::report::{CopyOutcome, DatabaseEntry};
+use super::report::{CatchUpCounts, CopyOutcome, DatabaseEntry};
 use super::run::{Env, Progressed, Update};
 use super::status::{Item, ItemPhase, ItemProgress};
 use super::stopper::Stopper;
 use crate::caps::Meter;
 use crate::config::Config;
-use crate::db::{copy_database, DbError, DbJob, DbObjectKind, DbProgress, DbReport, Recorder};
+use crate::db::{
+    catch_up_database, copy_database, DbError, DbJob, DbObjectKind, DbProgress, DbReport, Recorder,
+};
 use crate::journal::{self, Journal};
 use crate::panel::credentials::db_server_login;
 use crate::panel::source::DomainRecord;
@@ -226,13 +228,23 @@ fn db_reporter(item: Item, to: Recipient<Progressed>) -> impl FnMut(DbProgress) 
     }
 }
 
-/// Copies a domain's databases one after the other (each over several
-/// connections), each by a DatabaseCopy sub-actor; a failure of one never
-/// stops the others. Answers each database's report entry and outcome.
+/// What is done to a domain's databases: a first copy, or a catch-up of
+/// the deployed ones (resync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DbWork {
+    Copy,
+    CatchUp,
+}
+
+/// Copies (or catches up) a domain's databases one after the other (each
+/// over several connections), each on a task of its own; a failure of one
+/// never stops the others. Answers each database's report entry and
+/// outcome.
 pub(super) async fn copy_databases(
     env: &Env,
     record: &DomainRecord,
     planned: &[PlannedDb],
+    work: DbWork,
 ) -> Vec<(DatabaseEntry, Result<(), String>)> {
     let mut out = Vec::new();
     for p in planned {
@@ -249,8 +261,12 @@ pub(super) async fn copy_databases(
             bytes: 0,
             verified: false,
             error: None,
+            catch_up: None,
         };
-        let result = copy_database_of(env, record, p, item.clone(), &mut entry).await;
+        let result = match work {
+            DbWork::Copy => copy_database_of(env, record, p, item.clone(), &mut entry).await,
+            DbWork::CatchUp => catch_up_of(env, record, p, item.clone(), &mut entry).await,
+        };
         if let Err(e) = &result {
             if entry.outcome != CopyOutcome::Stopped {
                 entry.error = Some(e.clone());
@@ -262,13 +278,14 @@ pub(super) async fn copy_databases(
     out
 }
 
-async fn copy_database_of(
+/// The job of one database: its source through the tunnel, its target
+/// server; answers it with the tunnel (kept open while the job runs).
+async fn db_job(
     env: &Env,
     record: &DomainRecord,
     p: &PlannedDb,
-    item: Item,
     entry: &mut DatabaseEntry,
-) -> Result<(), String> {
+) -> Result<(DbJob, Arc<Tunnel>), String> {
     let name = &p.db.name;
     let server = env
         .config
@@ -299,6 +316,75 @@ async fn copy_database_of(
         chunk_rows: crate::db::rows::CHUNK_ROWS,
         load_data: true,
     };
+    Ok((job, tunnel))
+}
+
+/// Brings a deployed database up to date (a resync), on a task of its
+/// own: a stop ends it between statements, each block's replacement
+/// whole or not at all.
+async fn catch_up_of(
+    env: &Env,
+    record: &DomainRecord,
+    p: &PlannedDb,
+    item: Item,
+    entry: &mut DatabaseEntry,
+) -> Result<(), String> {
+    let (job, tunnel) = db_job(env, record, p, entry).await?;
+    let label = item.label();
+    let stopper = env.stopper.clone();
+    let mut progress = db_reporter(item, env.progress.clone());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    actix::spawn(async move {
+        let result = catch_up_database(&job, stopper.flag(), &mut progress).await;
+        drop(tunnel);
+        let _ = tx.send(result);
+    });
+    match rx.await.unwrap_or(Err(DbError::Ended)) {
+        Ok(report) => {
+            env.events.write(&Event::CaughtUp {
+                database: &label,
+                server: &entry.server,
+                catch_up: &report,
+            });
+            entry.outcome = CopyOutcome::Copied;
+            entry.verified = true;
+            entry.tables = report.tables as u64;
+            entry.rows = report.rows_copied;
+            entry.catch_up = Some(CatchUpCounts {
+                compared_blocks: report.blocks_compared,
+                copied_blocks: report.blocks_copied,
+                copied_rows: report.rows_copied,
+            });
+            Ok(())
+        }
+        Err(e) => Err(ended(env, entry, &label, e, "was not brought up to date")),
+    }
+}
+
+/// A copy or catch-up that did not complete: stopped, or failed (its
+/// event written); answers the object's error text.
+fn ended(env: &Env, entry: &mut DatabaseEntry, label: &str, e: DbError, failed: &str) -> String {
+    if let DbError::Stopped = e {
+        entry.outcome = CopyOutcome::Stopped;
+        return format!("{label}: stopped");
+    }
+    let e = e.to_string();
+    env.events.write(&Event::DatabaseFailed {
+        database: label,
+        failed: &e,
+    });
+    format!("{label} {failed}: {e}")
+}
+
+async fn copy_database_of(
+    env: &Env,
+    record: &DomainRecord,
+    p: &PlannedDb,
+    item: Item,
+    entry: &mut DatabaseEntry,
+) -> Result<(), String> {
+    let (job, tunnel) = db_job(env, record, p, entry).await?;
+    let server = entry.server.clone();
     let label = item.label();
     let copy = DatabaseCopy::new(env.stopper.clone()).start();
     let result = copy
@@ -318,7 +404,7 @@ async fn copy_database_of(
         Ok(report) => {
             env.events.write(&Event::Database {
                 database: &label,
-                server: &server.label(),
+                server: &server,
                 report: &report,
             });
             entry.outcome = CopyOutcome::Copied;
@@ -327,17 +413,12 @@ async fn copy_database_of(
                 (report.tables as u64, report.rows, report.bytes);
             Ok(())
         }
-        Err(DbError::Stopped) => {
-            entry.outcome = CopyOutcome::Stopped;
-            Err(format!("{label}: stopped"))
-        }
-        Err(e) => {
-            let e = e.to_string();
-            env.events.write(&Event::DatabaseFailed {
-                database: &label,
-                failed: &e,
-            });
-            Err(format!("{label} was not copied to {}: {e}", server.label()))
-        }
+        Err(e) => Err(ended(
+            env,
+            entry,
+            &label,
+            e,
+            &format!("was not copied to {server}"),
+        )),
     }
 }

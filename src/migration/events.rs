@@ -56,6 +56,12 @@ pub enum Event<'a> {
         database: &'a str,
         failed: &'a str,
     },
+    /// A database brought up to date by a catch-up (resync).
+    CaughtUp {
+        database: &'a str,
+        server: &'a str,
+        catch_up: &'a crate::db::CatchUpReport,
+    },
 }
 
 #[derive(Serialize)]

@@ -441,3 +441,51 @@ fn used_addresses(objects: &[Object], source: &SourceFacts) -> BTreeSet<String> 
     }
     used
 }
+
+/// A resync's databases: each one deployed (journal: domain, server,
+/// name) that the source's panel still lists, on the server it was
+/// deployed to; and a note for each database left as it is.
+pub fn resync_databases(
+    deployed: &[(String, String, String)],
+    facts: &SourceFacts,
+    servers: &[crate::config::DbServer],
+) -> (Vec<PlannedDb>, Vec<(String, String)>) {
+    let mut planned = Vec::new();
+    let mut notes = Vec::new();
+    for (domain, server, name) in deployed {
+        let on_source = facts
+            .databases
+            .get(domain)
+            .and_then(|dbs| dbs.iter().find(|d| &d.name == name));
+        let target = servers.iter().position(|s| &s.label() == server);
+        match (on_source, target) {
+            (Some(db), Some(target)) => planned.push(PlannedDb {
+                domain: domain.clone(),
+                db: db.clone(),
+                target,
+            }),
+            (None, _) => notes.push((
+                domain.clone(),
+                format!("database {name} was left as it is: the source's panel no longer lists it"),
+            )),
+            (_, None) => notes.push((
+                domain.clone(),
+                format!("database {name} was left as it is: its server {server} is no longer configured"),
+            )),
+        }
+    }
+    for (domain, dbs) in &facts.databases {
+        for db in dbs {
+            if !deployed
+                .iter()
+                .any(|(d, _, n)| d == domain && n == &db.name)
+            {
+                notes.push((
+                    domain.clone(),
+                    format!("database {} was added on the source after the migration and was not copied: migrate it with a start", db.name),
+                ));
+            }
+        }
+    }
+    (planned, notes)
+}

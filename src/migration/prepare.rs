@@ -44,12 +44,25 @@ pub struct Prepared {
     pub resync: bool,
     /// A resync's trees: (domain, kind), as the journal recorded them.
     pub resync_trees: Vec<(String, TreeKind)>,
+    /// What a resync leaves as it is, per domain (a deployed database the
+    /// source no longer lists, one added on the source since).
+    pub resync_notes: Vec<(String, String)>,
 }
 
 impl Prepared {
     /// The domain's record by name.
     pub fn domain(&self, name: &str) -> Option<&DomainRecord> {
         self.domains.iter().find(|d| d.name() == name)
+    }
+
+    /// The databases this migration copies (or catches up) for a domain.
+    pub fn databases_of(&self, name: &str) -> Vec<plan::PlannedDb> {
+        self.plan
+            .databases
+            .iter()
+            .filter(|p| p.domain == name)
+            .cloned()
+            .collect()
     }
 
     /// The trees this migration copies for a domain.
@@ -70,7 +83,7 @@ impl Prepared {
     /// one per content tree, one per database.
     pub fn total_steps(&self) -> u64 {
         let deploys = if self.resync {
-            1
+            1 + self.plan.databases.len() as u64
         } else {
             self.plan.total_steps() + self.plan.databases.len() as u64
         };
@@ -248,6 +261,7 @@ pub async fn prepare(
         transport: req.transport,
         resync: false,
         resync_trees: Vec::new(),
+        resync_notes: Vec::new(),
     };
     check_trees(&prepared, &dest, &journal).await?;
     Ok(prepared)
@@ -560,13 +574,32 @@ pub async fn prepare_resync(
     if domains.is_empty() {
         return Err(Refusal::NothingDeployed);
     }
-    // The trees come from the journal; the source's layout from its
-    // psa.conf (no panel read: resync copies content only).
-    let (access, _) = connect_source(&config, &source.host, login.clone(), false).await?;
+    // The trees and the deployed databases come from the journal; the
+    // source's layout from its psa.conf; the databases' source servers and
+    // users from its panel, read only when there are databases.
     let dest = config
         .destination
         .clone()
         .ok_or(Refusal::NotReady(NotReady::NoDestination))?;
+    let deployed = journal::ask(&journal, journal::LoadDeployedDatabases(domains.clone()))
+        .await
+        .map_err(journal_failed)?;
+    let (access, records) = if deployed.is_empty() {
+        let (access, _) = connect_source(&config, &source.host, login.clone(), false).await?;
+        (access, Vec::new())
+    } else {
+        let (access, _, records) = read_source(
+            &config,
+            &source.host,
+            login.clone(),
+            Vec::new(),
+            domains.clone(),
+        )
+        .await?;
+        (access, records)
+    };
+    let (databases, resync_notes) =
+        plan::resync_databases(&deployed, &source_facts(&[], &records), &dest.db_servers);
     let recorded = journal::ask(&journal, journal::LoadTreesOf(domains.clone()))
         .await
         .map_err(journal_failed)?;
@@ -600,18 +633,19 @@ pub async fn prepare_resync(
         plan: Plan {
             objects,
             addresses: source.addresses,
-            databases: Vec::new(),
+            databases,
         },
         host: source.host,
         login,
         access,
         clients: Vec::new(),
-        domains: Vec::new(),
+        domains: records,
         staging: source.staging,
         scope: source.scope,
         transport: Transport::Rsync,
         resync: true,
         resync_trees,
+        resync_notes,
     })
 }
 

@@ -151,6 +151,17 @@ pub struct DatabaseEntry {
     /// Every chunk's row count and checksum agreed on both servers.
     pub verified: bool,
     pub error: Option<String>,
+    /// A catch-up (resync): blocks of rows compared on both servers,
+    /// those that differed and were copied, and the rows copied.
+    #[serde(default)]
+    pub catch_up: Option<CatchUpCounts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatchUpCounts {
+    pub compared_blocks: u64,
+    pub copied_blocks: u64,
+    pub copied_rows: u64,
 }
 
 impl ObjectReport {

@@ -16,11 +16,11 @@ use actix::{
 };
 
 use super::content::{copy_trees, remove_trees, trees_of, SessionPool};
-use super::databases::{copy_databases, CreatedAccounts, SourceTunnels};
+use super::databases::{copy_databases, CreatedAccounts, DbWork, SourceTunnels};
 use super::events::{Event, EventLog};
-use super::plan::{Object, PlannedDb, TargetServer};
+use super::plan::{Object, TargetServer};
 use super::prepare::Prepared;
-use super::report::{save_report, ObjectOutcome, ObjectReport, Outcome, Report};
+use super::report::{save_report, DatabaseEntry, ObjectOutcome, ObjectReport, Outcome, Report};
 use super::request::Scope;
 use super::status::{
     Item, ItemProgress, MigrationStatus, ObjectKind, Progress, Stage, StatusError,
@@ -472,22 +472,65 @@ impl Env {
     }
 }
 
-/// A resync: the recorded trees of each deployed domain, brought up to
-/// date; no records are written.
+/// An error entry for each database that did not arrive; answers their
+/// texts.
+fn database_errors(
+    errors: &mut Vec<StatusError>,
+    databases: &[(DatabaseEntry, Result<(), String>)],
+) -> Vec<String> {
+    let mut texts = Vec::new();
+    for (entry, result) in databases {
+        if let Err(e) = result {
+            errors.push(StatusError::object(
+                ObjectKind::Database,
+                &entry.name,
+                e.clone(),
+            ));
+            texts.push(e.clone());
+        }
+    }
+    texts
+}
+
+/// A resync: the recorded trees of each deployed domain and its deployed
+/// databases, brought up to date at once (the databases by catching up);
+/// no records are written.
 async fn resync(env: &Env) -> Vec<StatusError> {
     let mut completed = 1;
     let mut errors = Vec::new();
     for name in env.prepared.plan.domain_names() {
         let trees = env.prepared.trees_for(&name);
-        let (entries, copied) = copy_trees(env, &name, None, &trees).await;
-        env.change_object(ObjectKind::Domain, &name, |o| o.trees = entries);
-        match copied {
-            Ok(()) => env.change_object(ObjectKind::Domain, &name, |o| {
+        let planned = env.prepared.databases_of(&name);
+        let databases = async {
+            match env.prepared.domain(&name) {
+                Some(record) => copy_databases(env, record, &planned, DbWork::CatchUp).await,
+                None => Vec::new(),
+            }
+        };
+        let ((entries, copied), databases) =
+            futures_util::future::join(copy_trees(env, &name, None, &trees), databases).await;
+        let notes: Vec<String> = env
+            .prepared
+            .resync_notes
+            .iter()
+            .filter(|(d, _)| *d == name)
+            .map(|(_, n)| n.clone())
+            .collect();
+        env.change_object(ObjectKind::Domain, &name, |o| {
+            o.trees = entries;
+            o.databases = databases.iter().map(|(entry, _)| entry.clone()).collect();
+            o.warnings.extend(notes);
+        });
+        let mut problems: Vec<String> = copied.err().into_iter().collect();
+        problems.extend(database_errors(&mut errors, &databases));
+        if problems.is_empty() {
+            env.change_object(ObjectKind::Domain, &name, |o| {
                 o.outcome = ObjectOutcome::Deployed
-            }),
-            Err(problems) => env.fail(&mut errors, ObjectKind::Domain, &name, problems),
+            });
+        } else {
+            env.fail(&mut errors, ObjectKind::Domain, &name, problems.join("; "));
         }
-        completed += trees.len() as u64;
+        completed += (trees.len() + planned.len()) as u64;
         env.tell(Update::Steps(completed)).await;
     }
     errors
@@ -509,13 +552,7 @@ async fn migrate_domain(
     let name = record.name();
     let trees = trees_of(record, prepared.scope);
     let sys_login = record.sys_login();
-    let planned: Vec<PlannedDb> = prepared
-        .plan
-        .databases
-        .iter()
-        .filter(|p| p.domain == name)
-        .cloned()
-        .collect();
+    let planned = prepared.databases_of(&name);
     let scoped = scoped(record, prepared.scope);
     // A value the destination cannot hold fails the domain before anything
     // of it is copied.
@@ -533,7 +570,7 @@ async fn migrate_domain(
     env.tell(Update::Stage(Stage::Copying)).await;
     let ((tree_entries, copied), databases) = futures_util::future::join(
         copy_trees(env, &name, sys_login, &trees),
-        copy_databases(env, record, &planned),
+        copy_databases(env, record, &planned, DbWork::Copy),
     )
     .await;
     *completed += (trees.len() + planned.len()) as u64;
@@ -551,15 +588,7 @@ async fn migrate_domain(
         .filter(|(_, r)| r.is_err())
         .map(|(entry, _)| entry.name.as_str())
         .collect();
-    for (entry, result) in &databases {
-        if let Err(e) = result {
-            errors.push(StatusError::object(
-                ObjectKind::Database,
-                &entry.name,
-                e.clone(),
-            ));
-        }
-    }
+    database_errors(errors, &databases);
     if !failed.is_empty() {
         problems.push(format!(
             "the domain's records were not written: its database{} {} did not arrive",

@@ -192,6 +192,11 @@ fn report_body(w: &mut Writer, report: &Report) {
             w.leaf("rows", &d.rows.to_string());
             w.leaf("bytes", &d.bytes.to_string());
             w.leaf("verified", if d.verified { "true" } else { "false" });
+            if let Some(c) = &d.catch_up {
+                w.leaf("compared-blocks", &c.compared_blocks.to_string());
+                w.leaf("copied-blocks", &c.copied_blocks.to_string());
+                w.leaf("copied-rows", &c.copied_rows.to_string());
+            }
             if let Some(e) = &d.error {
                 w.leaf("error", e);
             }

@@ -437,6 +437,11 @@ fn sample_report(text: &str) -> Report {
         bytes: 0,
         verified: false,
         error: None,
+        catch_up: Some(hostmig::migration::report::CatchUpCounts {
+            compared_blocks: u64::MAX,
+            copied_blocks: 0,
+            copied_rows: 1,
+        }),
     });
     domain.warnings.push(format!("{text} stayed behind"));
     domain.errors.push(text.into());

@@ -1,6 +1,7 @@
 //! One integration-test binary (links once): each module is an area.
 
 mod archive;
+mod catch_up;
 mod codec_props;
 mod content;
 mod databases;
