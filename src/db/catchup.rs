@@ -187,14 +187,27 @@ pub(super) async fn tables_and_rows(
     };
     let fresh = schema(job, into, snap, dst, &mut report).await?;
     let (snapshot_chunks, locked_chunks) = plan_chunks(job, snap, |_| true).await?;
+    // A system-versioned table is compared as one piece: its history
+    // can only be deleted whole.
+    let versioned = RefCell::new(BTreeSet::new());
     let work = |chunks: VecDeque<Chunk>| -> VecDeque<Work> {
         chunks
             .into_iter()
-            .map(|c| {
-                if fresh.contains(&snap.tables[c.table].name) {
-                    Work::Fresh(c)
+            .filter_map(|c| {
+                let t = &snap.tables[c.table];
+                if fresh.contains(&t.name) {
+                    Some(Work::Fresh(c))
+                } else if t.kind == TableKind::Versioned {
+                    versioned
+                        .borrow_mut()
+                        .insert(c.table)
+                        .then_some(Work::Compare(Chunk {
+                            table: c.table,
+                            range: None,
+                            blocks: None,
+                        }))
                 } else {
-                    Work::Compare(c)
+                    Some(Work::Compare(c))
                 }
             })
             .collect()
