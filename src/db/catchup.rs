@@ -58,8 +58,9 @@ pub struct CatchUpReport {
     /// counts as one block).
     pub blocks_copied: u64,
     /// Rows loaded from the source (replaced blocks and tables copied
-    /// whole).
+    /// whole), and their bytes.
     pub rows_copied: u64,
+    pub bytes_copied: u64,
     /// Tables created again and copied whole, each with why.
     pub copied_whole: Vec<String>,
     /// Tables the source no longer has, dropped.
@@ -92,6 +93,10 @@ pub async fn catch_up_database(
     let started = Instant::now();
     let counters = Counters::default();
     let connections = RefCell::new(Vec::new());
+    // The source's stored objects while the target's are dropped: if the
+    // catch-up fails or is stopped, they are created again, so the
+    // deployed database never stays without its views and triggers.
+    let dropped: RefCell<Option<Vec<objects::Object>>> = RefCell::new(None);
     let work = async {
         let target = format!("the target database server {}", job.target_label);
         let mut dst = connect(&job.target, SCHEMA_SESSION, &target).await?;
@@ -111,6 +116,8 @@ pub async fn catch_up_database(
             .await
             .map_err(on_target(job, "cannot read max_allowed_packet"))?;
         let mut snap = snapshot::take(job).await?;
+        let stored = objects::read(&mut snap.readers[0], &job.name).await?;
+        *dropped.borrow_mut() = Some(stored.clone());
         objects::drop_all(&mut dst, &job.name).await?;
         let mut report = tables_and_rows(
             job,
@@ -122,10 +129,10 @@ pub async fn catch_up_database(
             &connections,
         )
         .await?;
-        let stored = objects::read(&mut snap.readers[0], &job.name).await?;
         let accounts = users::read(&mut snap.lock, &job.name, &job.users).await?;
         snap.close().await;
         report.redefined = objects::create(&mut dst, &job.name, &stored).await?;
+        *dropped.borrow_mut() = None;
         report.objects = stored.len();
         report.created_accounts = users::update(&mut dst, &job.name, &accounts).await?;
         report.accounts = accounts.len();
@@ -136,10 +143,32 @@ pub async fn catch_up_database(
     if outcome.is_err() {
         let ids = connections.borrow().clone();
         end_connections(&job.target, &ids).await;
+        let stored = dropped.borrow_mut().take();
+        if let Some(stored) = stored {
+            restore_objects(job, &stored).await;
+        }
     }
     let mut report = outcome?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// Creates a failed catch-up's dropped stored objects again (as the
+/// source had them), as well as it can: each one that cannot be is
+/// logged, and the next resync creates it.
+async fn restore_objects(job: &DbJob, stored: &[objects::Object]) {
+    let target = format!("the target database server {}", job.target_label);
+    let restored = match connect(&job.target, SCHEMA_SESSION, &target).await {
+        Ok(mut dst) => {
+            let created = objects::create(&mut dst, &job.name, stored).await;
+            let _ = dst.disconnect().await;
+            created.map(|_| ())
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = restored {
+        tracing::warn!(database = %job.name, error = %e, "a failed catch-up could not create the database's views, triggers, routines and events again; the next resync does");
+    }
 }
 
 /// One piece of work of a catch-up.
@@ -180,7 +209,7 @@ pub(super) async fn tables_and_rows(
     counters: &Counters,
     connections: &RefCell<Vec<u32>>,
 ) -> Result<CatchUpReport, DbError> {
-    let before = counters.rows.get();
+    let (before, bytes_before) = (counters.rows.get(), counters.bytes.get());
     let mut report = CatchUpReport {
         tables: snap.tables.len(),
         ..CatchUpReport::default()
@@ -242,6 +271,7 @@ pub(super) async fn tables_and_rows(
     super::sequences::copy(job, dst, &mut snap.readers[0], &snap.tables, into).await?;
     let mut report = tally.into_inner();
     report.rows_copied = counters.rows.get() - before;
+    report.bytes_copied = counters.bytes.get() - bytes_before;
     Ok(report)
 }
 

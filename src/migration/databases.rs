@@ -350,6 +350,7 @@ async fn catch_up_of(
             entry.verified = true;
             entry.tables = report.tables as u64;
             entry.rows = report.rows_copied;
+            entry.bytes = report.bytes_copied;
             entry.catch_up = Some(CatchUpCounts {
                 compared_blocks: report.blocks_compared,
                 copied_blocks: report.blocks_copied,

@@ -168,9 +168,11 @@ fn resync_catches_databases_up_copying_only_what_changed() {
     let report = w.report(&changed);
     assert!(
         report.contains(&format!("<copied-blocks>{blocks}</copied-blocks>"))
-            && report.contains(&format!("<copied-rows>{rows}</copied-rows>")),
+            && report.contains(&format!("<copied-rows>{rows}</copied-rows>"))
+            && report.contains(&format!("<bytes>{}</bytes>", number(r, "bytes_copied"))),
         "{report}"
     );
+    assert!(number(r, "bytes_copied") > 0, "{r}");
     // The new password works on the destination, the old one no more.
     w.rt.block_on(async {
         let dst = &w.dest.db_servers[0];
