@@ -69,6 +69,39 @@ pub struct Supervisor {
     destination_ready: Arc<tokio::sync::OnceCell<()>>,
     /// The bandwidth caps every migration's reads from its source share.
     caps: crate::caps::Caps,
+    /// Clean-ups of ended migrations still at work.
+    clean_ups: CleanUps,
+}
+
+/// Clean-ups of ended migrations (dropping the databases they created for
+/// domains they did not deploy) still at work. A start waits for them, so
+/// the objects an ended migration released are checked against the
+/// destination as it is once that migration's leftovers are gone.
+#[derive(Clone)]
+struct CleanUps(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl CleanUps {
+    /// Longest a start waits for clean-ups before it goes on regardless
+    /// (an unreachable database server would otherwise hold every start).
+    const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+    fn new() -> Self {
+        CleanUps(Arc::new(tokio::sync::watch::channel(0).0))
+    }
+
+    fn spawn(&self, work: impl std::future::Future<Output = ()> + 'static) {
+        self.0.send_modify(|n| *n += 1);
+        let me = self.clone();
+        actix::spawn(async move {
+            work.await;
+            me.0.send_modify(|n| *n -= 1);
+        });
+    }
+
+    async fn settled(&self) {
+        let mut at_work = self.0.subscribe();
+        let _ = tokio::time::timeout(Self::WAIT, at_work.wait_for(|n| *n == 0)).await;
+    }
 }
 
 impl Supervisor {
@@ -95,6 +128,7 @@ impl Supervisor {
             started: 0,
             validations: Arc::new(tokio::sync::Semaphore::new(VALIDATIONS_AT_ONCE)),
             destination_ready,
+            clean_ups: CleanUps::new(),
         }
     }
 
@@ -262,7 +296,7 @@ impl Actor for Supervisor {
                                 }
                             }
                         });
-                        actix::spawn(crate::migration::databases::drop_unkept(
+                        act.clean_ups.spawn(crate::migration::databases::drop_unkept(
                             act.config.clone(),
                             act.journal.clone(),
                             m.id,
@@ -334,8 +368,10 @@ impl Handler<StartMigration> for Supervisor {
     fn handle(&mut self, msg: StartMigration, _: &mut Self::Context) -> Self::Result {
         let (config, busy, slots) = (self.config.clone(), self.busy(), self.validations.clone());
         let (journal, ready) = (self.journal.clone(), self.destination_ready.clone());
+        let clean_ups = self.clean_ups.clone();
         let validation = async move {
             let _slot = slots.acquire_owned().await;
+            clean_ups.settled().await;
             // Done at start-up, unless the panel database was down then.
             ready
                 .get_or_try_init(|| make_destination_ready(&config))
@@ -441,11 +477,12 @@ impl Handler<MigrationEnded> for Supervisor {
         let stopped = self.stopping.remove(&msg.id);
         self.clean_up(msg.id, &running.staging, stopped);
         // Databases copied for domains that were not deployed go too.
-        actix::spawn(crate::migration::databases::drop_unkept(
-            self.config.clone(),
-            self.journal.clone(),
-            msg.id,
-        ));
+        self.clean_ups
+            .spawn(crate::migration::databases::drop_unkept(
+                self.config.clone(),
+                self.journal.clone(),
+                msg.id,
+            ));
         self.ended.insert(msg.id, running.resync);
         tracing::info!(
             migration_id = msg.id,
