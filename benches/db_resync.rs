@@ -60,6 +60,7 @@ fn main() {
         connections: 4,
         chunk_rows: hostmig::db::rows::CHUNK_ROWS,
         load_data: true,
+        retry: hostmig::retry::RetryPolicy::default(),
     };
     let recorder = Recorder {
         record: Box::new(|_, _| Box::pin(async { Ok(()) })),

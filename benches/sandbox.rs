@@ -830,6 +830,7 @@ fn hostmig_database(
         connections: DB_THREADS,
         chunk_rows: hostmig::db::rows::CHUNK_ROWS,
         load_data: true,
+        retry: hostmig::retry::RetryPolicy::default(),
     };
     let recorder = hostmig::db::Recorder {
         record: Box::new(|_, _| Box::pin(async { Ok(()) })),

@@ -12,6 +12,7 @@ pub mod password;
 pub mod priority;
 pub mod readiness;
 pub mod remap;
+pub mod retry;
 pub mod rpc;
 pub mod sandbox;
 pub mod secret;

@@ -36,6 +36,7 @@ fn minimal_file_gets_defaults() {
         ("admin", 1048576, 5)
     );
     assert_eq!(c.migrations.max_parallel, 4);
+    assert_eq!(c.migrations.retry, crate::retry::RetryPolicy::default());
     assert_eq!(
         c.ssh.known_hosts,
         PathBuf::from("/var/lib/hostmig/known_hosts")
@@ -54,7 +55,7 @@ fn whole_file_parses() {
         "[destination]\npanel_db = \"mysql://admin:pw@127.0.0.1:3306/psa\"\nvhosts_root = \"/srv/vhosts\"\nmailnames_root = \"/srv/mail\"\nfallback_owner = \"www-data:www-data\"\n\
          [[destination.db_servers]]\nhost = \"localhost\"\nport = 3306\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3306\"\ndefault = true\n\
          [[destination.db_servers]]\nhost = \"db2\"\nport = 3307\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3307\"\n\
-         [migrations]\nmax_parallel = 8\nmax_bytes_per_s = 2097152\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
+         [migrations]\nmax_parallel = 8\nmax_bytes_per_s = 2097152\nretry_attempts = 0\nretry_first_delay_s = 1\nretry_max_delay_s = 9\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
          [[sources]]\nhost = \"127.0.0.1:2222\"\npsa_conf = \"/srv/src/etc/psa/psa.conf\"\npanel_db = \"mysql://admin@127.0.0.1:3307/psa\"\nmax_bytes_per_s = 1024\n\
          [[sources]]\nhost = \"old.example\"\nmax_bytes_per_s = 0\n",
     )
@@ -69,6 +70,15 @@ fn whole_file_parses() {
     assert_eq!(c.ssh.host_key_policy, HostKeyPolicy::AcceptNew);
     assert_eq!(c.sources[0].host, "127.0.0.1:2222");
     assert_eq!(c.migrations.max_bytes_per_s, Some(2 << 20));
+    let retry = c.migrations.retry;
+    assert_eq!(
+        (
+            retry.attempts,
+            retry.first_delay.as_secs(),
+            retry.max_delay.as_secs()
+        ),
+        (0, 1, 9)
+    );
     assert_eq!(
         (c.sources[0].max_bytes_per_s, c.sources[1].max_bytes_per_s),
         (Some(1024), None),
@@ -261,6 +271,35 @@ fn refusals_name_the_key() {
             "must be 0 (no cap)",
         );
     }
+    for (text, key, message) in [
+        (
+            "retry_attempts = -1",
+            "migrations.retry_attempts",
+            "must be a number of tries",
+        ),
+        (
+            "retry_attempts = 101",
+            "migrations.retry_attempts",
+            "must be a number of tries",
+        ),
+        (
+            "retry_first_delay_s = -2",
+            "migrations.retry_first_delay_s",
+            "must be a number of seconds",
+        ),
+        (
+            "retry_max_delay_s = 3601",
+            "migrations.retry_max_delay_s",
+            "must be a number of seconds",
+        ),
+        (
+            "retry_first_delay_s = 10\nretry_max_delay_s = 5",
+            "migrations.retry_max_delay_s",
+            "must be at least migrations.retry_first_delay_s",
+        ),
+    ] {
+        refused(&base("", &format!("[migrations]\n{text}\n")), key, message);
+    }
     refused("[api\n", "(file)", "not valid TOML");
 }
 
@@ -289,4 +328,5 @@ fn the_example_file_is_a_valid_config() {
     let d = c.destination.expect("destination documented");
     assert_eq!((d.db_servers.len(), c.migrations.max_parallel), (1, 4));
     assert_eq!(c.migrations.max_bytes_per_s, None);
+    assert_eq!(c.migrations.retry, crate::retry::RetryPolicy::default());
 }

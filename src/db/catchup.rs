@@ -22,7 +22,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::future;
 use mysql_async::prelude::Queryable;
@@ -638,9 +638,6 @@ async fn replace(
     }
     dst.query_drop("COMMIT").await.map_err(failed)
 }
-
-/// A pause between retries of an interrupted copy.
-pub(super) const RESUME_PAUSE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {

@@ -46,6 +46,8 @@ pub struct DbJob {
     /// Load rows by LOAD DATA LOCAL INFILE where the target allows it
     /// (else, and when false, by INSERT statements).
     pub load_data: bool,
+    /// How an interrupted copy is tried again.
+    pub retry: crate::retry::RetryPolicy,
 }
 
 /// Records what the copy creates on the target, so that a stop or a crash
@@ -65,12 +67,14 @@ pub type RecordFn<'a> =
     dyn Fn(DbObjectKind, String) -> LocalBoxFuture<'static, Result<(), JournalError>> + 'a;
 pub type AccountFn<'a> = dyn Fn(&str, &str) -> bool + 'a;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct DbProgress {
     pub rows_done: u64,
     pub rows_total: u64,
     pub bytes_done: u64,
     pub bytes_total: u64,
+    /// Set while an interrupted copy waits to be tried again.
+    pub retrying: Option<crate::retry::Retrying>,
 }
 
 /// What a finished copy did, for the event log and the benchmarks.
@@ -112,6 +116,7 @@ pub(super) struct Counters {
     pub bytes: Cell<u64>,
     pub rows_total: Cell<u64>,
     pub bytes_total: Cell<u64>,
+    pub retrying: RefCell<Option<crate::retry::Retrying>>,
 }
 
 /// Copies `job.name`; on failure or stop removes what it created.
@@ -163,6 +168,7 @@ pub(super) async fn watched<T>(
                 rows_total: counters.rows_total.get(),
                 bytes_done: counters.bytes.get(),
                 bytes_total: counters.bytes_total.get(),
+                retrying: counters.retrying.borrow().clone(),
             });
         }
     };
@@ -272,17 +278,25 @@ async fn run(
     let mut resumed = Vec::new();
     if let Err(e) = first {
         let mut error = e;
-        let mut attempts = 0;
+        let mut attempt = 0;
         loop {
-            if !error.is_transient() || !created.borrow().stage || attempts >= RESUMES {
+            if !error.is_transient() || !created.borrow().stage || attempt >= job.retry.attempts {
                 return Err(error);
             }
-            attempts += 1;
-            tracing::info!(database = %job.name, error = %error, "the database copy was interrupted; resuming from its scratch database");
-            tokio::time::sleep(catchup::RESUME_PAUSE).await;
+            attempt += 1;
+            let delay = job.retry.delay(attempt);
+            tracing::info!(database = %job.name, error = %error, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the database copy was interrupted; resuming from its scratch database");
+            *counters.retrying.borrow_mut() = Some(crate::retry::Retrying {
+                attempt,
+                of: job.retry.attempts,
+                after: error.to_string(),
+            });
+            tokio::time::sleep(delay).await;
             let ids = connections.borrow().clone();
             end_connections(&job.target, &ids).await;
-            match resume(job, counters, connections).await {
+            let resumed_now = resume(job, counters, connections).await;
+            *counters.retrying.borrow_mut() = None;
+            match resumed_now {
                 Ok((conn, new_snap, report)) => {
                     dst = conn;
                     snap = new_snap;
@@ -320,9 +334,6 @@ async fn run(
         resumed,
     })
 }
-
-/// Resumes attempted after an interruption.
-const RESUMES: usize = 3;
 
 /// A new snapshot, and the scratch database caught up with it.
 async fn resume(

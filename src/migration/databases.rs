@@ -224,6 +224,7 @@ fn db_reporter(item: Item, to: Recipient<Progressed>) -> impl FnMut(DbProgress) 
         status.rows_total = p.rows_total;
         status.bytes_done = p.bytes_done;
         status.bytes_total = p.bytes_total;
+        status.retrying = p.retrying;
         let _ = to.try_send(Progressed(Update::Item(status)));
     }
 }
@@ -315,6 +316,7 @@ async fn db_job(
         connections: DB_CONNECTIONS,
         chunk_rows: crate::db::rows::CHUNK_ROWS,
         load_data: true,
+        retry: env.config.migrations.retry,
     };
     Ok((job, tunnel))
 }

@@ -57,6 +57,9 @@ pub struct ItemProgress {
     pub rows_total: u64,
     /// Bytes per second since the copy began.
     pub rate: u64,
+    /// Set while its work waits to be tried again after a fault.
+    #[serde(default)]
+    pub retrying: Option<crate::retry::Retrying>,
 }
 
 /// What is being copied.
@@ -143,11 +146,15 @@ impl ItemProgress {
             rows_done: 0,
             rows_total: 0,
             rate: 0,
+            retrying: None,
         }
     }
 
     fn description(&self) -> String {
         let label = self.item.label();
+        if let Some(retrying) = &self.retrying {
+            return retrying.describe(&format!("copying {label}"));
+        }
         if let Item::Database { .. } = self.item {
             return match self.phase {
                 ItemPhase::Listing => format!("reading {label} on the source"),
@@ -305,6 +312,16 @@ mod tests {
         assert_eq!(
             held.description(),
             "copying; held back by the cap of 1.0 MiB/s on all sources (migrations.max_bytes_per_s)"
+        );
+        let mut retrying = db.clone();
+        retrying.retrying = Some(crate::retry::Retrying {
+            attempt: 2,
+            of: 5,
+            after: "the connection was lost".into(),
+        });
+        assert_eq!(
+            progress(Stage::Copying, vec![retrying]),
+            "retrying (2 of 5) after: the connection was lost while copying database wp of a.example"
         );
         // Both of one domain's copies are told, neither hides the other.
         assert_eq!(

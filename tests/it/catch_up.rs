@@ -272,6 +272,20 @@ fn an_interrupted_copy_resumes_from_what_it_had_verified() {
         committed
     });
     assert!(committed > 100, "{committed}");
+    // While it waits for its retry (2 s by default), the status says so.
+    let t = Instant::now();
+    let retrying = loop {
+        let status = w.status(&id);
+        if status.contains("retrying (1 of 5) after: ") || status.contains("<finished>") {
+            break status;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(
+        retrying.contains("while copying database jdoe_ftp_db of jdoe.example"),
+        "{retrying}"
+    );
     let status = w.wait(&id);
     assert!(status.contains("<success/>"), "{status}");
     assert_same(&w);

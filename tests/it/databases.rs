@@ -39,6 +39,7 @@ fn job(source: &Source, tunnel: &Tunnel, dest: &Destination, server: usize, db: 
         connections: 4,
         chunk_rows: 20_000,
         load_data: true,
+        retry: hostmig::retry::RetryPolicy::default(),
     }
 }
 

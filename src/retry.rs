@@ -1,0 +1,91 @@
+//! How the work of one object is tried again after a transient fault:
+//! `migrations.retry_attempts` tries after the first, each after a delay
+//! that starts at `retry_first_delay_s` and doubles up to
+//! `retry_max_delay_s`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Tries after the first; 0 means a transient fault fails the object.
+    pub attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    /// CONFIG.md's defaults: 5 tries, 2 s doubled up to 60 s.
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            first_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before try `attempt` (1 for the first retry).
+    pub fn delay(&self, attempt: u32) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(31);
+        self.first_delay
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_delay)
+    }
+}
+
+/// An object's work waiting to be tried again, for its status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retrying {
+    /// This retry's number, from 1.
+    pub attempt: u32,
+    /// Of how many retries at most.
+    pub of: u32,
+    /// The fault it follows.
+    pub after: String,
+}
+
+impl Retrying {
+    /// "retrying (2 of 5) after: the connection was lost while copying
+    /// database wp of a.example".
+    pub fn describe(&self, doing: &str) -> String {
+        format!(
+            "retrying ({} of {}) after: {} while {doing}",
+            self.attempt, self.of, self.after
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn delays_double_from_the_first_up_to_the_most() {
+        let p = RetryPolicy::default();
+        let secs: Vec<u64> = (1..=7).map(|a| p.delay(a).as_secs()).collect();
+        assert_eq!(secs, [2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(p.delay(u32::MAX), Duration::from_secs(60));
+        let none = RetryPolicy {
+            attempts: 3,
+            first_delay: Duration::ZERO,
+            max_delay: Duration::ZERO,
+        };
+        assert_eq!(none.delay(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_status_names_the_try_the_fault_and_the_work() {
+        let r = Retrying {
+            attempt: 2,
+            of: 5,
+            after: "connection to the source lost".into(),
+        };
+        assert_eq!(
+            r.describe("copying database wp of a.example"),
+            "retrying (2 of 5) after: connection to the source lost while copying database wp of a.example"
+        );
+    }
+}
