@@ -28,6 +28,12 @@ pub struct SshServer {
 }
 
 impl SshServer {
+    /// Its log (LogLevel DEBUG1: logins, channels, global requests such as
+    /// keepalives).
+    pub fn log(&self) -> &Path {
+        &self.process.log
+    }
+
     /// Starts a server on a free port of this machine's loopback.
     pub fn start(dir: &Path) -> Result<SshServer> {
         Self::start_placed(dir, &Placement::default())
@@ -169,7 +175,7 @@ fn sshd_config(dir: &Path, addr: std::net::IpAddr, port: u16) -> String {
          UseDNS no\n\
          PrintMotd no\n\
          Subsystem sftp internal-sftp\n\
-         LogLevel INFO\n",
+         LogLevel DEBUG1\n",
         dir = dir.display()
     )
 }

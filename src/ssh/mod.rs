@@ -151,6 +151,15 @@ pub struct Session {
 /// Ciphers in order of preference (libssh2 drops those it lacks).
 const CIPHERS: &str = "chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr";
 
+/// SSH keepalives are due after this many idle seconds; the tunnel's
+/// bridges send them (`Session::keepalive`).
+pub const SSH_KEEPALIVE_S: u32 = 30;
+/// TCP keepalive probes on the SSH socket: first after this idle time,
+/// then every interval, the connection dropped after that many unanswered.
+const TCP_KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+const TCP_KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+const TCP_KEEPALIVE_PROBES: u32 = 3;
+
 /// Serialises additions to known_hosts files within this process.
 static KNOWN_HOSTS_LOCK: Mutex<()> = Mutex::new(());
 
@@ -179,6 +188,13 @@ impl Session {
         }
         let tcp = tcp.ok_or_else(|| unreachable(last))?;
         tcp.set_nodelay(true).ok();
+        // A source that vanished (powered off, its link down) is noticed
+        // by the kernel on an idle connection after about a minute.
+        let probes = socket2::TcpKeepalive::new()
+            .with_time(TCP_KEEPALIVE_IDLE)
+            .with_interval(TCP_KEEPALIVE_INTERVAL)
+            .with_retries(TCP_KEEPALIVE_PROBES);
+        socket2::SockRef::from(&tcp).set_tcp_keepalive(&probes).ok();
         let failed = |what: &str, e: ssh2::Error| SshError::Failed {
             host: host.clone(),
             what: what.to_owned(),
@@ -201,7 +217,7 @@ impl Session {
         inner
             .handshake()
             .map_err(|e| unreachable(format!("SSH handshake failed: {}", e.message())))?;
-        inner.set_keepalive(true, 30);
+        inner.set_keepalive(true, SSH_KEEPALIVE_S);
         let session = Session { inner, tcp, host };
         session.verify_host_key(&login.target, opts)?;
         session.authenticate(login)?;

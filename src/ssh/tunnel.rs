@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{Login, Options, Session, SshError};
 use crate::caps::Meter;
@@ -180,6 +180,9 @@ fn accept_loop(
 /// room for what it sends, and the SSH socket is waited on in the
 /// direction libssh2 says it is blocked in, so a slow reader never makes
 /// this loop spin.
+/// How often a bridge asks libssh2 whether a keepalive is due.
+const KEEPALIVE_CHECK: Duration = Duration::from_secs(1);
+
 fn bridge(
     mut local: TcpStream,
     session: &Session,
@@ -201,7 +204,20 @@ fn bridge(
     let mut buf = vec![0u8; 64 * 1024];
     let (mut local_eof, mut remote_eof) = (false, false);
     let fds = [local.as_raw_fd(), session.tcp().as_raw_fd()];
+    let mut keepalive_checked = Instant::now();
     while !stop.load(Ordering::Relaxed) {
+        // libssh2 sends a keepalive only when asked, and only once the
+        // session was quiet for its interval: a connection that waits
+        // long for a query keeps its SSH session (and NATs) alive.
+        if keepalive_checked.elapsed() >= KEEPALIVE_CHECK {
+            keepalive_checked = Instant::now();
+            match session.raw().keepalive_send() {
+                Ok(_) => {}
+                // LIBSSH2_ERROR_EAGAIN: the socket is busy; asked again later.
+                Err(e) if e.code() == ssh2::ErrorCode::Session(-37) => {}
+                Err(e) => return Err(std::io::Error::other(e.message().to_owned())),
+            }
+        }
         let mut moved = false;
         // How long a cap wants the remote side left unread.
         let mut capped: Option<Duration> = None;

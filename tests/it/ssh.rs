@@ -258,3 +258,48 @@ fn the_tunnel_carries_parallel_database_connections() {
     );
     drop(tunnel);
 }
+
+/// A tunnel whose database connection waits longer than the SSH keepalive
+/// interval asks the source for a keepalive reply, and the connection
+/// still answers afterwards.
+#[test]
+fn an_idle_tunnel_sends_keepalives() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rt = rt();
+    let source = rt
+        .block_on(Source::start(&dir.path().join("src"), Profile::Tiny, 13))
+        .expect("source");
+    let opts = options(&dir.path().join("kh"), HostKeyPolicy::AcceptNew);
+    let tunnel =
+        Tunnel::open(root_login(&source), opts, "localhost", source.db.port).expect("tunnel");
+    let url = format!(
+        "mysql://admin:{}@{}/psa?prefer_socket=false",
+        source.admin_password, tunnel.local
+    );
+    let keepalives = || {
+        std::fs::read_to_string(source.ssh.log())
+            .expect("sshd log")
+            .matches("server_input_global_request: rtype keepalive@")
+            .count()
+    };
+    let before = keepalives();
+    let clients: u64 = rt.block_on(async {
+        let mut conn = mysql_async::Conn::from_url(url).await.expect("connect");
+        let idle = Duration::from_secs(hostmig::ssh::SSH_KEEPALIVE_S as u64 + 4);
+        tokio::time::sleep(idle).await;
+        let n = conn
+            .query_first("SELECT COUNT(*) FROM clients")
+            .await
+            .expect("count after the wait")
+            .expect("row");
+        conn.disconnect().await.expect("disconnect");
+        n
+    });
+    assert!(clients > 0);
+    let log = std::fs::read_to_string(source.ssh.log()).expect("sshd log");
+    assert!(
+        keepalives() > before,
+        "no keepalive reached the source's sshd; its log ends: {}",
+        &log[log.len().saturating_sub(3000)..]
+    );
+}
