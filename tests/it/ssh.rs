@@ -184,22 +184,28 @@ fn logins_commands_files_and_unreachable_hosts() {
     assert!(err.to_string().contains("no-such-key"), "{err}");
 }
 
-#[test]
-fn the_tunnel_carries_parallel_database_connections() {
-    let dir = tempfile::tempdir().expect("tempdir");
+/// A tiny source, and a tunnel to its database as the source sees it
+/// (localhost and its port), with the URL of its admin through it.
+fn tunnel_to_source(dir: &Path) -> (tokio::runtime::Runtime, Source, Tunnel, String) {
     let rt = rt();
     let source = rt
-        .block_on(Source::start(&dir.path().join("src"), Profile::Tiny, 13))
+        .block_on(Source::start(&dir.join("src"), Profile::Tiny, 13))
         .expect("source");
-    let opts = options(&dir.path().join("kh"), HostKeyPolicy::AcceptNew);
-    // The source's database as the source sees it: localhost and its port.
+    let opts = options(&dir.join("kh"), HostKeyPolicy::AcceptNew);
     let tunnel =
         Tunnel::open(root_login(&source), opts, "localhost", source.db.port).expect("tunnel");
-    assert!(tunnel.local.ip().is_loopback());
     let url = format!(
         "mysql://admin:{}@{}/psa?prefer_socket=false",
         source.admin_password, tunnel.local
     );
+    (rt, source, tunnel, url)
+}
+
+#[test]
+fn the_tunnel_carries_parallel_database_connections() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (rt, source, tunnel, url) = tunnel_to_source(dir.path());
+    assert!(tunnel.local.ip().is_loopback());
     let counts = rt.block_on(async {
         let mut tasks = Vec::new();
         for _ in 0..4 {
@@ -265,17 +271,7 @@ fn the_tunnel_carries_parallel_database_connections() {
 #[test]
 fn an_idle_tunnel_sends_keepalives() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let rt = rt();
-    let source = rt
-        .block_on(Source::start(&dir.path().join("src"), Profile::Tiny, 13))
-        .expect("source");
-    let opts = options(&dir.path().join("kh"), HostKeyPolicy::AcceptNew);
-    let tunnel =
-        Tunnel::open(root_login(&source), opts, "localhost", source.db.port).expect("tunnel");
-    let url = format!(
-        "mysql://admin:{}@{}/psa?prefer_socket=false",
-        source.admin_password, tunnel.local
-    );
+    let (rt, source, _tunnel, url) = tunnel_to_source(dir.path());
     let keepalives = || {
         std::fs::read_to_string(source.ssh.log())
             .expect("sshd log")
