@@ -36,6 +36,22 @@ impl RetryPolicy {
     }
 }
 
+/// Waits `delay`, or less when `stop` is set meanwhile (looked at every
+/// 50 ms); answers whether the whole delay passed without a stop.
+pub async fn pause(delay: Duration, stop: &std::sync::atomic::AtomicBool) -> bool {
+    let until = tokio::time::Instant::now() + delay;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let now = tokio::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        tokio::time::sleep((until - now).min(Duration::from_millis(50))).await;
+    }
+}
+
 /// An object's work waiting to be tried again, for its status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retrying {
@@ -74,6 +90,28 @@ mod tests {
             max_delay: Duration::ZERO,
         };
         assert_eq!(none.delay(3), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_pause_ends_early_on_a_stop() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        let stop = AtomicBool::new(false);
+        assert!(rt.block_on(pause(Duration::from_millis(60), &stop)));
+        let t = std::time::Instant::now();
+        let stopped = rt.block_on(async {
+            let stopper = async {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                stop.store(true, Ordering::SeqCst);
+            };
+            let (passed, ()) = tokio::join!(pause(Duration::from_secs(60), &stop), stopper);
+            passed
+        });
+        assert!(!stopped);
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::db::{
 use crate::journal::{self, Journal};
 use crate::panel::credentials::db_server_login;
 use crate::panel::source::DomainRecord;
+use crate::retry::Retrying;
 use crate::ssh::{Login, Options, Tunnel};
 
 /// Reading connections that share a database's snapshot (each with its
@@ -337,7 +338,30 @@ async fn catch_up_of(
     let mut progress = db_reporter(item, env.progress.clone());
     let (tx, rx) = tokio::sync::oneshot::channel();
     actix::spawn(async move {
-        let result = catch_up_database(&job, stopper.flag(), &mut progress).await;
+        // A catch-up can run again from the start: what one that failed
+        // replaced was replaced whole, and it restored what it dropped.
+        let mut attempt = 0;
+        let result = loop {
+            match catch_up_database(&job, stopper.flag(), &mut progress).await {
+                Err(e) if e.is_transient() && attempt < job.retry.attempts => {
+                    attempt += 1;
+                    let delay = job.retry.delay(attempt);
+                    tracing::info!(database = %job.name, error = %e, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the catch-up was interrupted; trying it again");
+                    progress(DbProgress {
+                        retrying: Some(Retrying {
+                            attempt,
+                            of: job.retry.attempts,
+                            after: e.to_string(),
+                        }),
+                        ..DbProgress::default()
+                    });
+                    if !crate::retry::pause(delay, stopper.flag()).await {
+                        break Err(DbError::Stopped);
+                    }
+                }
+                other => break other,
+            }
+        };
         drop(tunnel);
         let _ = tx.send(result);
     });
