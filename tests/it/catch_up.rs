@@ -10,7 +10,7 @@ use hostmig::sandbox::{compare, Profile};
 use mysql_async::prelude::Queryable;
 
 use crate::harness::first;
-use crate::harness::world::{jdoe_client, World};
+use crate::harness::world::{finish, jdoe_client, World};
 
 const DB: &str = "jdoe_ftp_db";
 
@@ -199,24 +199,16 @@ fn resync_catches_databases_up_copying_only_what_changed() {
     });
 }
 
-/// A first copy whose connections are ended mid-way resumes from its
-/// scratch database: every row is either kept (its block compared equal
-/// there) or copied again, never both; what was loaded and verified
-/// before the interruption is kept, but for a block changed on the source
-/// meanwhile.
-#[test]
-fn an_interrupted_copy_resumes_from_what_it_had_verified() {
-    let w = World::new(Profile::Small, "");
-    let id = w
-        .start(&jdoe_client("<domain><name>jdoe.example</name></domain>"))
-        .expect("started");
-    // The scratch copy of `nopk` (four rows, loaded among the last) is
-    // locked as soon as it exists: every other table loads and verifies,
-    // the load of nopk waits. Then a row changes on the source, and every
-    // connection of the copy on the destination is ended.
+/// Holds a first copy of jdoe's database mid-way and ends its connections
+/// on the destination: the scratch copy of `nopk` (four rows, loaded among
+/// the last) is locked as soon as it exists, so every other table loads
+/// and verifies and the load of nopk waits; then a row changes on the
+/// source and every connection of the copy is ended. Answers the rows
+/// committed in the scratch database then.
+fn interrupt_copy(w: &World) -> u64 {
     let dst = &w.dest.db_servers[0];
     let t = Instant::now();
-    let committed = w.rt.block_on(async {
+    w.rt.block_on(async {
         let mut lock = dst.connect(None).await.expect("destination");
         let stage = loop {
             assert!(t.elapsed() < Duration::from_secs(120), "the copy never got under way");
@@ -270,7 +262,21 @@ fn an_interrupted_copy_resumes_from_what_it_had_verified() {
         }
         lock.query_drop("UNLOCK TABLES").await.expect("unlock");
         committed
-    });
+    })
+}
+
+/// A first copy whose connections are ended mid-way resumes from its
+/// scratch database: every row is either kept (its block compared equal
+/// there) or copied again, never both; what was loaded and verified
+/// before the interruption is kept, but for a block changed on the source
+/// meanwhile.
+#[test]
+fn an_interrupted_copy_resumes_from_what_it_had_verified() {
+    let w = World::new(Profile::Small, "");
+    let id = w
+        .start(&jdoe_client("<domain><name>jdoe.example</name></domain>"))
+        .expect("started");
+    let committed = interrupt_copy(&w);
     assert!(committed > 100, "{committed}");
     // While it waits for its retry (2 s by default), the status says so.
     let t = Instant::now();
@@ -333,4 +339,42 @@ fn an_interrupted_copy_resumes_from_what_it_had_verified() {
         kept + most >= committed,
         "{kept} rows kept, {committed} were verified before: {r}"
     );
+}
+
+/// `finish` during a retry's wait (a minute here) stops the migration at
+/// once, and neither the scratch database nor the database stays.
+#[test]
+fn finish_during_a_retrys_wait_stops_at_once_and_leaves_nothing() {
+    let w = World::new(
+        Profile::Small,
+        "\n[migrations]\nretry_first_delay_s = 60\nretry_max_delay_s = 60\n",
+    );
+    let id = w
+        .start(&jdoe_client("<domain><name>jdoe.example</name></domain>"))
+        .expect("started");
+    interrupt_copy(&w);
+    let t = Instant::now();
+    loop {
+        let status = w.status(&id);
+        if status.contains("retrying (1 of 5) after: ") {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = finish(&w, &id);
+    assert!(took < Duration::from_secs(2), "stopped in {took:?}");
+    let left = |w: &World| -> Vec<String> {
+        w.rt.block_on(async {
+            let mut c = w.dest.db_servers[0].connect(None).await.expect("destination");
+            c.query(format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME LIKE 'hostmig\\_%' OR SCHEMA_NAME = '{DB}'"))
+                .await
+                .expect("databases")
+        })
+    };
+    let t = Instant::now();
+    while !left(&w).is_empty() && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(left(&w), Vec::<String>::new(), "left on the destination");
 }
