@@ -90,11 +90,18 @@ impl CleanUps {
     }
 
     fn spawn(&self, work: impl std::future::Future<Output = ()> + 'static) {
+        /// Counts the clean-up as ended however it ends (a panic too).
+        struct Ended(CleanUps);
+        impl Drop for Ended {
+            fn drop(&mut self) {
+                self.0 .0.send_modify(|n| *n -= 1);
+            }
+        }
         self.0.send_modify(|n| *n += 1);
-        let me = self.clone();
+        let ended = Ended(self.clone());
         actix::spawn(async move {
             work.await;
-            me.0.send_modify(|n| *n -= 1);
+            drop(ended);
         });
     }
 
