@@ -36,6 +36,28 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// After a transient fault that ended try `*attempt` (0 for the first
+    /// try): the next retry's status and its delay, counted in `attempt`;
+    /// `None` once the retries are used up.
+    pub fn next(
+        &self,
+        attempt: &mut u32,
+        after: &impl std::fmt::Display,
+    ) -> Option<(Retrying, Duration)> {
+        if *attempt >= self.attempts {
+            return None;
+        }
+        *attempt += 1;
+        let retrying = Retrying {
+            attempt: *attempt,
+            of: self.attempts,
+            after: after.to_string(),
+        };
+        Some((retrying, self.delay(*attempt)))
+    }
+}
+
 /// Waits `delay`, or less when `stop` is set meanwhile (looked at every
 /// 50 ms); answers whether the whole delay passed without a stop.
 pub async fn pause(delay: Duration, stop: &std::sync::atomic::AtomicBool) -> bool {
@@ -90,6 +112,13 @@ mod tests {
             max_delay: Duration::ZERO,
         };
         assert_eq!(none.delay(3), Duration::ZERO);
+        let mut attempt = 0;
+        let tries: Vec<(u32, u64)> = std::iter::from_fn(|| p.next(&mut attempt, &"lost"))
+            .map(|(r, d)| (r.attempt, d.as_secs()))
+            .collect();
+        assert_eq!(tries, [(1, 2), (2, 4), (3, 8), (4, 16), (5, 32)]);
+        let zero = RetryPolicy { attempts: 0, ..p };
+        assert!(zero.next(&mut 0, &"lost").is_none());
     }
 
     #[test]

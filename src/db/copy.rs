@@ -280,23 +280,19 @@ async fn run(
         let mut error = e;
         let mut attempt = 0;
         loop {
-            if !error.is_transient() || !created.borrow().stage || attempt >= job.retry.attempts {
+            if !error.is_transient() || !created.borrow().stage {
                 return Err(error);
             }
-            attempt += 1;
-            let delay = job.retry.delay(attempt);
+            let Some((retrying, delay)) = job.retry.next(&mut attempt, &error) else {
+                return Err(error);
+            };
             tracing::info!(database = %job.name, error = %error, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the database copy was interrupted; resuming from its scratch database");
-            *counters.retrying.borrow_mut() = Some(crate::retry::Retrying {
-                attempt,
-                of: job.retry.attempts,
-                after: error.to_string(),
-            });
+            *counters.retrying.borrow_mut() = Some(retrying);
             tokio::time::sleep(delay).await;
+            *counters.retrying.borrow_mut() = None;
             let ids = connections.borrow().clone();
             end_connections(&job.target, &ids).await;
-            let resumed_now = resume(job, counters, connections).await;
-            *counters.retrying.borrow_mut() = None;
-            match resumed_now {
+            match resume(job, counters, connections).await {
                 Ok((conn, new_snap, report)) => {
                     dst = conn;
                     snap = new_snap;

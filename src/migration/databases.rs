@@ -26,7 +26,6 @@ use crate::db::{
 use crate::journal::{self, Journal};
 use crate::panel::credentials::db_server_login;
 use crate::panel::source::DomainRecord;
-use crate::retry::Retrying;
 use crate::ssh::{Login, Options, Tunnel};
 
 /// Reading connections that share a database's snapshot (each with its
@@ -343,16 +342,13 @@ async fn catch_up_of(
         let mut attempt = 0;
         let result = loop {
             match catch_up_database(&job, stopper.flag(), &mut progress).await {
-                Err(e) if e.is_transient() && attempt < job.retry.attempts => {
-                    attempt += 1;
-                    let delay = job.retry.delay(attempt);
+                Err(e) if e.is_transient() => {
+                    let Some((retrying, delay)) = job.retry.next(&mut attempt, &e) else {
+                        break Err(e);
+                    };
                     tracing::info!(database = %job.name, error = %e, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the catch-up was interrupted; trying it again");
                     progress(DbProgress {
-                        retrying: Some(Retrying {
-                            attempt,
-                            of: job.retry.attempts,
-                            after: e.to_string(),
-                        }),
+                        retrying: Some(retrying),
                         ..DbProgress::default()
                     });
                     if !crate::retry::pause(delay, stopper.flag()).await {
