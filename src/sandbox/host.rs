@@ -244,6 +244,13 @@ impl SourceHost {
         Ok(())
     }
 
+    /// Takes the link down (on the destination's end: nothing passes
+    /// either way) or up again.
+    pub fn set_link(&self, up: bool) -> Result<()> {
+        let state = if up { "up" } else { "down" };
+        ip(&["link", "set", "dev", &self.link, state]).map(|_| ())
+    }
+
     /// The link's rate, when shaped.
     pub fn shaped(&self) -> Option<u64> {
         self.shaped.lock().ok().and_then(|s| *s)

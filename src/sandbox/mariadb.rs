@@ -83,6 +83,7 @@ pub struct MariaDb {
     /// The source's host it runs in; `None`: on this machine's loopback.
     /// (After the process: a server is stopped before its host goes.)
     pub host: Option<Arc<SourceHost>>,
+    placement: Placement,
 }
 
 impl MariaDb {
@@ -141,28 +142,15 @@ impl MariaDb {
         let mut last_error = None;
         for _ in 0..3 {
             let port = free_port()?;
-            let mut cmd = Command::new(&mariadbd);
-            cmd.arg("--no-defaults")
-                .arg(format!("--datadir={}", data.display()))
-                .arg(format!("--socket={}", socket.display()))
-                .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
-                .arg(format!("--port={port}"))
-                .arg(format!("--tmpdir={}", tmp.display()))
-                .args([
-                    "--bind-address=127.0.0.1",
-                    "--skip-name-resolve",
-                    "--skip-log-bin",
-                    "--local-infile=1",
-                    "--max-connections=400",
-                    "--innodb-buffer-pool-size=256M",
-                    "--innodb-log-file-size=256M",
-                    "--innodb-flush-log-at-trx-commit=2",
-                ])
-                .args(role.args());
-            if as_root {
-                cmd.arg("--user=root");
-            }
-            placement.apply(&mut cmd, private.as_deref())?;
+            let cmd = command(
+                &mariadbd,
+                dir,
+                &socket,
+                port,
+                role,
+                placement,
+                private.as_deref(),
+            )?;
             let process = ServerProcess::spawn(name, cmd, dir.join("mysqld.log"))?;
             let server = MariaDb {
                 name: name.to_owned(),
@@ -171,6 +159,7 @@ impl MariaDb {
                 dir: dir.to_owned(),
                 socket: socket.clone(),
                 host: placement.host.clone(),
+                placement: placement.clone(),
                 process,
             };
             match server.wait_until_ready().await {
@@ -358,6 +347,61 @@ impl MariaDb {
     pub fn stop(&mut self) {
         self.process.stop(Duration::from_secs(30));
     }
+
+    /// Stops the server (SIGTERM, as a service restart does) and starts it
+    /// again on the same port and data; answers once it answers again.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop();
+        let mariadbd = require("mariadbd", "mariadb-server")?;
+        let private = self.host.as_ref().map(|_| self.dir.join("run"));
+        let cmd = command(
+            &mariadbd,
+            &self.dir,
+            &self.socket,
+            self.port,
+            self.role,
+            &self.placement,
+            private.as_deref(),
+        )?;
+        self.process = ServerProcess::spawn(&self.name, cmd, self.dir.join("mysqld.log"))?;
+        self.wait_until_ready().await?;
+        self.set_time_zone().await
+    }
+}
+
+/// The command line of a server of `dir` on `port`, placed.
+fn command(
+    mariadbd: &Path,
+    dir: &Path,
+    socket: &Path,
+    port: u16,
+    role: Role,
+    placement: &Placement,
+    private: Option<&Path>,
+) -> Result<Command> {
+    let mut cmd = Command::new(mariadbd);
+    cmd.arg("--no-defaults")
+        .arg(format!("--datadir={}", dir.join("data").display()))
+        .arg(format!("--socket={}", socket.display()))
+        .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+        .arg(format!("--port={port}"))
+        .arg(format!("--tmpdir={}", dir.join("tmp").display()))
+        .args([
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            "--skip-log-bin",
+            "--local-infile=1",
+            "--max-connections=400",
+            "--innodb-buffer-pool-size=256M",
+            "--innodb-log-file-size=256M",
+            "--innodb-flush-log-at-trx-commit=2",
+        ])
+        .args(role.args());
+    if is_root() {
+        cmd.arg("--user=root");
+    }
+    placement.apply(&mut cmd, private)?;
+    Ok(cmd)
 }
 
 /// The session of the sandbox's own connections.
