@@ -132,6 +132,8 @@ pub struct Migrations {
     pub max_bytes_per_s: Option<u64>,
     /// How an object's work is tried again after a transient fault.
     pub retry: crate::retry::RetryPolicy,
+    /// No payload and no answer to keepalives this long: stalled.
+    pub stall: std::time::Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -171,7 +173,9 @@ impl std::fmt::Debug for Source {
 }
 
 /// The file as written; `Config` is what validation makes of it.
-mod raw {
+mod migrations;
+
+pub(super) mod raw {
     use serde::Deserialize;
 
     #[derive(Deserialize)]
@@ -249,6 +253,7 @@ mod raw {
         pub retry_attempts: Option<i64>,
         pub retry_first_delay_s: Option<i64>,
         pub retry_max_delay_s: Option<i64>,
+        pub stall_s: Option<i64>,
     }
 
     #[derive(Deserialize, Default)]
@@ -335,9 +340,9 @@ fn line_of(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     }
 }
 
-type Checked<T> = Result<T, (String, String)>;
+pub(super) type Checked<T> = Result<T, (String, String)>;
 
-fn bad<T>(key: &str, message: impl Into<String>) -> Checked<T> {
+pub(super) fn bad<T>(key: &str, message: impl Into<String>) -> Checked<T> {
     Err((key.to_owned(), message.into()))
 }
 
@@ -358,7 +363,8 @@ fn validate(file: raw::File) -> Checked<Config> {
         "migrations.max_bytes_per_s",
         file.migrations.max_bytes_per_s,
     )?;
-    let retry = retry_policy(&file.migrations)?;
+    let retry = migrations::retry_policy(&file.migrations)?;
+    let stall = migrations::stall(&file.migrations)?;
 
     let ssh = file.ssh;
     let known_hosts = match ssh.known_hosts {
@@ -424,6 +430,7 @@ fn validate(file: raw::File) -> Checked<Config> {
             max_parallel: max_parallel as usize,
             max_bytes_per_s,
             retry,
+            stall,
         },
         ssh: Ssh {
             known_hosts,
@@ -432,47 +439,6 @@ fn validate(file: raw::File) -> Checked<Config> {
             connect_timeout_s: connect_timeout_s as u64,
         },
         sources,
-    })
-}
-
-/// `migrations.retry_*`; CONFIG.md's defaults where absent.
-fn retry_policy(m: &raw::Migrations) -> Checked<crate::retry::RetryPolicy> {
-    let default = crate::retry::RetryPolicy::default();
-    let attempts = m.retry_attempts.unwrap_or(default.attempts as i64);
-    if !(0..=100).contains(&attempts) {
-        return bad(
-            "migrations.retry_attempts",
-            "must be a number of tries from 0 (none) to 100",
-        );
-    }
-    let seconds = |key: &str, value: Option<i64>, default: std::time::Duration| {
-        let v = value.unwrap_or(default.as_secs() as i64);
-        if (0..=3600).contains(&v) {
-            Ok(std::time::Duration::from_secs(v as u64))
-        } else {
-            bad(key, "must be a number of seconds from 0 to 3600")
-        }
-    };
-    let first_delay = seconds(
-        "migrations.retry_first_delay_s",
-        m.retry_first_delay_s,
-        default.first_delay,
-    )?;
-    let max_delay = seconds(
-        "migrations.retry_max_delay_s",
-        m.retry_max_delay_s,
-        default.max_delay,
-    )?;
-    if max_delay < first_delay {
-        return bad(
-            "migrations.retry_max_delay_s",
-            "must be at least migrations.retry_first_delay_s",
-        );
-    }
-    Ok(crate::retry::RetryPolicy {
-        attempts: attempts as u32,
-        first_delay,
-        max_delay,
     })
 }
 

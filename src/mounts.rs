@@ -65,6 +65,14 @@ pub struct Mount {
 /// Parses `/proc/self/mounts`: pseudo file systems dropped, one entry per
 /// mount point (the last mount on a point is the visible one).
 pub fn parse_mount_table(text: &str) -> Vec<Mount> {
+    let mut mounts = parse_all_mounts(text);
+    mounts.retain(|m| !PSEUDO.contains(&m.fs_type.as_str()));
+    mounts
+}
+
+/// Every mount of the table, pseudo file systems too (tmpfs holds files),
+/// one per mount point.
+fn parse_all_mounts(text: &str) -> Vec<Mount> {
     let mut mounts: Vec<Mount> = Vec::new();
     for line in text.lines() {
         let mut fields = line.split_whitespace();
@@ -73,9 +81,6 @@ pub fn parse_mount_table(text: &str) -> Vec<Mount> {
         else {
             continue;
         };
-        if PSEUDO.contains(&fs_type) {
-            continue;
-        }
         let mount = Mount {
             device: unescape(device),
             mountpoint: unescape(point),
@@ -132,6 +137,30 @@ fn statvfs(path: &Path) -> std::io::Result<(u64, u64)> {
     #[allow(clippy::unnecessary_cast)]
     let (frsize, blocks, avail) = (st.f_frsize as u64, st.f_blocks as u64, st.f_bavail as u64);
     Ok((blocks.saturating_mul(frsize), avail.saturating_mul(frsize)))
+}
+
+/// The mount point of the file system `path` is on (or would be, once
+/// created): the longest mount point above its nearest existing ancestor.
+pub fn mount_point_of(path: &Path) -> Option<String> {
+    let existing = path
+        .ancestors()
+        .find_map(|a| std::fs::canonicalize(a).ok())?;
+    let table = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    parse_all_mounts(&table)
+        .into_iter()
+        .filter(|m| existing.starts_with(&m.mountpoint))
+        .max_by_key(|m| m.mountpoint.len())
+        .map(|m| m.mountpoint)
+}
+
+/// Free bytes (for unprivileged users) of the file system at `path`, or of
+/// its nearest existing ancestor.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let existing = path
+        .ancestors()
+        .find(|a| a.exists())
+        .unwrap_or(Path::new("/"));
+    statvfs(existing).map(|(_, free)| free)
 }
 
 /// Every file system a dump could be written to, with its sizes.

@@ -74,6 +74,21 @@ pub async fn pause(delay: Duration, stop: &std::sync::atomic::AtomicBool) -> boo
     }
 }
 
+/// As `pause`, for a thread that may block.
+pub fn pause_blocking(delay: Duration, stop: &std::sync::atomic::AtomicBool) -> bool {
+    let until = std::time::Instant::now() + delay;
+    loop {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return false;
+        }
+        let now = std::time::Instant::now();
+        if now >= until {
+            return true;
+        }
+        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    }
+}
+
 /// An object's work waiting to be tried again, for its status.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Retrying {

@@ -37,6 +37,7 @@ fn minimal_file_gets_defaults() {
     );
     assert_eq!(c.migrations.max_parallel, 4);
     assert_eq!(c.migrations.retry, crate::retry::RetryPolicy::default());
+    assert_eq!(c.migrations.stall, crate::ssh::DEFAULT_STALL);
     assert_eq!(
         c.ssh.known_hosts,
         PathBuf::from("/var/lib/hostmig/known_hosts")
@@ -55,7 +56,7 @@ fn whole_file_parses() {
         "[destination]\npanel_db = \"mysql://admin:pw@127.0.0.1:3306/psa\"\nvhosts_root = \"/srv/vhosts\"\nmailnames_root = \"/srv/mail\"\nfallback_owner = \"www-data:www-data\"\n\
          [[destination.db_servers]]\nhost = \"localhost\"\nport = 3306\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3306\"\ndefault = true\n\
          [[destination.db_servers]]\nhost = \"db2\"\nport = 3307\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3307\"\n\
-         [migrations]\nmax_parallel = 8\nmax_bytes_per_s = 2097152\nretry_attempts = 0\nretry_first_delay_s = 1\nretry_max_delay_s = 9\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
+         [migrations]\nmax_parallel = 8\nmax_bytes_per_s = 2097152\nretry_attempts = 0\nretry_first_delay_s = 1\nretry_max_delay_s = 9\nstall_s = 30\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
          [[sources]]\nhost = \"127.0.0.1:2222\"\npsa_conf = \"/srv/src/etc/psa/psa.conf\"\npanel_db = \"mysql://admin@127.0.0.1:3307/psa\"\nmax_bytes_per_s = 1024\n\
          [[sources]]\nhost = \"old.example\"\nmax_bytes_per_s = 0\n",
     )
@@ -70,6 +71,7 @@ fn whole_file_parses() {
     assert_eq!(c.ssh.host_key_policy, HostKeyPolicy::AcceptNew);
     assert_eq!(c.sources[0].host, "127.0.0.1:2222");
     assert_eq!(c.migrations.max_bytes_per_s, Some(2 << 20));
+    assert_eq!(c.migrations.stall, std::time::Duration::from_secs(30));
     let retry = c.migrations.retry;
     assert_eq!(
         (
@@ -291,6 +293,11 @@ fn refusals_name_the_key() {
             "retry_max_delay_s = 3601",
             "migrations.retry_max_delay_s",
             "must be a number of seconds",
+        ),
+        (
+            "stall_s = 1",
+            "migrations.stall_s",
+            "must be a number of seconds from 2",
         ),
         (
             "retry_first_delay_s = 10\nretry_max_delay_s = 5",

@@ -4,6 +4,7 @@
 //! sessions come from the migration's `SessionPool`, so trees after the
 //! first do not pay for new logins. Progress goes to the Migration, typed.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,9 +19,12 @@ use super::stopper::Stopper;
 use crate::journal;
 use crate::panel::source::DomainRecord;
 use crate::remap::Remap;
+use crate::retry::RetryPolicy;
 use crate::ssh::{Login, Options, Session};
 use crate::transfer::owner;
-use crate::transfer::tree::{sync_tree, Phase, Progress, TreeError, TreeJob, TreeReport};
+use crate::transfer::tree::{
+    discard_staging, sync_tree_try, Phase, Progress, TreeError, TreeJob, TreeReport, Tries,
+};
 
 /// The content trees of a domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,11 +96,12 @@ impl SessionPool {
         }
     }
 
-    /// `n` logged-in sessions: idle ones first, the rest logged in at once.
-    fn take(&self, n: usize) -> Result<Vec<Session>, TreeError> {
+    /// `n` logged-in sessions: idle ones first (none when `fresh`: after a
+    /// fault they may be as broken), the rest logged in at once.
+    fn take(&self, n: usize, fresh: bool) -> Result<Vec<Session>, TreeError> {
         let mut out: Vec<Session> = match self.idle.lock() {
             Ok(mut idle) => {
-                idle.retain(|(_, since)| since.elapsed() < MAX_IDLE);
+                idle.retain(|(_, since)| !fresh && since.elapsed() < MAX_IDLE);
                 let keep = idle.len().saturating_sub(n);
                 idle.split_off(keep).into_iter().map(|(s, _)| s).collect()
             }
@@ -151,6 +156,8 @@ pub struct CopyTree {
     pub job: TreeJob,
     pub item: Item,
     pub progress: Recipient<Progressed>,
+    /// How a transient fault is tried again.
+    pub retry: RetryPolicy,
 }
 
 impl Handler<CopyTree> for ContentTransfer {
@@ -165,33 +172,7 @@ impl Handler<CopyTree> for ContentTransfer {
                 // Bulk copying yields the CPU to the API and the actors
                 // (the threads this one starts inherit it).
                 crate::priority::set_thread_nice(crate::priority::BULK_NICE, "a transfer thread");
-                let CopyTree {
-                    job,
-                    item,
-                    progress,
-                } = msg;
-                let mut report = tree_reporter(item, progress);
-                let result = pool.take(COPY_STREAMS + 1).and_then(|mut sessions| {
-                    let Some(hasher) = sessions.pop() else {
-                        return Err(TreeError::Channel("no SSH session for hashing".into()));
-                    };
-                    let result = sync_tree(&sessions, &hasher, &job, stopper.flag(), &mut report);
-                    // A session that saw a failure may be broken: not reused.
-                    // The hashing session may have idled since its work
-                    // ended long ago: closed rather than trusted.
-                    drop(hasher);
-                    if result.is_ok() {
-                        pool.put(sessions);
-                    }
-                    result
-                });
-                // A login broken by the stopper is the stop too (sync_tree
-                // already says so for everything after the login).
-                let result = match result {
-                    Err(_) if stopper.stopped() => Err(TreeError::Stopped),
-                    other => other,
-                };
-                let _ = tx.send(result);
+                let _ = tx.send(copy_with_retries(&pool, &stopper, msg));
             });
         Box::pin(async move {
             if let Err(e) = spawned {
@@ -202,6 +183,81 @@ impl Handler<CopyTree> for ContentTransfer {
             }
             rx.await.unwrap_or(Err(TreeError::Thread("transfer")))
         })
+    }
+}
+
+/// Copies a tree, trying again after a transient fault within the retry
+/// policy, each try on new sessions and going on from what the earlier
+/// ones left (`sync_tree_try`). Blocking.
+fn copy_with_retries(
+    pool: &SessionPool,
+    stopper: &Stopper,
+    msg: CopyTree,
+) -> Result<TreeReport, TreeError> {
+    let CopyTree {
+        job,
+        item,
+        progress,
+        retry,
+    } = msg;
+    let mut report = tree_reporter(item.clone(), progress.clone());
+    let received = AtomicU64::new(0);
+    let began = crate::transfer::unix_now();
+    let mut attempt = 0u32;
+    loop {
+        let tries = Tries {
+            resume: (attempt > 0).then_some(began),
+            received: &received,
+        };
+        let result = pool
+            .take(COPY_STREAMS + 1, attempt > 0)
+            .and_then(|mut sessions| {
+                let Some(hasher) = sessions.pop() else {
+                    return Err(TreeError::Channel("no SSH session for hashing".into()));
+                };
+                let result =
+                    sync_tree_try(&sessions, &hasher, &job, stopper.flag(), &mut report, tries);
+                // A session that saw a failure may be broken: not reused.
+                // The hashing session may have idled since its work ended
+                // long ago: closed rather than trusted.
+                drop(hasher);
+                if result.is_ok() {
+                    pool.put(sessions);
+                }
+                result
+            });
+        // A login broken by the stopper is the stop too (sync_tree_try
+        // already says so for everything after the login).
+        let error = match result {
+            Ok(mut done) => {
+                done.attempts = attempt + 1;
+                return Ok(done);
+            }
+            Err(_) if stopper.stopped() => return Err(TreeError::Stopped),
+            Err(e) => e,
+        };
+        let Some(why) = error.transient() else {
+            return Err(error);
+        };
+        let Some((retrying, delay)) = retry.next(&mut attempt, &why) else {
+            discard_staging(&job);
+            return Err(if attempt == 0 {
+                error
+            } else {
+                TreeError::GaveUp {
+                    tries: attempt + 1,
+                    last: Box::new(error),
+                }
+            });
+        };
+        tracing::warn!(tree = %job.label, error = %error, attempt, of = retry.attempts, delay_s = delay.as_secs(), "the copy of a tree was interrupted; trying it again from what it has");
+        let mut waiting = ItemProgress::new(item.clone());
+        waiting.retrying = Some(retrying);
+        let _ = progress.try_send(Progressed(Update::Item(waiting)));
+        if !crate::retry::pause_blocking(delay, stopper.flag()) {
+            discard_staging(&job);
+            return Err(TreeError::Stopped);
+        }
     }
 }
 
@@ -393,6 +449,7 @@ async fn copy_all(
             job: job.clone(),
             item,
             progress: progress.clone(),
+            retry: env.config.migrations.retry,
         });
         async move {
             let result = copy.await;

@@ -468,7 +468,7 @@ async fn connect_source(
     login: Login,
     tunnel: bool,
 ) -> Result<(SourceAccess, Option<Tunnel>), Refusal> {
-    let opts = Options::from(&config.ssh);
+    let opts = Options::from(config);
     let key = crate::caps::host_key(host);
     let overrides = config
         .sources

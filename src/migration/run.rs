@@ -218,7 +218,7 @@ impl Actor for Migration {
         let Some((prepared, config, journal)) = self.pending.take() else {
             return;
         };
-        let opts = Options::from(&config.ssh);
+        let opts = Options::from(&*config);
         let env = Arc::new(Env {
             id: self.guard.id,
             pool: Arc::new(SessionPool::new(

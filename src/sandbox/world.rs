@@ -379,6 +379,7 @@ impl Source {
             policy: crate::config::HostKeyPolicy::AcceptNew,
             connect_timeout: Duration::from_secs(10),
             io_timeout: Duration::from_secs(120),
+            stall: crate::ssh::DEFAULT_STALL,
         };
         (login, opts)
     }

@@ -86,18 +86,36 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Longest any single blocking call may wait for the source.
     pub io_timeout: Duration,
+    /// A connection that carried nothing (no payload, no answer to a
+    /// keepalive) this long while work waits on it is stalled
+    /// (`migrations.stall_s`).
+    pub stall: Duration,
 }
 
-impl From<&crate::config::Ssh> for Options {
-    fn from(ssh: &crate::config::Ssh) -> Self {
+impl Options {
+    /// How often a watched read looks at the connection, and the
+    /// keepalive interval: a quarter of the stall time, 1 to 30 s.
+    pub fn tick(&self) -> Duration {
+        (self.stall / 4).clamp(Duration::from_secs(1), Duration::from_secs(30))
+    }
+}
+
+impl From<&crate::config::Config> for Options {
+    fn from(config: &crate::config::Config) -> Self {
+        let ssh = &config.ssh;
         Options {
             known_hosts: ssh.known_hosts.clone(),
             policy: ssh.host_key_policy,
             connect_timeout: Duration::from_secs(ssh.connect_timeout_s),
-            io_timeout: Duration::from_secs(120),
+            // A call that waits this long on a silent source is stalled too.
+            io_timeout: config.migrations.stall,
+            stall: config.migrations.stall,
         }
     }
 }
+
+/// CONFIG.md's `migrations.stall_s`.
+pub const DEFAULT_STALL: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
@@ -143,6 +161,9 @@ pub struct Output {
 
 /// One logged-in SSH session: one thread of work uses it at a time.
 pub struct Session {
+    tick: Duration,
+    io_timeout: Duration,
+    stall: Duration,
     inner: ssh2::Session,
     tcp: TcpStream,
     host: String,
@@ -217,8 +238,17 @@ impl Session {
         inner
             .handshake()
             .map_err(|e| unreachable(format!("SSH handshake failed: {}", e.message())))?;
-        inner.set_keepalive(true, SSH_KEEPALIVE_S);
-        let session = Session { inner, tcp, host };
+        // Answered keepalives show a quiet connection is alive (`quiet_for`).
+        let interval = (opts.tick().as_secs() as u32).clamp(2, SSH_KEEPALIVE_S);
+        inner.set_keepalive(true, interval);
+        let session = Session {
+            inner,
+            tcp,
+            host,
+            tick: opts.tick(),
+            io_timeout: opts.io_timeout,
+            stall: opts.stall,
+        };
         session.verify_host_key(&login.target, opts)?;
         session.authenticate(login)?;
         Ok(session)
@@ -383,6 +413,94 @@ impl Session {
 
     pub(crate) fn tcp(&self) -> &TcpStream {
         &self.tcp
+    }
+
+    /// How long since the source last sent anything on this connection
+    /// (payload, or an answer to a keepalive), as the kernel saw it.
+    pub fn quiet_for(&self) -> Option<Duration> {
+        use std::os::fd::AsRawFd;
+        let mut info = std::mem::MaybeUninit::<libc::tcp_info>::zeroed();
+        let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+        // SAFETY: a valid socket, and a buffer of the size given.
+        let rc = unsafe {
+            libc::getsockopt(
+                self.tcp.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_INFO,
+                info.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 {
+            return None;
+        }
+        // SAFETY: getsockopt succeeded; the struct was zeroed before.
+        let info = unsafe { info.assume_init() };
+        Some(Duration::from_millis(info.tcpi_last_data_recv as u64))
+    }
+
+    /// The configured stall time.
+    pub fn stall(&self) -> Duration {
+        self.stall
+    }
+
+    /// The stall, when this connection has carried nothing for the stall
+    /// time: the error a watched read fails with.
+    pub fn stalled(&self) -> Option<std::io::Error> {
+        let quiet = self.quiet_for()?;
+        (quiet >= self.stall).then(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{STALLED} {} s", quiet.as_secs()),
+            )
+        })
+    }
+}
+
+/// How a stall's error begins; the status says it as the fault.
+pub const STALLED: &str = "stalled for";
+
+/// A command's channel whose reads never wait forever on a source that
+/// went silent, nor give up on one that is only slow: a read that waits a
+/// tick sends a keepalive and waits again, until the connection has
+/// carried nothing for the stall time (`Session::stalled`).
+pub struct Watched<'a> {
+    pub channel: ssh2::Channel,
+    session: &'a Session,
+}
+
+impl<'a> Watched<'a> {
+    pub fn new(session: &'a Session, channel: ssh2::Channel) -> Self {
+        session.inner.set_timeout(millis(session.tick));
+        Watched { channel, session }
+    }
+}
+
+impl Drop for Watched<'_> {
+    fn drop(&mut self) {
+        self.session
+            .inner
+            .set_timeout(millis(self.session.io_timeout));
+    }
+}
+
+fn millis(d: Duration) -> u32 {
+    d.as_millis().min(u32::MAX as u128) as u32
+}
+
+impl Read for Watched<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            match self.channel.read(buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    if let Some(stalled) = self.session.stalled() {
+                        return Err(stalled);
+                    }
+                    let _ = self.session.inner.keepalive_send();
+                }
+                other => return other,
+            }
+        }
     }
 }
 

@@ -131,7 +131,13 @@ fn accept_loop(
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((local, _)) => {
-                let session = match spare.take() {
+                // The session logged in at open serves the first
+                // connection, unless it has been quiet a tick since (its
+                // source may have gone silent meanwhile).
+                let fresh = spare
+                    .take()
+                    .filter(|s| s.quiet_for().is_some_and(|q| q < opts.tick()));
+                let session = match fresh {
                     Some(s) => Ok(s),
                     None => Session::connect(&login, &opts),
                 };
@@ -211,6 +217,13 @@ fn bridge(
         // long for a query keeps its SSH session (and NATs) alive.
         if keepalive_checked.elapsed() >= KEEPALIVE_CHECK {
             keepalive_checked = Instant::now();
+            // Nothing from the source, not even a keepalive's answer, for
+            // the stall time: this connection is ended, and the work on it
+            // tried again on a new one.
+            if let Some(stalled) = session.stalled() {
+                tracing::warn!(error = %stalled, "tunnel connection stalled; ending it");
+                return Err(stalled);
+            }
             match session.raw().keepalive_send() {
                 Ok(_) => {}
                 // LIBSSH2_ERROR_EAGAIN: the socket is busy; asked again later.

@@ -9,7 +9,8 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use super::listing::{Listing, NodeKind};
+use super::conf::Rewrites;
+use super::listing::{self, Listing, NodeKind};
 use super::streams::{fix_dir_mtimes, stream_paths, with_source_hashes, Landing};
 use super::tree::{io, ms, remove_staged, Copied, Run, TreeError};
 
@@ -38,6 +39,14 @@ pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeEr
     } else {
         job.local.clone()
     };
+    // A try after a fault goes on from what the earlier ones staged.
+    if run.resume.is_some() && fs::symlink_metadata(&root).is_ok_and(|m| m.is_dir()) {
+        let here = listing::local(&root)?;
+        let mut copied = super::rsync::rsync(run, src, here, &Rewrites::new(), &root)?;
+        // Every file is new here: its conf/ rewriting too.
+        copied.sent = src.keys().cloned().collect();
+        return Ok(copied);
+    }
     // What an earlier, stopped run left here is replaced whole.
     if fs::symlink_metadata(&root).is_ok() {
         fs::remove_dir_all(&root).map_err(io(format!(
@@ -60,6 +69,7 @@ pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeEr
             src,
             stop,
             totals: (files_total, bytes_total),
+            received: run.received,
         };
         let unpacked = stream_paths(sessions, &all, &into, progress)?;
         // Streams in parallel wrote into each other's directories.
@@ -69,7 +79,8 @@ pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeEr
     let (unpacked, src_hashes) = match copied {
         Ok(c) => c,
         Err(e) => {
-            if same_fs {
+            // A transient fault keeps what is staged for the next try.
+            if same_fs && e.transient().is_none() {
                 remove_staged(&root);
             }
             return Err(e);

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::commands::{self, enter, LIST_FROM_STDIN};
@@ -182,7 +182,8 @@ fn stream_command(
     input: Option<&[u8]>,
     each: &mut dyn FnMut(Vec<u8>),
 ) -> Result<(), String> {
-    let mut channel = commands::start(session, command, input)?;
+    let channel = commands::start(session, command, input)?;
+    let mut channel = crate::ssh::Watched::new(session, channel);
     {
         let mut reader = BufReader::with_capacity(256 * 1024, &mut channel);
         loop {
@@ -199,13 +200,42 @@ fn stream_command(
             each(record);
         }
     }
-    match commands::finish(&mut channel)? {
+    match commands::finish(&mut channel.channel)? {
         (0, _) => Ok(()),
         (status, stderr) => Err(format!(
             "exit status {status}: {}",
             stderr.chars().take(300).collect::<String>()
         )),
     }
+}
+
+/// BLAKE2b-512 of the given files of the destination's tree at `root`,
+/// read in blocks.
+pub fn local_hashes(root: &Path, paths: &[Vec<u8>]) -> Result<HashMap<Vec<u8>, Hash>, ListError> {
+    let mut out = HashMap::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    for p in paths {
+        let path = root.join(std::ffi::OsStr::from_bytes(p));
+        let err = |source| ListError::Local {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut file = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(err)?;
+        let mut hasher = Hasher::new();
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).map_err(err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        out.insert(p.clone(), hasher.finish());
+    }
+    Ok(out)
 }
 
 /// The destination's tree at `root` (empty when it does not exist).

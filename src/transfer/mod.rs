@@ -29,6 +29,13 @@ pub fn kept_mode(mode: u32) -> u32 {
     mode & 0o1777
 }
 
+/// Now, in Unix seconds.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Sets a path's mtime (and atime) without following a symlink.
 pub fn set_mtime(path: &Path, secs: i64) -> std::io::Result<()> {
     let c = CString::new(path.as_os_str().as_bytes())

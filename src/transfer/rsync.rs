@@ -5,22 +5,26 @@
 use std::collections::BTreeSet;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::time::Instant;
 
 use super::conf::Rewrites;
 use super::kept_mode;
-use super::listing::{link_groups, shown, Listing, NodeKind};
+use super::listing::{link_groups, local_hashes, shown, Listing, NodeKind};
 use super::streams::{fix_dir_mtimes, stream_paths, with_source_hashes, Landing};
 use super::tree::{io, ms, Copied, Run, TreeError};
 use super::unpack::Unpacked;
 use super::verify::totals;
 
-/// Brings the tree at the job's final path (listed as `dst`) up to date.
+/// Brings the tree at `root` (the job's final path, or the archive's
+/// staging on a try after a fault), listed as `dst`, up to date.
 pub(super) fn rsync(
     run: &mut Run<'_>,
     src: &Listing,
     dst: Listing,
     rewritten: &Rewrites,
+    root: &Path,
 ) -> Result<Copied, TreeError> {
     let (sessions, hasher, job, stop) = (run.sessions, run.hasher, run.job, run.stop);
     let (send, delete) = compare(src, &dst, rewritten);
@@ -28,7 +32,7 @@ pub(super) fn rsync(
     let mut delete = delete;
     delete.sort_by(|a, b| b.len().cmp(&a.len()).then(b.cmp(a)));
     for p in &delete {
-        let path = job.local.join(std::ffi::OsStr::from_bytes(p));
+        let path = root.join(std::ffi::OsStr::from_bytes(p));
         let removed = match fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => fs::remove_dir_all(&path),
             Ok(_) => fs::remove_file(&path),
@@ -40,33 +44,54 @@ pub(super) fn rsync(
     let sent: BTreeSet<Vec<u8>> = send.iter().cloned().collect();
     let send_set = &sent;
     let (files_total, bytes_total) = totals(src, |p| send_set.contains(p));
-    let files: Vec<Vec<u8>> = send
+    let mut files: Vec<Vec<u8>> = send
         .iter()
         .filter(|p| src.get(*p).is_some_and(|n| n.kind == NodeKind::File))
         .cloned()
         .collect();
+    // After a fault: what an earlier try wrote whole is kept, once its
+    // hash matches the source's.
+    let kept = match run.resume {
+        Some(since) => written_since(root, src, &dst, send_set, since),
+        None => Vec::new(),
+    };
+    files.extend(kept.iter().cloned());
+    files.sort();
     let mut timings = std::mem::take(&mut run.report.timings);
     let writing = Instant::now();
     let progress = &mut *run.progress;
+    let received = run.received;
     let (unpacked, src_hashes) =
         with_source_hashes(hasher, &job.remote, Some(files), &mut timings, || {
+            let mut hashes = local_hashes(root, &kept)?;
             if send.is_empty() {
-                return Ok(Unpacked::default());
+                return Ok(Unpacked {
+                    hashes,
+                    ..Unpacked::default()
+                });
             }
             let into = Landing {
-                root: &job.local,
+                root,
                 job,
                 src,
                 stop,
                 totals: (files_total, bytes_total),
+                received,
             };
-            stream_paths(sessions, &send, &into, progress)
+            let streamed = stream_paths(sessions, &send, &into, progress)?;
+            hashes.extend(streamed.hashes);
+            Ok(Unpacked { hashes, ..streamed })
         })?;
     timings.write_ms = ms(writing).saturating_sub(timings.hash_wait_ms);
     run.report.timings = timings;
+    let (kept_files, kept_bytes) = totals(src, |p| {
+        kept.binary_search_by(|k| k.as_slice().cmp(p)).is_ok()
+    });
+    run.report.kept_files = kept_files;
+    run.report.kept_bytes = kept_bytes;
     // Deleting and writing changed directories' mtimes: put the source's back.
     let untouched = sent.is_empty() && run.report.deleted == 0;
-    let fixed = fix_dir_mtimes(&job.local, src, untouched.then_some(&dst))?;
+    let fixed = fix_dir_mtimes(root, src, untouched.then_some(&dst))?;
     run.report.sent_files = unpacked.files;
     run.report.sent_bytes = unpacked.bytes;
     let unchanged = (untouched && !fixed).then_some(dst);
@@ -74,9 +99,33 @@ pub(super) fn rsync(
         dst_hashes: unpacked.hashes,
         src_hashes,
         sent,
-        root: job.local.clone(),
+        root: root.to_owned(),
         unchanged,
     })
+}
+
+/// The files of `dst` not to be sent that a try since `since` (Unix
+/// seconds) wrote: their inode changed since then. Sorted.
+fn written_since(
+    root: &Path,
+    src: &Listing,
+    dst: &Listing,
+    send: &BTreeSet<Vec<u8>>,
+    since: i64,
+) -> Vec<Vec<u8>> {
+    dst.iter()
+        .filter(|(p, n)| {
+            n.kind == NodeKind::File
+                && !send.contains(*p)
+                && src.get(*p).is_some_and(|s| s.kind == NodeKind::File)
+        })
+        .filter(|(p, _)| {
+            fs::symlink_metadata(root.join(std::ffi::OsStr::from_bytes(p)))
+                // A second's slack: the clock's granularity, never less hashing.
+                .is_ok_and(|m| m.ctime() >= since - 1)
+        })
+        .map(|(p, _)| p.clone())
+        .collect()
 }
 
 /// What differs between the source and the destination: the paths to send

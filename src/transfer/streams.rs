@@ -10,7 +10,7 @@ use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::commands;
@@ -234,24 +234,44 @@ fn stream_into(
     progress: &mut (dyn FnMut(Progress) + Send),
 ) -> Result<Unpacked, TreeError> {
     let channel = commands::start(session, command, input).map_err(TreeError::Channel)?;
-    // What the stream carries is read under the migration's caps.
-    let mut metered = into.job.meter.reader(channel);
+    // What the stream carries is read under the migration's caps, and
+    // counted for the tree's report.
+    let counted = Counted {
+        inner: crate::ssh::Watched::new(session, channel),
+        count: into.received,
+    };
+    let mut metered = into.job.meter.reader(counted);
     let (unpacked, read) = pumped(
         &mut metered,
         || session.shutdown(),
         |stream| unpack_into(into, stream, progress),
     );
-    let mut channel = metered.inner;
+    let mut channel = metered.inner.inner;
+    let channel = &mut channel.channel;
     // The source's exit status and complaint explain a failure best;
     // they can be read when the stream ended (not when it was broken).
     let exit = match read {
-        Ok(()) => commands::finish(&mut channel).map_err(TreeError::Channel),
+        Ok(()) => commands::finish(channel).map_err(TreeError::Channel),
         Err(e) => Err(TreeError::Channel(e.to_string())),
     };
     match (unpacked, exit) {
         (_, Ok((status, stderr))) if status != 0 => Err(TreeError::SourceTar { status, stderr }),
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
         (Ok(unpacked), Ok(_)) => Ok(unpacked),
+    }
+}
+
+/// A reader that adds what it reads to a counter.
+struct Counted<'a, R> {
+    inner: R,
+    count: &'a AtomicU64,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
     }
 }
 
@@ -264,6 +284,8 @@ pub(super) struct Landing<'a> {
     pub stop: &'a AtomicBool,
     /// Files and bytes to send, for progress.
     pub totals: (u64, u64),
+    /// Tar stream bytes received, every stream of every try.
+    pub received: &'a AtomicU64,
 }
 
 /// Creates the tree's root if needed and unpacks `input` into it.
@@ -278,6 +300,7 @@ fn unpack_into(
         src,
         stop,
         totals: (files_total, bytes_total),
+        ..
     } = *into;
     // A stop may have removed staging already: never create it again.
     if stop.load(Ordering::SeqCst) {

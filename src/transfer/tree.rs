@@ -16,11 +16,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use super::conf::{remap_conf, Rewrites};
 use super::listing::{self, Hash, ListError, Listing, NodeKind};
+use super::tar::TarError;
 use super::unpack::UnpackError;
 use super::verify::{totals, verify};
 use crate::remap::Remap;
@@ -68,6 +69,14 @@ pub struct TreeReport {
     pub rewritten_now: Vec<String>,
     /// The tree does not exist on the source.
     pub absent: bool,
+    /// Tries the copy took (1 without a fault).
+    pub attempts: u32,
+    /// Files (and their bytes) an earlier try of this copy had written
+    /// whole, verified by hash and kept rather than sent again.
+    pub kept_files: u64,
+    pub kept_bytes: u64,
+    /// Tar stream bytes received from the source over every try.
+    pub received_bytes: u64,
     /// Where the time went, in milliseconds.
     pub timings: Timings,
 }
@@ -133,6 +142,76 @@ pub enum TreeError {
     },
     #[error("the {0} thread failed")]
     Thread(&'static str),
+    /// A transient fault that the retries did not get past.
+    #[error("{last} (tried {tries} times)")]
+    GaveUp { tries: u32, last: Box<TreeError> },
+    /// ENOSPC while writing the copy: permanent, the object fails.
+    #[error("the destination file system {mount} is full (writing {path}); free space there, then start the migration again")]
+    Full { mount: String, path: String },
+}
+
+impl TreeError {
+    /// Why a transient fault ended a try, for the status (`retrying (1 of
+    /// 5) after: <this> while copying ...`); `None` for a permanent fault
+    /// (a refused login or host key, a refused archive entry, a full disk,
+    /// a write here that failed, a verification difference) or a stop.
+    pub fn transient(&self) -> Option<String> {
+        let lost = |detail: &dyn std::fmt::Display| {
+            let detail = detail.to_string();
+            // A stall says so first: "stalled for 120 s".
+            if let Some(at) = detail.find(crate::ssh::STALLED) {
+                let stall = &detail[at..];
+                let end = stall.find(" s").map_or(stall.len(), |i| i + 2);
+                return Some(stall[..end].to_owned());
+            }
+            Some(format!("connection to the source lost ({detail})"))
+        };
+        match self {
+            TreeError::Channel(e) => lost(e),
+            TreeError::Login(e @ (SshError::Unreachable { .. } | SshError::Failed { .. })) => {
+                lost(e)
+            }
+            TreeError::List(e @ ListError::Remote { reason, .. }) => {
+                // A command that ran and failed (find refused a directory)
+                // fails again; a channel that broke does not.
+                if reason.starts_with("exit status ") {
+                    None
+                } else {
+                    lost(e)
+                }
+            }
+            TreeError::Unpack(UnpackError::Archive(
+                e @ (TarError::Io(_) | TarError::Truncated | TarError::Unterminated),
+            )) => lost(e),
+            // GNU tar: 1 is "some files changed or vanished as they were
+            // read", which a try later finds settled.
+            TreeError::SourceTar { status: 1, .. } => {
+                Some("files changed on the source while they were read".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// A write that failed for want of space names the file system.
+    fn classified(self, job: &TreeJob) -> TreeError {
+        let full = |e: &std::io::Error, path: &str| {
+            (e.raw_os_error() == Some(libc::ENOSPC) || e.raw_os_error() == Some(libc::EDQUOT)).then(
+                || TreeError::Full {
+                    mount: crate::mounts::mount_point_of(Path::new(path))
+                        .unwrap_or_else(|| path.to_owned()),
+                    path: path.to_owned(),
+                },
+            )
+        };
+        let found = match &self {
+            TreeError::Unpack(UnpackError::Write { path, source }) => {
+                full(source, &job.local.join(path).display().to_string())
+            }
+            TreeError::Io { source, .. } => full(source, &job.local.display().to_string()),
+            _ => None,
+        };
+        found.unwrap_or(self)
+    }
 }
 
 impl From<UnpackError> for TreeError {
@@ -161,6 +240,13 @@ pub(super) struct Run<'a> {
     pub stop: &'a AtomicBool,
     pub progress: &'a mut (dyn FnMut(Progress) + Send),
     pub report: TreeReport,
+    /// A try after a fault: when the first try began (Unix seconds). What
+    /// was written since then, and looks complete, is verified by hash and
+    /// kept; the rest is sent.
+    pub resume: Option<i64>,
+    /// Tar stream bytes received, counted as they arrive (a failed try's
+    /// too).
+    pub received: &'a AtomicU64,
 }
 
 impl Run<'_> {
@@ -191,7 +277,7 @@ pub(super) fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-/// Copies, verifies and remaps one tree. `sessions` (at least one) carry
+/// Copies, verifies and remaps one tree, in one try. `sessions` (at least one) carry
 /// the copy, several at once for a large tree; `hasher` (another session)
 /// the source's hashes. A stopper sets `stop` and breaks every session's
 /// socket.
@@ -201,6 +287,37 @@ pub fn sync_tree(
     job: &TreeJob,
     stop: &AtomicBool,
     progress: &mut (dyn FnMut(Progress) + Send),
+) -> Result<TreeReport, TreeError> {
+    let received = AtomicU64::new(0);
+    let tries = Tries {
+        resume: None,
+        received: &received,
+    };
+    // No try follows this one: nothing staged stays.
+    sync_tree_try(sessions, hasher, job, stop, progress, tries)
+        .inspect_err(|_| discard_staging(job))
+}
+
+/// Which try of a tree's copy this is.
+#[derive(Clone, Copy)]
+pub struct Tries<'a> {
+    /// After a fault: when the first try began (Unix seconds).
+    pub resume: Option<i64>,
+    /// Tar stream bytes received by every try so far.
+    pub received: &'a AtomicU64,
+}
+
+/// One try of `sync_tree`. A try after a fault continues from what the
+/// earlier ones left: the archive transport's staging is kept when a try
+/// fails by a transient fault ([`TreeError::transient`]), and the next
+/// try sends only what is not there whole, verifying by hash what it keeps.
+pub fn sync_tree_try(
+    sessions: &[Session],
+    hasher: &Session,
+    job: &TreeJob,
+    stop: &AtomicBool,
+    progress: &mut (dyn FnMut(Progress) + Send),
+    tries: Tries<'_>,
 ) -> Result<TreeReport, TreeError> {
     if sessions.is_empty() {
         return Err(TreeError::Channel("no SSH session to copy with".into()));
@@ -212,6 +329,8 @@ pub fn sync_tree(
         stop,
         progress,
         report: TreeReport::default(),
+        resume: tries.resume,
+        received: tries.received,
     };
     // Whatever broke while a stop was under way (a read on a socket the
     // stopper shut down, say) is the stop.
@@ -219,7 +338,7 @@ pub fn sync_tree(
         if stop.load(Ordering::SeqCst) {
             TreeError::Stopped
         } else {
-            e
+            e.classified(job)
         }
     })
 }
@@ -255,7 +374,9 @@ fn sync(run: &mut Run<'_>) -> Result<TreeReport, TreeError> {
         })
     });
     let copied = match (job.transport, here) {
-        (Transport::Rsync, Some(here)) => super::rsync::rsync(run, &src, here, &rewritten)?,
+        (Transport::Rsync, Some(here)) => {
+            super::rsync::rsync(run, &src, here, &rewritten, &job.local)?
+        }
         _ => super::archive::archive(run, &src)?,
     };
     let root = copied.root.clone();
@@ -268,12 +389,14 @@ fn sync(run: &mut Run<'_>) -> Result<TreeReport, TreeError> {
             }
             place(&root, &job.local)
         });
-    if checked.is_err() && root != job.local {
+    // A transient fault keeps what is staged for the next try.
+    if checked.as_ref().is_err_and(|e| e.transient().is_none()) && root != job.local {
         remove_staged(&root);
     }
     checked?;
     run.report.rewritten = rewritten;
     run.report.timings.total_ms = ms(started);
+    run.report.received_bytes = run.received.load(Ordering::Relaxed);
     Ok(std::mem::take(&mut run.report))
 }
 
@@ -328,6 +451,11 @@ fn finish_tree(
 /// when the migration ends: another tree may be using it).
 pub(super) fn remove_staged(root: &Path) {
     let _ = fs::remove_dir_all(root);
+}
+
+/// Removes what the tries of `job` staged (after the last try failed).
+pub fn discard_staging(job: &TreeJob) {
+    remove_staged(&job.staging);
 }
 
 /// Puts a checked, verified staged tree into place: what was at `local`

@@ -7,6 +7,7 @@ mod content;
 mod databases;
 mod deploy;
 mod engine;
+mod faults;
 mod harness;
 mod migrate_content;
 mod migrate_databases;

@@ -23,22 +23,6 @@ fn jdoe_domain(owner: &str, name: &str) -> String {
     )
 }
 
-/// The tree reports of a migration's event log: (label, report).
-fn tree_reports(w: &World, id: &str) -> Vec<(String, serde_json::Value)> {
-    let log = std::fs::read_to_string(w.dest.state.join(format!("migrations/{id}.jsonl")))
-        .expect("event log");
-    log.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| {
-            let e = v.get("event")?;
-            Some((
-                e.get("tree")?.as_str()?.to_owned(),
-                e.get("report")?.clone(),
-            ))
-        })
-        .collect()
-}
-
 fn sent(reports: &[(String, serde_json::Value)], field: &str) -> u64 {
     reports
         .iter()
@@ -78,7 +62,7 @@ fn rsync_and_each_scope_move_exactly_what_they_should() {
     let status = w.wait(&id);
     assert!(status.contains("<success/>"), "{status}");
     w.assert_content("jdoe.example", JDOE_IP);
-    let reports = tree_reports(&w, &id);
+    let reports = w.tree_reports(&id);
     assert_eq!(reports.len(), 2, "{reports:?}");
     assert!(sent(&reports, "hashed") > 10, "{reports:?}");
 
@@ -388,7 +372,7 @@ fn finish_mid_transfer_stops_at_once_and_rsync_then_sends_only_the_rest() {
     .expect("a new start of the same objects");
     assert!(w.wait(&id).contains("<success/>"));
     w.assert_content("jdoe.example", JDOE_IP);
-    let reports = tree_reports(&w, &id);
+    let reports = w.tree_reports(&id);
     let web = &reports
         .iter()
         .find(|(l, _)| l.starts_with("web"))
@@ -419,7 +403,7 @@ fn resync_sends_nothing_when_nothing_changed_and_exactly_the_changes_after() {
         let new = first(&answer, "migration_id").unwrap_or_else(|| panic!("{answer}"));
         let status = w.wait(&new);
         assert!(status.contains("<success/>"), "{status}");
-        tree_reports(&w, &new)
+        w.tree_reports(&new)
     };
     let reports = resync("");
     assert_eq!(reports.len(), 2, "{reports:?}");

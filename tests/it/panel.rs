@@ -28,6 +28,7 @@ fn discovery_and_the_selected_objects_of_a_source() {
         policy: HostKeyPolicy::AcceptNew,
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(30),
+        stall: hostmig::ssh::DEFAULT_STALL,
     };
     let overrides = config::Source {
         host: sandbox.ssh_host(),

@@ -19,6 +19,7 @@ fn options(known_hosts: &Path, policy: HostKeyPolicy) -> Options {
         policy,
         connect_timeout: Duration::from_secs(5),
         io_timeout: Duration::from_secs(30),
+        stall: hostmig::ssh::DEFAULT_STALL,
     }
 }
 

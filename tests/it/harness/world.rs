@@ -70,6 +70,22 @@ impl World {
         first(&answer, "result").expect("result")
     }
 
+    /// The tree reports of a migration's event log: (label, report).
+    pub(crate) fn tree_reports(&self, id: &str) -> Vec<(String, serde_json::Value)> {
+        let log = std::fs::read_to_string(self.dest.state.join(format!("migrations/{id}.jsonl")))
+            .expect("event log");
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| {
+                let e = v.get("event")?;
+                Some((
+                    e.get("tree")?.as_str()?.to_owned(),
+                    e.get("report")?.clone(),
+                ))
+            })
+            .collect()
+    }
+
     pub(crate) fn restart(&mut self) {
         self.server = Server::start_config(&self.config, &self.dest.state);
     }

@@ -1,0 +1,365 @@
+//! The fault-injection harness (issue 18): faults injected into the
+//! sandbox's real servers once the status shows an object's work under
+//! way (the copy slowed by a cap, never by sleeping), and each migration
+//! checked to end `success` with every object as on the source. Each case
+//! prints one `FAULT` line (kind, injections, successes, objects lost,
+//! seconds from the fault to work moving again) for the issue's table.
+
+use std::time::{Duration, Instant};
+
+use hostmig::sandbox::process::descendants;
+use hostmig::sandbox::Profile;
+
+use crate::harness::world::{domains, ip, World};
+
+const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
+/// Slow enough that a fault lands mid-object, fast enough for CI.
+const CAP: u64 = 2 << 20;
+
+fn config(extra: &str) -> String {
+    format!(
+        "\n[migrations]\nmax_bytes_per_s = {CAP}\nretry_first_delay_s = 1\nretry_max_delay_s = 4\n{extra}"
+    )
+}
+
+fn jdoe_to_admin(w: &World, transport: &str) -> String {
+    let selection = domains(
+        "admin",
+        &format!(
+            "<domain><name>jdoe.example</name>{}</domain>",
+            ip("shared", JDOE_IP.0, JDOE_IP.1)
+        ),
+    );
+    w.start_as(
+        "root",
+        "",
+        &selection,
+        &format!("<content-transport>{transport}</content-transport>"),
+    )
+    .expect("started")
+}
+
+/// How far `label`'s work is by its description: files for a tree
+/// ("..., 26 of 170 files"), rows for a database ("16 of ~628 rows").
+fn progress_of(status: &str, label: &str) -> Option<(f64, f64)> {
+    let at = status.find(&format!("{label}: "))? + label.len() + 2;
+    let part = status[at..].split(['<', ';']).next()?;
+    let words: Vec<&str> = part.split_whitespace().collect();
+    let unit = if label.starts_with("database") {
+        "rows,"
+    } else {
+        "files,"
+    };
+    let i = words.iter().position(|w| *w == unit)?;
+    let done: f64 = words.get(i.checked_sub(3)?)?.parse().ok()?;
+    let total: f64 = words.get(i - 1)?.trim_start_matches('~').parse().ok()?;
+    Some((done, total))
+}
+
+/// Polls the status until `label`'s work is under way (0 < done < total);
+/// answers the status then.
+fn wait_under_way(w: &World, id: &str, label: &str) -> String {
+    let t = Instant::now();
+    loop {
+        let status = w.status(id);
+        if let Some((done, total)) = progress_of(&status, label) {
+            // Early enough that the fault lands mid-object.
+            if done > 0.0 && done <= total / 2.0 {
+                return status;
+            }
+        }
+        assert!(
+            !status.contains("<finished>"),
+            "ended before the fault: {status}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(90),
+            "{label} never got under way: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until the status says `label`'s work moves again after a fault
+/// (a retry begun, then progress); answers the seconds since `fault`, and
+/// the description of the retry seen.
+fn wait_moving_again(w: &World, id: &str, label: &str, fault: Instant) -> (f64, String) {
+    let mut retry_seen = String::new();
+    let mut seen = Vec::new();
+    loop {
+        let status = w.status(id);
+        if let Some(d) = hostmig_description(&status) {
+            let doing = format!("while copying {label}");
+            if let Some(end) = d.find(&doing) {
+                if let Some(start) = d[..end].rfind("retrying (") {
+                    retry_seen = d[start..end + doing.len()].to_owned();
+                }
+            }
+            seen.push(d);
+        }
+        let moving = progress_of(&status, label).is_some_and(|(done, _)| done > 0.0);
+        if !retry_seen.is_empty() && (moving || status.contains("<finished>")) {
+            return (fault.elapsed().as_secs_f64(), retry_seen);
+        }
+        seen.dedup();
+        assert!(
+            !status.contains("<finished>"),
+            "ended without a retry: {status}; seen since the fault: {seen:#?}"
+        );
+        assert!(
+            fault.elapsed() < Duration::from_secs(120),
+            "never moved again: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn hostmig_description(status: &str) -> Option<String> {
+    crate::harness::first(status, "description").map(|d| crate::harness::unescape(&d))
+}
+
+/// Ends every per-connection process of the source's sshd (its sessions
+/// and what they run); the listening sshd stays. Answers how many.
+pub(crate) fn end_ssh_sessions(w: &World, signal: i32) -> usize {
+    let master = w.source.ssh.pid().expect("sshd runs") as i32;
+    let children = descendants(master);
+    for pid in &children {
+        // SAFETY: kill(2) on pids of the test's own sshd.
+        unsafe { libc::kill(*pid, signal) };
+    }
+    children.len()
+}
+
+/// The largest regular file of a tree, in bytes.
+fn largest_file(root: &std::path::Path) -> u64 {
+    let mut largest = 0;
+    let mut stack = vec![root.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let Ok(m) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if m.is_dir() {
+                stack.push(e.path());
+            } else if m.is_file() {
+                largest = largest.max(m.len());
+            }
+        }
+    }
+    largest
+}
+
+fn fault_line(kind: &str, injected: usize, succeeded: usize, lost: usize, recovery: &[f64]) {
+    let mut sorted = recovery.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
+    println!(
+        "FAULT kind={kind:?} injected={injected} success={succeeded} lost={lost} median_recovery_s={median:.1}"
+    );
+}
+
+/// The source's sshd sessions are ended mid-tree, by each transport: the
+/// tree is tried again on new sessions, goes on from what the first try
+/// wrote whole (verified by hash, kept), and arrives as on the source;
+/// the bytes received over both tries are at most the tree plus one file
+/// per stream (and tar's headers).
+#[test]
+fn ended_ssh_sessions_mid_tree_resume_from_what_is_verified() {
+    let mut recovery = Vec::new();
+    let mut succeeded = 0;
+    for transport in ["archive", "rsync"] {
+        let w = World::new(Profile::Small, &config(""));
+        let id = jdoe_to_admin(&w, transport);
+        let label = "web content of jdoe.example";
+        wait_under_way(&w, &id, label);
+        let fault = Instant::now();
+        let ended = end_ssh_sessions(&w, libc::SIGKILL);
+        assert!(ended > 0, "no sshd session to end");
+        let (took, retry) = wait_moving_again(&w, &id, label, fault);
+        assert!(
+            retry.contains("retrying (1 of 5) after: connection to the source lost")
+                && retry.contains(&format!("while copying {label}")),
+            "{transport}: {retry}"
+        );
+        recovery.push(took);
+        let status = w.wait(&id);
+        assert!(status.contains("<success/>"), "{transport}: {status}");
+        succeeded += 1;
+        w.assert_content("jdoe.example", JDOE_IP);
+        let reports = w.tree_reports(&id);
+        let (_, web) = reports
+            .iter()
+            .find(|(l, _)| l.starts_with("web"))
+            .expect("web report");
+        let n = |f: &str| web[f].as_u64().unwrap_or(0);
+        assert!(n("attempts") >= 2, "{transport}: {web}");
+        assert!(
+            n("kept_bytes") > 0,
+            "{transport}: the second try kept nothing: {web}"
+        );
+        // The try that resumed sent only what was not verified already.
+        assert!(
+            n("sent_bytes") <= n("bytes") - n("kept_bytes"),
+            "{transport}: {web}"
+        );
+        let streams = 2;
+        let overhead = n("files") * 1024 + 64 * 1024;
+        let bound = n("bytes")
+            + streams * largest_file(&w.source.layout.vhosts.join("jdoe.example"))
+            + overhead;
+        assert!(
+            n("received_bytes") <= bound,
+            "{transport}: received {} over the tries, more than the tree ({}) plus one file per stream: {web}",
+            n("received_bytes"),
+            n("bytes")
+        );
+        println!(
+            "{transport}: tree {} B, kept {} B, received {} B over {} tries, moving again after {took:.1} s",
+            n("bytes"),
+            n("kept_bytes"),
+            n("received_bytes"),
+            n("attempts")
+        );
+    }
+    fault_line(
+        "ssh sessions ended (SIGKILL) mid-tree",
+        2,
+        succeeded,
+        0,
+        &recovery,
+    );
+}
+
+/// Every sshd session of the source is stopped (SIGSTOP) mid-tree, and
+/// so mid-database: no payload and no answer to keepalives for
+/// `stall_s`, so each object's connection is broken and its work tried
+/// again on a new one; both arrive as on the source.
+#[test]
+fn stopped_ssh_sessions_are_a_stall_broken_and_retried() {
+    let w = World::new(Profile::Small, &config("stall_s = 6\n"));
+    let id = jdoe_to_admin(&w, "archive");
+    let label = "web content of jdoe.example";
+    wait_under_way(&w, &id, label);
+    let fault = Instant::now();
+    let master = w.source.ssh.pid().expect("sshd runs") as i32;
+    let stopped = descendants(master);
+    assert!(!stopped.is_empty(), "no sshd session to stop");
+    for pid in &stopped {
+        // SAFETY: kill(2) on pids of the test's own sshd.
+        unsafe { libc::kill(*pid, libc::SIGSTOP) };
+    }
+    let moved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_moving_again(&w, &id, label, fault)
+    }));
+    let (took, retry) = moved.unwrap_or_else(|e| {
+        eprintln!("hostmig's log:\n{}", w.server.log());
+        std::panic::resume_unwind(e)
+    });
+    // Ended at the test's end: the stopped processes hold the old sessions.
+    let release = || {
+        for pid in &stopped {
+            // SAFETY: as above.
+            unsafe { libc::kill(*pid, libc::SIGKILL) };
+        }
+    };
+    let status = w.wait(&id);
+    release();
+    assert!(status.contains("<success/>"), "{status}");
+    assert!(
+        retry.contains("after: stalled for ") && retry.contains(&format!("while copying {label}")),
+        "{retry}"
+    );
+    assert!(
+        took >= 6.0,
+        "work moved again {took:.1} s after the stop, before the stall time"
+    );
+    assert!(status.contains("<success/>"), "{status}");
+    w.assert_content("jdoe.example", JDOE_IP);
+    println!("stall: moving again {took:.1} s after the stop ({retry})");
+    fault_line("ssh sessions stopped (SIGSTOP) mid-tree", 1, 1, 0, &[took]);
+}
+
+/// Slow is not stalled: the source's hashing waits 10 s before it prints
+/// anything (a large file being read) with `stall_s = 6`, its sshd still
+/// answering keepalives; the migration never retries.
+#[test]
+fn a_source_that_is_slow_but_answers_keepalives_is_not_stalled() {
+    let w = World::new(Profile::Tiny, &config("stall_s = 6\n"));
+    let bin = w.dir.path().join("slow-bin");
+    std::fs::create_dir_all(&bin).expect("bin");
+    let b2sum = bin.join("b2sum");
+    std::fs::write(&b2sum, "#!/bin/sh\nsleep 10\nexec /usr/bin/b2sum \"$@\"\n").expect("b2sum");
+    std::fs::set_permissions(&b2sum, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    w.source.ssh.set_command_path(Some(&bin)).expect("PATH");
+    let id = jdoe_to_admin(&w, "archive");
+    let t = Instant::now();
+    let mut retried = None;
+    let status = loop {
+        let status = w.status(&id);
+        if let Some(d) = hostmig_description(&status) {
+            if d.contains("retrying (") {
+                retried = Some(d);
+            }
+        }
+        if status.contains("<finished>") {
+            break status;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "{status}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(retried, None, "a slow source was taken for stalled");
+    assert!(status.contains("<success/>"), "{status}");
+    assert!(
+        t.elapsed() >= Duration::from_secs(10),
+        "the slow hashing was not waited for"
+    );
+    w.assert_content("jdoe.example", JDOE_IP);
+}
+
+/// The link to the source goes down for longer than the stall time (and
+/// so many keepalive intervals) mid-tree, then up again: the work stalls,
+/// is broken, its new logins fail while the link is down and are tried
+/// again, and the migration ends `success`.
+#[test]
+fn a_link_down_for_longer_than_the_stall_time_is_survived() {
+    let w = World::new(Profile::Small, &config("stall_s = 6\n"));
+    let Some(host) = w.source.host.clone() else {
+        panic!("the link test needs the sandbox's own source host: run the tests as root (deploy/test.sh)");
+    };
+    let id = jdoe_to_admin(&w, "archive");
+    let label = "web content of jdoe.example";
+    wait_under_way(&w, &id, label);
+    let fault = Instant::now();
+    host.set_link(false).expect("link down");
+    std::thread::sleep(Duration::from_secs(10));
+    host.set_link(true).expect("link up");
+    let (took, retry) = wait_moving_again(&w, &id, label, fault);
+    let status = w.wait(&id);
+    assert!(status.contains("<success/>"), "{status}");
+    assert!(retry.contains(&format!("while copying {label}")), "{retry}");
+    w.assert_content("jdoe.example", JDOE_IP);
+    println!("link down 10 s: moving again {took:.1} s after it went down ({retry})");
+    fault_line("link down 10 s mid-tree", 1, 1, 0, &[took - 10.0]);
+}
+
+/// The source's MariaDB is restarted (stopped by SIGTERM, started again)
+/// while a database copies: the copy resumes from what it verified on new
+/// connections, and the database arrives as on the source.
+#[test]
+fn a_source_database_server_restarted_mid_table_is_survived() {
+    let mut w = World::new(Profile::Small, &config(""));
+    let id = jdoe_to_admin(&w, "archive");
+    let label = "database jdoe_ftp_db of jdoe.example";
+    wait_under_way(&w, &id, label);
+    let fault = Instant::now();
+    w.rt.block_on(w.source.db.restart())
+        .expect("source MariaDB restarted");
+    let (took, retry) = wait_moving_again(&w, &id, label, fault);
+    let status = w.wait(&id);
+    assert!(status.contains("<success/>"), "{status}");
+    assert!(retry.contains("retrying (1 of 5) after: "), "{retry}");
+    w.assert_database("jdoe_ftp_db", 0);
+    println!("MariaDB restart: moving again {took:.1} s after it ({retry})");
+    fault_line("source MariaDB restarted mid-table", 1, 1, 0, &[took]);
+}
