@@ -154,6 +154,10 @@ fn current_user() -> Option<String> {
     std::env::var("USER").ok().filter(|u| !u.is_empty())
 }
 
+/// The sandbox's sshd. Its sessions start bash at SHLVL 2, so bash does
+/// not source root's `~/.bashrc` as it does for a shell sshd starts: this
+/// machine's (pyenv's rehash, say) must not slow every command, nor hang
+/// them all on a lock that a test ending sessions mid-command left.
 fn sshd_config(dir: &Path, addr: std::net::IpAddr, port: u16) -> String {
     format!(
         "Port {port}\n\
@@ -168,6 +172,7 @@ fn sshd_config(dir: &Path, addr: std::net::IpAddr, port: u16) -> String {
          KbdInteractiveAuthentication no\n\
          UsePAM no\n\
          PermitUserEnvironment yes\n\
+         SetEnv SHLVL=1\n\
          MaxStartups 200:30:400\n\
          MaxSessions 200\n\
          MaxAuthTries 10\n\
