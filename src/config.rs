@@ -134,6 +134,8 @@ pub struct Migrations {
     pub retry: crate::retry::RetryPolicy,
     /// No payload and no answer to keepalives this long: stalled.
     pub stall: std::time::Duration,
+    /// Percent of each file system a start must leave free.
+    pub disk_reserve_percent: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -254,6 +256,7 @@ pub(super) mod raw {
         pub retry_first_delay_s: Option<i64>,
         pub retry_max_delay_s: Option<i64>,
         pub stall_s: Option<i64>,
+        pub disk_reserve_percent: Option<i64>,
     }
 
     #[derive(Deserialize, Default)]
@@ -365,6 +368,7 @@ fn validate(file: raw::File) -> Checked<Config> {
     )?;
     let retry = migrations::retry_policy(&file.migrations)?;
     let stall = migrations::stall(&file.migrations)?;
+    let disk_reserve_percent = migrations::disk_reserve_percent(&file.migrations)?;
 
     let ssh = file.ssh;
     let known_hosts = match ssh.known_hosts {
@@ -431,6 +435,7 @@ fn validate(file: raw::File) -> Checked<Config> {
             max_bytes_per_s,
             retry,
             stall,
+            disk_reserve_percent,
         },
         ssh: Ssh {
             known_hosts,

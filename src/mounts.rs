@@ -156,11 +156,17 @@ pub fn mount_point_of(path: &Path) -> Option<String> {
 /// Free bytes (for unprivileged users) of the file system at `path`, or of
 /// its nearest existing ancestor.
 pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    size_and_free(path).map(|(_, free)| free)
+}
+
+/// Size and free bytes of the file system at `path` (or its nearest
+/// existing ancestor).
+pub fn size_and_free(path: &Path) -> std::io::Result<(u64, u64)> {
     let existing = path
         .ancestors()
         .find(|a| a.exists())
         .unwrap_or(Path::new("/"));
-    statvfs(existing).map(|(_, free)| free)
+    statvfs(existing)
 }
 
 /// Every file system a dump could be written to, with its sizes.

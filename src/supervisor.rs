@@ -5,9 +5,9 @@
 //! journal's lifecycle: it records the server run, answers for migrations
 //! of earlier runs, and closes the journal last.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, Message,
@@ -23,6 +23,7 @@ use crate::migration::refusal::{NotReady, Refusal};
 use crate::migration::report::{save_report, Outcome, Report};
 use crate::migration::request::{MigrationId, StartRequest};
 use crate::migration::run::{Migration, MigrationEnded, StatusReport, StopNow};
+use crate::migration::space::Need;
 use crate::migration::status::{MigrationStatus, Progress, Stage, StatusError};
 use crate::migration::summary::PlanSummary;
 use crate::secret::Secret;
@@ -71,6 +72,8 @@ pub struct Supervisor {
     caps: crate::caps::Caps,
     /// Clean-ups of ended migrations still at work.
     clean_ups: CleanUps,
+    /// What admitted migrations will write, for the disk guard.
+    reserved: Reserved,
 }
 
 /// Clean-ups of ended migrations (dropping the databases they created for
@@ -136,6 +139,14 @@ impl Supervisor {
             validations: Arc::new(tokio::sync::Semaphore::new(VALIDATIONS_AT_ONCE)),
             destination_ready,
             clean_ups: CleanUps::new(),
+            reserved: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// An ended migration needs no more room.
+    fn release_space(&self, id: u64) {
+        if let Ok(mut reserved) = self.reserved.lock() {
+            reserved.remove(&id);
         }
     }
 
@@ -374,6 +385,7 @@ impl Handler<StartMigration> for Supervisor {
 
     fn handle(&mut self, msg: StartMigration, _: &mut Self::Context) -> Self::Result {
         let (config, busy, slots) = (self.config.clone(), self.busy(), self.validations.clone());
+        let reserved = self.reserved.clone();
         let (journal, ready) = (self.journal.clone(), self.destination_ready.clone());
         let clean_ups = self.clean_ups.clone();
         let validation = async move {
@@ -383,7 +395,10 @@ impl Handler<StartMigration> for Supervisor {
             ready
                 .get_or_try_init(|| make_destination_ready(&config))
                 .await?;
-            prepare(*msg.0, config, busy, journal).await
+            // What admitted migrations still need is counted; two starts
+            // validated at the same moment do not count each other.
+            let pending = pending_needs(&reserved);
+            prepare(*msg.0, config, busy, pending, journal).await
         };
         Box::pin(
             validation
@@ -402,6 +417,9 @@ impl Supervisor {
         let holds = prepared.plan.holds();
         let id = self.next_id;
         self.next_id += 1;
+        if let Ok(mut reserved) = self.reserved.lock() {
+            reserved.insert(id, prepared.needs.clone());
+        }
         let summary = prepared.summary();
         self.journal.do_send(journal::RecordMigration {
             id,
@@ -465,6 +483,23 @@ fn stored_resync_source(plan: &str) -> ResyncSource {
     }
 }
 
+/// What admitted (queued and running) migrations still need, by mount
+/// point: the disk guard's `pending`.
+fn pending_needs(reserved: &Reserved) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    let needs: Vec<Need> = match reserved.lock() {
+        Ok(r) => r.values().flatten().cloned().collect(),
+        Err(_) => Vec::new(),
+    };
+    for need in needs {
+        *out.entry(need.mount.clone()).or_default() += need.still();
+    }
+    out
+}
+
+/// Admitted migrations' needs of room (`space::Need`), by id.
+type Reserved = Arc<Mutex<HashMap<u64, Vec<Need>>>>;
+
 impl Handler<MigrationEnded> for Supervisor {
     type Result = ();
 
@@ -472,6 +507,7 @@ impl Handler<MigrationEnded> for Supervisor {
         let Some(running) = self.running.remove(&msg.id) else {
             return;
         };
+        self.release_space(msg.id);
         let state = if msg.stopped {
             MigrationState::Stopped
         } else {
@@ -513,6 +549,7 @@ impl Handler<StopMigration> for Supervisor {
         if let Some(pos) = self.queue.iter().position(|q| q.id == id) {
             let mut queued = self.queue.remove(pos).expect("position is in range");
             self.queued_holds.remove(&id);
+            self.release_space(id);
             let why = "the migration was stopped by finish before it started";
             let status = MigrationStatus::Finished {
                 errors: vec![StatusError::general(why)],

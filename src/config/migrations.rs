@@ -1,5 +1,5 @@
-//! The `[migrations]` keys of how work survives faults: retries and the
-//! stall time.
+//! The `[migrations]` keys of how work survives faults: retries, the
+//! stall time and the disk reserve.
 
 use super::{bad, raw, Checked};
 
@@ -52,6 +52,17 @@ pub(super) fn stall(m: &raw::Migrations) -> Checked<std::time::Duration> {
         _ => bad(
             "migrations.stall_s",
             "must be a number of seconds from 2 to 86400",
+        ),
+    }
+}
+
+/// `migrations.disk_reserve_percent`: 0 to 50; CONFIG.md's 5 where absent.
+pub(super) fn disk_reserve_percent(m: &raw::Migrations) -> Checked<u32> {
+    match m.disk_reserve_percent.unwrap_or(5) {
+        v @ 0..=50 => Ok(v as u32),
+        _ => bad(
+            "migrations.disk_reserve_percent",
+            "must be a percentage from 0 to 50",
         ),
     }
 }

@@ -56,7 +56,7 @@ fn whole_file_parses() {
         "[destination]\npanel_db = \"mysql://admin:pw@127.0.0.1:3306/psa\"\nvhosts_root = \"/srv/vhosts\"\nmailnames_root = \"/srv/mail\"\nfallback_owner = \"www-data:www-data\"\n\
          [[destination.db_servers]]\nhost = \"localhost\"\nport = 3306\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3306\"\ndefault = true\n\
          [[destination.db_servers]]\nhost = \"db2\"\nport = 3307\ntype = \"mysql\"\nurl = \"mysql://admin:pw@127.0.0.1:3307\"\n\
-         [migrations]\nmax_parallel = 8\nmax_bytes_per_s = 2097152\nretry_attempts = 0\nretry_first_delay_s = 1\nretry_max_delay_s = 9\nstall_s = 30\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
+         [migrations]\nmax_parallel = 8\nmax_bytes_per_s = 2097152\nretry_attempts = 0\nretry_first_delay_s = 1\nretry_max_delay_s = 9\nstall_s = 30\ndisk_reserve_percent = 10\n[ssh]\nhost_key_policy = \"accept-new\"\nidentity = \"/etc/hostmig/id_ed25519\"\nconnect_timeout_s = 5\n\
          [[sources]]\nhost = \"127.0.0.1:2222\"\npsa_conf = \"/srv/src/etc/psa/psa.conf\"\npanel_db = \"mysql://admin@127.0.0.1:3307/psa\"\nmax_bytes_per_s = 1024\n\
          [[sources]]\nhost = \"old.example\"\nmax_bytes_per_s = 0\n",
     )
@@ -72,6 +72,7 @@ fn whole_file_parses() {
     assert_eq!(c.sources[0].host, "127.0.0.1:2222");
     assert_eq!(c.migrations.max_bytes_per_s, Some(2 << 20));
     assert_eq!(c.migrations.stall, std::time::Duration::from_secs(30));
+    assert_eq!(c.migrations.disk_reserve_percent, 10);
     let retry = c.migrations.retry;
     assert_eq!(
         (
@@ -293,6 +294,11 @@ fn refusals_name_the_key() {
             "retry_max_delay_s = 3601",
             "migrations.retry_max_delay_s",
             "must be a number of seconds",
+        ),
+        (
+            "disk_reserve_percent = 51",
+            "migrations.disk_reserve_percent",
+            "must be a percentage",
         ),
         (
             "stall_s = 1",

@@ -166,7 +166,16 @@ impl DbObjectKind {
 /// hold a password hash) that some client errors repeat.
 pub fn server_text(e: &mysql_async::Error) -> String {
     match e {
-        mysql_async::Error::Server(s) => format!("error {}: {}", s.code, s.message),
+        mysql_async::Error::Server(s) => {
+            // Permanent faults say what they are first.
+            let kind = match s.code {
+                1114 | 1021 => "the database server is out of space: ",
+                3 | 1030 if s.message.contains("28") => "the database server is out of space: ",
+                1264 | 1292 | 1366 | 1406 => "the destination refused a value: ",
+                _ => "",
+            };
+            format!("{kind}error {}: {}", s.code, s.message)
+        }
         other => {
             let text = other.to_string();
             // Driver errors are short; cut anything long enough to carry a query.

@@ -6,7 +6,7 @@
 //! clean-up of what a copy created when its domain was not deployed (at
 //! the end of a migration, or after a crash).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use actix::{Actor, Addr, Context, Handler, Message, Recipient, ResponseFuture};
@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 
 use super::events::Event;
 use super::plan::PlannedDb;
+use super::refusal::{NotReady, Refusal};
 use super::report::{CatchUpCounts, CopyOutcome, DatabaseEntry};
 use super::run::{Env, Progressed, Update};
 use super::status::{Item, ItemPhase, ItemProgress};
@@ -444,4 +445,58 @@ async fn copy_database_of(
             &format!("was not copied to {server}"),
         )),
     }
+}
+
+/// (target server, kind, name) of what the destination already has.
+type ExistingObjects = std::collections::BTreeSet<(usize, super::plan::Existing, String)>;
+
+/// The databases and users the plan would create that the destination's
+/// servers already have, and where each server keeps its data (when on
+/// this machine).
+pub(super) async fn existing_db_objects(
+    dest: &crate::config::Destination,
+    plan: &super::plan::Plan,
+) -> Result<(ExistingObjects, BTreeMap<usize, std::path::PathBuf>), Refusal> {
+    let mut out = ExistingObjects::new();
+    let mut dirs = BTreeMap::new();
+    let mut targets: Vec<usize> = plan.databases.iter().map(|p| p.target).collect();
+    targets.dedup();
+    targets.sort_unstable();
+    targets.dedup();
+    for target in targets {
+        let Some(server) = dest.db_servers.get(target) else {
+            continue;
+        };
+        let unreachable = |reason: String| {
+            Refusal::NotReady(NotReady::DbServerUnreachable {
+                server: server.label(),
+                reason,
+            })
+        };
+        let opts = server.opts().map_err(unreachable)?;
+        let mut conn = mysql_async::Conn::new(opts)
+            .await
+            .map_err(|e| unreachable(crate::db::server_text(&e)))?;
+        for p in plan.databases.iter().filter(|p| p.target == target) {
+            if crate::db::database_exists(&mut conn, &p.db.name)
+                .await
+                .map_err(|e| unreachable(crate::db::server_text(&e)))?
+            {
+                out.insert((target, super::plan::Existing::Database, p.db.name.clone()));
+            }
+            for user in &p.db.users {
+                if crate::db::user_exists(&mut conn, user)
+                    .await
+                    .map_err(|e| unreachable(crate::db::server_text(&e)))?
+                {
+                    out.insert((target, super::plan::Existing::User, user.clone()));
+                }
+            }
+        }
+        if let Some(dir) = super::space::data_dir(&mut conn).await {
+            dirs.insert(target, dir);
+        }
+        let _ = conn.disconnect().await;
+    }
+    Ok((out, dirs))
 }

@@ -5,14 +5,12 @@
 //! and its `DatabaseServers` rows are made ready when the server starts,
 //! not here. SSH runs on blocking threads.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::content::{trees_of, TreeKind};
-use super::plan::{
-    self, Busy, DestinationFacts, Existing, Plan, SourceDb, SourceFacts, TargetServer,
-};
+use super::plan::{self, Busy, DestinationFacts, Plan, SourceDb, SourceFacts, TargetServer};
 use super::refusal::{NotReady, Refusal};
 use super::report::{ObjectReport, Report};
 use super::request::{IpType, Scope, Selection, StartRequest, Transport};
@@ -47,6 +45,9 @@ pub struct Prepared {
     /// What a resync leaves as it is, per domain (a deployed database the
     /// source no longer lists, one added on the source since).
     pub resync_notes: Vec<(String, String)>,
+    /// What it will write on each destination file system (the disk
+    /// guard's measure; empty for a resync).
+    pub needs: Vec<super::space::Need>,
 }
 
 impl Prepared {
@@ -191,6 +192,7 @@ pub async fn prepare(
     req: StartRequest,
     config: Arc<Config>,
     busy: Busy,
+    pending: BTreeMap<String, u64>,
     journal: actix::Addr<Journal>,
 ) -> Result<Prepared, Refusal> {
     super::request::check(&req)?;
@@ -225,7 +227,7 @@ pub async fn prepare(
         credential,
     };
     let (client_logins, domain_names) = selected_names(&req.selection);
-    let (access, clients, domains) = read_source(
+    let (access, clients, domains, db_sizes) = read_source(
         &config,
         &req.host,
         login.clone(),
@@ -247,7 +249,7 @@ pub async fn prepare(
 
     check_names(&domains)?;
     let plan = plan::build(&req, &source_facts(&clients, &domains), &facts, &busy)?;
-    let existing = existing_db_objects(&dest, &plan).await?;
+    let (existing, db_dirs) = super::databases::existing_db_objects(&dest, &plan).await?;
     plan::check_databases_free(&plan, &facts.db_servers, &existing)?;
     let prepared = Prepared {
         plan,
@@ -262,9 +264,11 @@ pub async fn prepare(
         resync: false,
         resync_trees: Vec::new(),
         resync_notes: Vec::new(),
+        needs: Vec::new(),
     };
     check_trees(&prepared, &dest, &journal).await?;
-    Ok(prepared)
+    let needs = super::space::check(&prepared, &config, &db_dirs, &db_sizes, &pending).await?;
+    Ok(Prepared { needs, ..prepared })
 }
 
 /// Whether a name holds what no file system may see in a path: `/`,
@@ -384,50 +388,6 @@ pub fn source_facts(clients: &[ClientRecord], domains: &[DomainRecord]) -> Sourc
 
 /// Which planned databases and users already exist on their target
 /// servers: (server index, `database`|`user`, name).
-async fn existing_db_objects(
-    dest: &crate::config::Destination,
-    plan: &Plan,
-) -> Result<BTreeSet<(usize, Existing, String)>, Refusal> {
-    let mut out = BTreeSet::new();
-    let mut targets: Vec<usize> = plan.databases.iter().map(|p| p.target).collect();
-    targets.dedup();
-    targets.sort_unstable();
-    targets.dedup();
-    for target in targets {
-        let Some(server) = dest.db_servers.get(target) else {
-            continue;
-        };
-        let unreachable = |reason: String| {
-            Refusal::NotReady(NotReady::DbServerUnreachable {
-                server: server.label(),
-                reason,
-            })
-        };
-        let opts = server.opts().map_err(unreachable)?;
-        let mut conn = mysql_async::Conn::new(opts)
-            .await
-            .map_err(|e| unreachable(crate::db::server_text(&e)))?;
-        for p in plan.databases.iter().filter(|p| p.target == target) {
-            if crate::db::database_exists(&mut conn, &p.db.name)
-                .await
-                .map_err(|e| unreachable(crate::db::server_text(&e)))?
-            {
-                out.insert((target, Existing::Database, p.db.name.clone()));
-            }
-            for user in &p.db.users {
-                if crate::db::user_exists(&mut conn, user)
-                    .await
-                    .map_err(|e| unreachable(crate::db::server_text(&e)))?
-                {
-                    out.insert((target, Existing::User, user.clone()));
-                }
-            }
-        }
-        let _ = conn.disconnect().await;
-    }
-    Ok(out)
-}
-
 /// 15006 for a content directory already on the destination that no
 /// earlier hostmig migration left there.
 async fn check_trees(
@@ -499,7 +459,7 @@ async fn read_source(
     login: Login,
     client_logins: Vec<String>,
     domain_names: Vec<String>,
-) -> Result<(SourceAccess, Vec<ClientRecord>, Vec<DomainRecord>), Refusal> {
+) -> Result<SourceRead, Refusal> {
     // SSH: log in, discover, open the tunnel to the panel database.
     let (access, tunnel) = connect_source(config, host, login, true).await?;
     let Some(tunnel) = tunnel else {
@@ -524,10 +484,27 @@ async fn read_source(
     let (clients, domains) = read
         .await
         .map_err(|e| source_failed(format!("panel data unreadable: {e}")))?;
+    // Their databases' sizes, where the panel's server holds them.
+    let names: Vec<String> = domains
+        .iter()
+        .flat_map(|d| d.databases.iter().filter_map(|db| db.fields.text("name")))
+        .collect();
+    let db_sizes = super::space::database_sizes(&mut src, &names)
+        .await
+        .map_err(|e| source_failed(format!("the databases' sizes are unreadable: {e}")))?;
     let _ = src.disconnect().await;
     drop(tunnel);
-    Ok((access, clients, domains))
+    Ok((access, clients, domains, db_sizes))
 }
+
+/// What `start` reads of the source: where things are, the selected
+/// records, and the sizes of their databases.
+type SourceRead = (
+    SourceAccess,
+    Vec<ClientRecord>,
+    Vec<DomainRecord>,
+    BTreeMap<String, u64>,
+);
 
 /// What `resync` needs of an ended migration.
 #[derive(Clone)]
@@ -588,7 +565,7 @@ pub async fn prepare_resync(
         let (access, _) = connect_source(&config, &source.host, login.clone(), false).await?;
         (access, Vec::new())
     } else {
-        let (access, _, records) = read_source(
+        let (access, _, records, _) = read_source(
             &config,
             &source.host,
             login.clone(),
@@ -646,6 +623,7 @@ pub async fn prepare_resync(
         resync: true,
         resync_trees,
         resync_notes,
+        needs: Vec::new(),
     })
 }
 

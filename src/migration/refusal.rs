@@ -142,6 +142,16 @@ pub enum Refusal {
     NothingDeployed,
     /// The journal did not answer or could not be read.
     Journal(String),
+    /// A destination file system lacks the room the migration needs.
+    NoSpace {
+        mount: String,
+        needed: u64,
+        free: u64,
+        reserve: u64,
+        reserve_percent: u32,
+        /// What admitted migrations still need there.
+        pending: u64,
+    },
 }
 
 /// What keeps the destination from migrating (1026).

@@ -180,6 +180,30 @@ fn words(refusal: Refusal) -> (Code, String) {
             start("the password is empty and no ssh.identity is configured".into()),
         ),
         Refusal::Source(text) => (Code::OperationFailed, start(text)),
+        Refusal::NoSpace {
+            mount,
+            needed,
+            free,
+            reserve,
+            reserve_percent,
+            pending,
+        } => {
+            let b = crate::migration::space::shown_bytes;
+            let others = if pending > 0 {
+                format!(", and migrations admitted before it still need {}", b(pending))
+            } else {
+                String::new()
+            };
+            (
+                Code::OperationFailed,
+                start(format!(
+                    "the destination file system {mount} has {} free but this migration needs {} there, beyond the {} ({reserve_percent} %) kept free by migrations.disk_reserve_percent{others}; free space there or migrate fewer objects",
+                    b(free),
+                    b(needed),
+                    b(reserve)
+                )),
+            )
+        }
         Refusal::BadName { what, name, object } => (
             Code::InvalidValue,
             start(format!(

@@ -14,6 +14,18 @@ use super::listing::{self, Listing, NodeKind};
 use super::streams::{fix_dir_mtimes, stream_paths, with_source_hashes, Landing};
 use super::tree::{io, ms, remove_staged, Copied, Run, TreeError};
 
+/// Whether the archive transport writes `job`'s tree straight into place:
+/// its staging is on another file system, where a rename cannot move it.
+pub(super) fn writes_in_place(job: &super::tree::TreeJob) -> bool {
+    let parent = |p: &Path| p.parent().unwrap_or(Path::new("/")).to_owned();
+    let dev = |p: &Path| {
+        p.ancestors()
+            .find_map(|a| fs::metadata(a).ok())
+            .map(|m| m.dev())
+    };
+    dev(&parent(&job.staging)) != dev(&parent(&job.local))
+}
+
 /// Copies the whole tree; answers where the copy is.
 pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeError> {
     let (sessions, hasher, job, stop) = (run.sessions, run.hasher, run.job, run.stop);
@@ -30,10 +42,7 @@ pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeEr
     let local_parent = job.local.parent().unwrap_or(Path::new("/"));
     fs::create_dir_all(local_parent)
         .map_err(io(format!("cannot create {}", local_parent.display())))?;
-    let same_fs = match (fs::metadata(staging_parent), fs::metadata(local_parent)) {
-        (Ok(a), Ok(b)) => a.dev() == b.dev(),
-        _ => false,
-    };
+    let same_fs = !writes_in_place(job);
     let root = if same_fs {
         job.staging.clone()
     } else {
@@ -79,8 +88,9 @@ pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeEr
     let (unpacked, src_hashes) = match copied {
         Ok(c) => c,
         Err(e) => {
-            // A transient fault keeps what is staged for the next try.
-            if same_fs && e.transient().is_none() {
+            // A transient fault keeps what is written for the next try;
+            // otherwise it goes (into place, it replaced what was there).
+            if e.transient().is_none() {
                 remove_staged(&root);
             }
             return Err(e);

@@ -204,9 +204,13 @@ impl TreeError {
             )
         };
         let found = match &self {
-            TreeError::Unpack(UnpackError::Write { path, source }) => {
-                full(source, &job.local.join(path).display().to_string())
-            }
+            TreeError::Unpack(UnpackError::Write { path, source }) => full(
+                source,
+                &job.local
+                    .join(path.trim_start_matches("./"))
+                    .display()
+                    .to_string(),
+            ),
             TreeError::Io { source, .. } => full(source, &job.local.display().to_string()),
             _ => None,
         };
@@ -389,8 +393,11 @@ fn sync(run: &mut Run<'_>) -> Result<TreeReport, TreeError> {
             }
             place(&root, &job.local)
         });
-    // A transient fault keeps what is staged for the next try.
-    if checked.as_ref().is_err_and(|e| e.transient().is_none()) && root != job.local {
+    // A transient fault keeps what is staged for the next try; otherwise
+    // the archive's copy goes, staged or written into place (it replaced
+    // what was there).
+    let permanent = checked.as_ref().is_err_and(|e| e.transient().is_none());
+    if permanent && (root != job.local || job.transport == Transport::Archive) {
         remove_staged(&root);
     }
     checked?;
@@ -453,9 +460,13 @@ pub(super) fn remove_staged(root: &Path) {
     let _ = fs::remove_dir_all(root);
 }
 
-/// Removes what the tries of `job` staged (after the last try failed).
+/// Removes what the tries of `job` staged (after the last try failed),
+/// and what the archive transport wrote straight into place.
 pub fn discard_staging(job: &TreeJob) {
     remove_staged(&job.staging);
+    if job.transport == Transport::Archive && super::archive::writes_in_place(job) {
+        remove_staged(&job.local);
+    }
 }
 
 /// Puts a checked, verified staged tree into place: what was at `local`

@@ -363,3 +363,94 @@ fn a_source_database_server_restarted_mid_table_is_survived() {
     println!("MariaDB restart: moving again {took:.1} s after it ({retry})");
     fault_line("source MariaDB restarted mid-table", 1, 1, 0, &[took]);
 }
+
+/// A tmpfs of `size` mounted over `path` for the test; unmounted when
+/// dropped (also when the test fails).
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(path: &std::path::Path, size: &str) -> Tmpfs {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount runs (util-linux)");
+        assert!(
+            status.success(),
+            "cannot mount a tmpfs on {}: run the tests as root (deploy/test.sh)",
+            path.display()
+        );
+        Tmpfs(path.to_owned())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// The disk guard: a start whose content would not fit the destination's
+/// file system (beyond `disk_reserve_percent`) is refused with 1023 naming
+/// it; a file system filled while a tree copies fails that tree at once
+/// ("the destination file system X is full", no retry) and leaves no part
+/// of it behind.
+#[test]
+fn a_destination_too_small_is_refused_and_one_filled_mid_copy_fails_the_tree_cleanly() {
+    let w = World::new(Profile::Small, &config(""));
+    let vhosts = w.dest.vhosts.clone();
+    let mount = std::fs::canonicalize(&vhosts)
+        .expect("vhosts")
+        .display()
+        .to_string();
+    {
+        let _small = Tmpfs::mount(&vhosts, "1m");
+        let (code, text) = w
+            .start(&domains(
+                "admin",
+                &format!(
+                    "<domain><name>jdoe.example</name>{}</domain>",
+                    ip("shared", JDOE_IP.0, JDOE_IP.1)
+                ),
+            ))
+            .expect_err("too large for 1 MiB");
+        assert_eq!(code, 1023, "{text}");
+        println!("refused: {text}");
+        assert!(
+            text.contains(&format!("the destination file system {mount} has "))
+                && text.contains("migrations.disk_reserve_percent"),
+            "{text}"
+        );
+    }
+    let _room = Tmpfs::mount(&vhosts, "24m");
+    let id = jdoe_to_admin(&w, "archive");
+    let label = "web content of jdoe.example";
+    wait_under_way(&w, &id, label);
+    // Fill what is left.
+    let filler = vhosts.join("filler");
+    let mut f = std::fs::File::create(&filler).expect("filler");
+    let block = vec![7u8; 64 * 1024];
+    while std::io::Write::write_all(&mut f, &block).is_ok() {}
+    drop(f);
+    let status = w.wait(&id);
+    assert!(
+        status.contains(&format!("the destination file system {mount} is full")),
+        "{status}"
+    );
+    assert!(
+        !status.contains("tried "),
+        "a full disk is not retried: {status}"
+    );
+    assert!(
+        !vhosts.join("jdoe.example").exists(),
+        "a part of the tree was left where a later run would find it"
+    );
+    assert!(
+        !w.dest.dump.join(format!("hostmig-{id}")).exists(),
+        "staging left behind"
+    );
+    println!("disk full mid-tree: {status}");
+}

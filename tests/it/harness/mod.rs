@@ -181,7 +181,15 @@ impl Server {
             req = req.header(*k, *v);
         }
         let req = req.body(body.to_vec()).expect("request");
-        let mut resp = self.agent.run(req).expect("request answered");
+        let mut resp = self.agent.run(req).unwrap_or_else(|e| {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            panic!(
+                "request not answered: {e}; the server's log ends:\n{}",
+                tail.join("\n")
+            )
+        });
         let content_type = resp
             .headers()
             .get("content-type")
