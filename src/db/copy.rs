@@ -193,7 +193,7 @@ async fn remove(job: &DbJob, created: &Created, connections: &[u32]) -> Result<(
         .iter()
         .map(|(u, h)| format!("{u}@{h}"))
         .collect();
-    drop_objects(
+    super::drop_objects(
         &job.target,
         created
             .stage
@@ -221,41 +221,6 @@ pub(super) async fn end_connections(target: &Opts, ids: &[u32]) {
     let _ = conn.disconnect().await;
 }
 
-/// Drops databases and accounts (`user@host`, the host after the last `@`).
-pub async fn drop_objects<'a>(
-    target: &Opts,
-    databases: impl IntoIterator<Item = &'a str>,
-    accounts: impl IntoIterator<Item = &'a str>,
-) -> Result<(), DbError> {
-    // A statement that still holds a table gets a minute, not a year; the
-    // names are quoted with backslash escapes, whatever the server's mode.
-    let mut conn = connect(
-        target,
-        "SET NAMES utf8mb4, SESSION lock_wait_timeout = 60, SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'",
-        "the target database server",
-    )
-    .await?;
-    for db in databases {
-        conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(db)))
-            .await
-            .map_err(|e| DbError::sql(format!("cannot drop database {db}"), e))?;
-    }
-    for account in accounts {
-        let Some((user, host)) = account.rsplit_once('@') else {
-            continue;
-        };
-        conn.query_drop(format!(
-            "DROP USER IF EXISTS {}@{}",
-            super::literal(user),
-            super::literal(host)
-        ))
-        .await
-        .map_err(|e| DbError::sql(format!("cannot drop database user {account}"), e))?;
-    }
-    let _ = conn.disconnect().await;
-    Ok(())
-}
-
 async fn run(
     job: &DbJob,
     recorder: &Recorder<'_>,
@@ -263,9 +228,32 @@ async fn run(
     created: &RefCell<Created>,
     connections: &RefCell<Vec<u32>>,
 ) -> Result<DbReport, DbError> {
-    let (mut dst, max_packet) = check_target(job).await?;
-    let mut snap = snapshot::take(job).await?;
-    let mut first = create_schema(job, recorder, created, &mut dst, &mut snap).await;
+    // Connections lost before the scratch database exists: nothing was
+    // created, so the start is tried again as it was.
+    let mut attempt = 0;
+    let (mut dst, max_packet, mut snap, mut first) = loop {
+        let started = async {
+            let (dst, max_packet) = check_target(job).await?;
+            let snap = snapshot::take(job).await?;
+            Ok::<_, DbError>((dst, max_packet, snap))
+        };
+        let error = match started.await {
+            Ok((mut dst, max_packet, mut snap)) => {
+                let first = create_schema(job, recorder, created, &mut dst, &mut snap).await;
+                match first {
+                    Err(e) if e.is_transient() && !created.borrow().stage => e,
+                    first => break (dst, max_packet, snap, first),
+                }
+            }
+            Err(e) if e.is_transient() => e,
+            Err(e) => return Err(e),
+        };
+        let Some((retrying, delay)) = job.retry.next(&mut attempt, &error) else {
+            return Err(error);
+        };
+        tracing::info!(database = %job.name, error = %error, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the database copy could not begin; trying it again");
+        wait_to_retry(counters, retrying, delay).await;
+    };
     let mut chunks = 0;
     if first.is_ok() {
         match load_rows(job, counters, connections, &mut snap, max_packet).await {
@@ -278,7 +266,6 @@ async fn run(
     let mut resumed = Vec::new();
     if let Err(e) = first {
         let mut error = e;
-        let mut attempt = 0;
         loop {
             if !error.is_transient() || !created.borrow().stage {
                 return Err(error);
@@ -287,9 +274,7 @@ async fn run(
                 return Err(error);
             };
             tracing::info!(database = %job.name, error = %error, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the database copy was interrupted; resuming from its scratch database");
-            *counters.retrying.borrow_mut() = Some(retrying);
-            tokio::time::sleep(delay).await;
-            *counters.retrying.borrow_mut() = None;
+            wait_to_retry(counters, retrying, delay).await;
             let ids = connections.borrow().clone();
             end_connections(&job.target, &ids).await;
             match resume(job, counters, connections).await {
@@ -329,6 +314,17 @@ async fn run(
         seconds: 0.0,
         resumed,
     })
+}
+
+/// Waits out a retry's delay, the status saying so meanwhile.
+async fn wait_to_retry(
+    counters: &Counters,
+    retrying: crate::retry::Retrying,
+    delay: std::time::Duration,
+) {
+    *counters.retrying.borrow_mut() = Some(retrying);
+    tokio::time::sleep(delay).await;
+    *counters.retrying.borrow_mut() = None;
 }
 
 /// A new snapshot, and the scratch database caught up with it.

@@ -301,6 +301,41 @@ pub async fn user_exists_at(
     Ok(found.is_some())
 }
 
+/// Drops databases and accounts (`user@host`, the host after the last `@`).
+pub async fn drop_objects<'a>(
+    target: &mysql_async::Opts,
+    databases: impl IntoIterator<Item = &'a str>,
+    accounts: impl IntoIterator<Item = &'a str>,
+) -> Result<(), DbError> {
+    // A statement that still holds a table gets a minute, not a year; the
+    // names are quoted with backslash escapes, whatever the server's mode.
+    let mut conn = connect(
+        target,
+        "SET NAMES utf8mb4, SESSION lock_wait_timeout = 60, SESSION sql_mode = 'NO_ENGINE_SUBSTITUTION'",
+        "the target database server",
+    )
+    .await?;
+    for db in databases {
+        conn.query_drop(format!("DROP DATABASE IF EXISTS {}", ident(db)))
+            .await
+            .map_err(|e| DbError::sql(format!("cannot drop database {db}"), e))?;
+    }
+    for account in accounts {
+        let Some((user, host)) = account.rsplit_once('@') else {
+            continue;
+        };
+        conn.query_drop(format!(
+            "DROP USER IF EXISTS {}@{}",
+            literal(user),
+            literal(host)
+        ))
+        .await
+        .map_err(|e| DbError::sql(format!("cannot drop database user {account}"), e))?;
+    }
+    let _ = conn.disconnect().await;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -189,7 +189,7 @@ pub async fn drop_unkept(config: Arc<Config>, journal: Addr<Journal>, migration_
             tracing::warn!(migration_id, server = %server, "a migration created databases on a server no longer configured; drop them by hand");
             continue;
         };
-        let dropped = crate::db::copy::drop_objects(
+        let dropped = crate::db::drop_objects(
             &opts,
             databases.iter().map(String::as_str),
             users.iter().map(String::as_str),

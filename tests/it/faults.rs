@@ -454,3 +454,44 @@ fn a_destination_too_small_is_refused_and_one_filled_mid_copy_fails_the_tree_cle
     );
     println!("disk full mid-tree: {status}");
 }
+
+/// `finish` during a content tree's retry wait (a minute long here) stops
+/// the migration within 2 s and leaves neither its staging nor a part of
+/// the tree.
+#[test]
+fn finish_during_a_trees_retry_wait_stops_at_once_and_leaves_nothing() {
+    let w = World::new(
+        Profile::Small,
+        &format!("\n[migrations]\nmax_bytes_per_s = {CAP}\nretry_first_delay_s = 60\nretry_max_delay_s = 60\n"),
+    );
+    let id = jdoe_to_admin(&w, "archive");
+    let label = "web content of jdoe.example";
+    wait_under_way(&w, &id, label);
+    end_ssh_sessions(&w, libc::SIGKILL);
+    let t = Instant::now();
+    loop {
+        let status = w.status(&id);
+        if status.contains(&format!("while copying {label}"))
+            && status.contains("retrying (1 of 5)")
+        {
+            break;
+        }
+        assert!(
+            !status.contains("<finished>"),
+            "ended without a retry: {status}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(60), "no retry: {status}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = crate::harness::world::finish(&w, &id);
+    assert!(took < Duration::from_secs(2), "stopped in {took:?}");
+    let staging = w.dest.dump.join(format!("hostmig-{id}"));
+    assert!(
+        crate::harness::world::wait_gone(&staging, Duration::from_secs(2) - took),
+        "staging left behind"
+    );
+    assert!(
+        !w.dest.vhosts.join("jdoe.example").exists(),
+        "a part of the tree was left"
+    );
+}
