@@ -94,13 +94,19 @@ pub async fn check(
         })
         .collect();
     let (login, opts) = (prepared.login.clone(), Options::from(config));
-    let sizes = actix_web::rt::task::spawn_blocking(move || {
+    let count = remote.len();
+    let measured = actix_web::rt::task::spawn_blocking(move || {
         let session = Session::connect(&login, &opts).map_err(|e| e.to_string())?;
         source_sizes(&session, &remote)
     })
     .await
-    .map_err(|_| Refusal::Source("the thread measuring the content failed".into()))?
-    .map_err(Refusal::Source)?;
+    .unwrap_or_else(|_| Err("the thread measuring the content failed".into()));
+    // A source that cannot be measured is not refused for it: its content
+    // is left out of the guard, and the log says so.
+    let sizes = measured.unwrap_or_else(|e| {
+        tracing::warn!(source = %prepared.host, error = %e, "the content could not be measured; the disk guard counts only the databases");
+        vec![0; count]
+    });
     // Bytes each file system will receive.
     let mut wanted: BTreeMap<String, u64> = BTreeMap::new();
     let mut add = |path: &Path, bytes: u64| {
