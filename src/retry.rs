@@ -61,32 +61,31 @@ impl RetryPolicy {
 /// Waits `delay`, or less when `stop` is set meanwhile (looked at every
 /// 50 ms); answers whether the whole delay passed without a stop.
 pub async fn pause(delay: Duration, stop: &std::sync::atomic::AtomicBool) -> bool {
-    let until = tokio::time::Instant::now() + delay;
-    loop {
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            return false;
-        }
-        let now = tokio::time::Instant::now();
-        if now >= until {
-            return true;
-        }
-        tokio::time::sleep((until - now).min(Duration::from_millis(50))).await;
+    let until = std::time::Instant::now() + delay;
+    while let Some(step) = next_step(until, stop) {
+        tokio::time::sleep(step).await;
     }
+    !stopped(stop)
 }
 
 /// As `pause`, for a thread that may block.
 pub fn pause_blocking(delay: Duration, stop: &std::sync::atomic::AtomicBool) -> bool {
     let until = std::time::Instant::now() + delay;
-    loop {
-        if stop.load(std::sync::atomic::Ordering::SeqCst) {
-            return false;
-        }
-        let now = std::time::Instant::now();
-        if now >= until {
-            return true;
-        }
-        std::thread::sleep((until - now).min(Duration::from_millis(50)));
+    while let Some(step) = next_step(until, stop) {
+        std::thread::sleep(step);
     }
+    !stopped(stop)
+}
+
+fn stopped(stop: &std::sync::atomic::AtomicBool) -> bool {
+    stop.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// How long a pause until `until` sleeps next (at most 50 ms), or `None`
+/// once it is over or stopped.
+fn next_step(until: std::time::Instant, stop: &std::sync::atomic::AtomicBool) -> Option<Duration> {
+    let left = until.saturating_duration_since(std::time::Instant::now());
+    (!stopped(stop) && !left.is_zero()).then(|| left.min(Duration::from_millis(50)))
 }
 
 /// An object's work waiting to be tried again, for its status.

@@ -5,7 +5,7 @@
 //! journal's lifecycle: it records the server run, answers for migrations
 //! of earlier runs, and closes the journal last.
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -397,8 +397,8 @@ impl Handler<StartMigration> for Supervisor {
                 .await?;
             // What admitted migrations still need is counted; two starts
             // validated at the same moment do not count each other.
-            let pending = pending_needs(&reserved);
-            prepare(*msg.0, config, busy, pending, journal).await
+            let admitted = admitted_needs(&reserved);
+            prepare(*msg.0, config, busy, admitted, journal).await
         };
         Box::pin(
             validation
@@ -483,18 +483,13 @@ fn stored_resync_source(plan: &str) -> ResyncSource {
     }
 }
 
-/// What admitted (queued and running) migrations still need, by mount
-/// point: the disk guard's `pending`.
-fn pending_needs(reserved: &Reserved) -> BTreeMap<String, u64> {
-    let mut out = BTreeMap::new();
-    let needs: Vec<Need> = match reserved.lock() {
+/// What admitted (queued and running) migrations will write, for the disk
+/// guard (which reads the file systems, off this actor's thread).
+fn admitted_needs(reserved: &Reserved) -> Vec<Need> {
+    match reserved.lock() {
         Ok(r) => r.values().flatten().cloned().collect(),
         Err(_) => Vec::new(),
-    };
-    for need in needs {
-        *out.entry(need.mount.clone()).or_default() += need.still();
     }
-    out
 }
 
 /// Admitted migrations' needs of room (`space::Need`), by id.

@@ -192,7 +192,7 @@ pub async fn prepare(
     req: StartRequest,
     config: Arc<Config>,
     busy: Busy,
-    pending: BTreeMap<String, u64>,
+    admitted: Vec<super::space::Need>,
     journal: actix::Addr<Journal>,
 ) -> Result<Prepared, Refusal> {
     super::request::check(&req)?;
@@ -267,7 +267,7 @@ pub async fn prepare(
         needs: Vec::new(),
     };
     check_trees(&prepared, &dest, &journal).await?;
-    let needs = super::space::check(&prepared, &config, &db_dirs, &db_sizes, &pending).await?;
+    let needs = super::space::check(&prepared, &config, &db_dirs, &db_sizes, admitted).await?;
     Ok(Prepared { needs, ..prepared })
 }
 

@@ -72,15 +72,16 @@ pub fn source_sizes(session: &Session, dirs: &[PathBuf]) -> Result<Vec<u64>, Str
 /// Measures what `prepared` will write (content by `du` on the source,
 /// databases by `db_sizes` where the destination server's data directory
 /// is on this machine) and refuses it when a file system lacks the room:
-/// free bytes less the reserve and less `pending` (what admitted
-/// migrations still need, by mount point). Answers the needs, for the
-/// Supervisor to count while the migration is admitted.
+/// free bytes less the reserve and less what the `admitted` migrations
+/// still need there. Answers the needs, for the Supervisor to count while
+/// the migration is admitted. Every file-system call runs on a blocking
+/// thread (a hung mount must not hang the Supervisor).
 pub async fn check(
     prepared: &Prepared,
     config: &crate::config::Config,
     db_dirs: &BTreeMap<usize, PathBuf>,
     db_sizes: &BTreeMap<String, u64>,
-    pending: &BTreeMap<String, u64>,
+    admitted: Vec<Need>,
 ) -> Result<Vec<Need>, Refusal> {
     let Some(dest) = config.destination.as_ref() else {
         return Ok(Vec::new());
@@ -93,43 +94,57 @@ pub async fn check(
             TreeKind::Mail => prepared.access.layout.mailnames.join(name),
         })
         .collect();
+    let local: Vec<PathBuf> = trees.into_iter().map(|(_, _, path)| path).collect();
+    let databases: Vec<(PathBuf, u64)> = prepared
+        .plan
+        .databases
+        .iter()
+        .filter_map(|p| Some((db_dirs.get(&p.target)?.clone(), *db_sizes.get(&p.db.name)?)))
+        .collect();
     let (login, opts) = (prepared.login.clone(), Options::from(config));
-    let count = remote.len();
-    let measured = actix_web::rt::task::spawn_blocking(move || {
-        let session = Session::connect(&login, &opts).map_err(|e| e.to_string())?;
-        source_sizes(&session, &remote)
+    let (host, reserve_percent) = (
+        prepared.host.clone(),
+        config.migrations.disk_reserve_percent,
+    );
+    actix_web::rt::task::spawn_blocking(move || {
+        let measured = Session::connect(&login, &opts)
+            .map_err(|e| e.to_string())
+            .and_then(|session| source_sizes(&session, &remote));
+        // A source that cannot be measured is not refused for it: its
+        // content is left out of the guard, and the log says so.
+        let sizes = measured.unwrap_or_else(|e| {
+            tracing::warn!(source = %host, error = %e, "the content could not be measured; the disk guard counts only the databases");
+            vec![0; remote.len()]
+        });
+        let wanted = local.into_iter().zip(sizes).chain(databases);
+        fits(wanted, reserve_percent, &admitted)
     })
     .await
-    .unwrap_or_else(|_| Err("the thread measuring the content failed".into()));
-    // A source that cannot be measured is not refused for it: its content
-    // is left out of the guard, and the log says so.
-    let sizes = measured.unwrap_or_else(|e| {
-        tracing::warn!(source = %prepared.host, error = %e, "the content could not be measured; the disk guard counts only the databases");
-        vec![0; count]
-    });
-    // Bytes each file system will receive.
-    let mut wanted: BTreeMap<String, u64> = BTreeMap::new();
-    let mut add = |path: &Path, bytes: u64| {
-        if let Some(mount) = crate::mounts::mount_point_of(path) {
-            *wanted.entry(mount).or_default() += bytes;
-        }
-    };
-    for ((_, _, local), bytes) in trees.iter().zip(sizes) {
-        add(local, bytes);
-    }
-    for p in &prepared.plan.databases {
-        if let (Some(dir), Some(bytes)) = (db_dirs.get(&p.target), db_sizes.get(&p.db.name)) {
-            add(dir, *bytes);
+    .map_err(|_| Refusal::Source("the thread measuring the content failed".into()))?
+}
+
+/// Bytes by path, summed by file system, against each one's room.
+fn fits(
+    wanted: impl Iterator<Item = (PathBuf, u64)>,
+    reserve_percent: u32,
+    admitted: &[Need],
+) -> Result<Vec<Need>, Refusal> {
+    let mut by_mount: BTreeMap<String, u64> = BTreeMap::new();
+    for (path, bytes) in wanted {
+        if let Some(mount) = crate::mounts::mount_point_of(&path) {
+            *by_mount.entry(mount).or_default() += bytes;
         }
     }
-    let reserve_percent = config.migrations.disk_reserve_percent;
     let mut needs = Vec::new();
-    for (mount, bytes) in wanted {
-        let path = Path::new(&mount);
-        let (size, free) = crate::mounts::size_and_free(path)
+    for (mount, bytes) in by_mount {
+        let (size, free) = crate::mounts::size_and_free(Path::new(&mount))
             .map_err(|e| Refusal::Source(format!("cannot read the free space of {mount}: {e}")))?;
         let reserve = size / 100 * reserve_percent as u64;
-        let others = pending.get(&mount).copied().unwrap_or(0);
+        let others: u64 = admitted
+            .iter()
+            .filter(|n| n.mount == mount)
+            .map(Need::still)
+            .sum();
         let room = free.saturating_sub(reserve).saturating_sub(others);
         if bytes > room {
             return Err(Refusal::NoSpace {
