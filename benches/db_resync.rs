@@ -56,6 +56,7 @@ fn main() {
         target: mysql_async::Opts::from_url(&target.root_url(None)).expect("url"),
         target_label: format!("localhost:{}", target.port),
         stage: "hostmig_bench_0".into(),
+        resume_stage: false,
         users: Vec::new(),
         connections: 4,
         chunk_rows: hostmig::db::rows::CHUNK_ROWS,

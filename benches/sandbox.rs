@@ -826,6 +826,7 @@ fn hostmig_database(
         target: mysql_async::Opts::from_url(&target.root_url(None)).expect("url"),
         target_label: format!("localhost:{}", target.port),
         stage: "hostmig_bench_0".into(),
+        resume_stage: false,
         users: Vec::new(),
         connections: DB_THREADS,
         chunk_rows: hostmig::db::rows::CHUNK_ROWS,

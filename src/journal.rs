@@ -3,17 +3,15 @@
 //! the connection on a thread of its own (an arbiter nothing else uses);
 //! everything else writes through its messages.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use actix::{Actor, ActorContext, Addr, Context, Handler, Message};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::db::DbObjectKind;
-use crate::transfer::conf::{Rewrites, Stamp};
 
 /// The schema this build writes; older files are upgraded step by step.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
@@ -69,6 +67,9 @@ pub fn open(path: &Path) -> Result<Journal, JournalError> {
     }
     if found < 4 {
         tx.execute_batch(SCHEMA_V4).map_err(open_err)?;
+    }
+    if found < 5 {
+        tx.execute_batch(resume::SCHEMA_V5).map_err(open_err)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)
         .map_err(open_err)?;
@@ -400,56 +401,6 @@ impl Handler<LoadReport> for Journal {
     }
 }
 
-/// A content tree this migration is about to create or update.
-#[derive(Message)]
-#[rtype(result = "Result<(), JournalError>")]
-pub struct RecordTree {
-    pub path: String,
-    pub domain: String,
-    pub migration_id: u64,
-}
-
-/// Which of these paths are trees hostmig created.
-#[derive(Message)]
-#[rtype(result = "Result<HashSet<String>, JournalError>")]
-pub struct KnownTrees(pub Vec<String>);
-
-/// The files rewritten in a tree (empty when none or unknown).
-#[derive(Message)]
-#[rtype(result = "Result<Rewrites, JournalError>")]
-pub struct LoadRewrites(pub String);
-
-/// Replaces the files rewritten in a tree.
-#[derive(Message)]
-#[rtype(result = "Result<(), JournalError>")]
-pub struct SaveRewrites {
-    pub path: String,
-    pub rewrites: Rewrites,
-}
-
-/// The trees recorded for these domains: (domain, path), by path.
-#[derive(Message)]
-#[rtype(result = "Result<Vec<(String, String)>, JournalError>")]
-pub struct LoadTreesOf(pub Vec<String>);
-
-impl Handler<LoadTreesOf> for Journal {
-    type Result = Result<Vec<(String, String)>, JournalError>;
-
-    fn handle(&mut self, msg: LoadTreesOf, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
-        let mut stmt =
-            conn.prepare("SELECT domain, path FROM content_trees WHERE domain = ?1 ORDER BY path")?;
-        let mut out = Vec::new();
-        for domain in msg.0 {
-            let rows = stmt.query_map(params![domain], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            for row in rows {
-                out.push(row?);
-            }
-        }
-        Ok(out)
-    }
-}
-
 /// The databases deployed for these domains: (domain, server, name), as
 /// the copies that made them recorded them (kept: their domain was
 /// deployed).
@@ -490,81 +441,6 @@ pub struct RecordDeployed {
 #[derive(Message)]
 #[rtype(result = "Result<Vec<String>, JournalError>")]
 pub struct LoadDeployed(pub u64);
-
-impl Handler<RecordTree> for Journal {
-    type Result = Result<(), JournalError>;
-
-    fn handle(&mut self, msg: RecordTree, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
-        conn.execute(
-            "INSERT INTO content_trees (path, domain, migration_id, updated_at)
-             VALUES (?1, ?2, ?3, strftime('%Y-%m-%dT%H:%M:%fZ','now'))
-             ON CONFLICT(path) DO UPDATE SET domain = ?2, migration_id = ?3, updated_at = excluded.updated_at",
-            params![msg.path, msg.domain, msg.migration_id as i64],
-        )?;
-        Ok(())
-    }
-}
-
-impl Handler<KnownTrees> for Journal {
-    type Result = Result<HashSet<String>, JournalError>;
-
-    fn handle(&mut self, msg: KnownTrees, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
-        let mut stmt = conn.prepare("SELECT 1 FROM content_trees WHERE path = ?1")?;
-        let mut known = HashSet::new();
-        for path in msg.0 {
-            if stmt.exists(params![path])? {
-                known.insert(path);
-            }
-        }
-        Ok(known)
-    }
-}
-
-/// Rewritten files as stored: `[[hex path, size, mtime], ...]`.
-type StoredRewrites = Vec<(String, u64, i64)>;
-
-impl Handler<LoadRewrites> for Journal {
-    type Result = Result<Rewrites, JournalError>;
-
-    fn handle(&mut self, msg: LoadRewrites, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
-        let text: Option<String> = conn
-            .query_row(
-                "SELECT rewrites FROM content_trees WHERE path = ?1",
-                params![msg.0],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let stored: StoredRewrites = text
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        Ok(stored
-            .into_iter()
-            .filter_map(|(hex, size, mtime)| Some((from_hex(&hex)?, Stamp { size, mtime })))
-            .collect())
-    }
-}
-
-impl Handler<SaveRewrites> for Journal {
-    type Result = Result<(), JournalError>;
-
-    fn handle(&mut self, msg: SaveRewrites, _: &mut Self::Context) -> Self::Result {
-        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
-        let stored: StoredRewrites = msg
-            .rewrites
-            .iter()
-            .map(|(p, s)| (to_hex(p), s.size, s.mtime))
-            .collect();
-        let text = serde_json::to_string(&stored).unwrap_or_else(|_| "[]".to_owned());
-        conn.execute(
-            "UPDATE content_trees SET rewrites = ?2, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE path = ?1",
-            params![msg.path, text],
-        )?;
-        Ok(())
-    }
-}
 
 impl Handler<RecordDeployed> for Journal {
     type Result = Result<(), JournalError>;
@@ -608,19 +484,28 @@ pub struct RecordDbObject {
     /// A user is named `user@host`.
     pub kind: DbObjectKind,
     pub name: String,
+    /// The database a scratch database is of (empty for the others).
+    pub of_database: String,
 }
 
-/// A migration's database objects not kept: (server, kind, name).
+/// A migration's database objects not kept: (server, kind, name); its
+/// scratch databases only with `scratch` (an interrupted migration that
+/// goes on keeps them: its copies catch up from them).
 #[derive(Message)]
 #[rtype(result = "Result<Vec<(String, DbObjectKind, String)>, JournalError>")]
-pub struct LoadUnkeptDbObjects(pub u64);
+pub struct LoadUnkeptDbObjects {
+    pub migration_id: u64,
+    pub scratch: bool,
+}
 
-/// Forgets a migration's database objects on one server (dropped or kept).
+/// Forgets a migration's database objects on one server (dropped or
+/// kept); its scratch databases only with `scratch`.
 #[derive(Message)]
 #[rtype(result = "Result<(), JournalError>")]
 pub struct ForgetDbObjects {
     pub migration_id: u64,
     pub server: String,
+    pub scratch: bool,
 }
 
 impl Handler<RecordDbObject> for Journal {
@@ -629,8 +514,8 @@ impl Handler<RecordDbObject> for Journal {
     fn handle(&mut self, msg: RecordDbObject, _: &mut Self::Context) -> Self::Result {
         let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
         conn.execute(
-            "INSERT OR IGNORE INTO created_db_objects (migration_id, domain, server, kind, name) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![msg.migration_id as i64, msg.domain, msg.server, msg.kind.as_str(), msg.name],
+            "INSERT OR IGNORE INTO created_db_objects (migration_id, domain, server, kind, name, of_database) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![msg.migration_id as i64, msg.domain, msg.server, msg.kind.as_str(), msg.name, msg.of_database],
         )?;
         Ok(())
     }
@@ -642,9 +527,9 @@ impl Handler<LoadUnkeptDbObjects> for Journal {
     fn handle(&mut self, msg: LoadUnkeptDbObjects, _: &mut Self::Context) -> Self::Result {
         let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
         let mut stmt = conn.prepare(
-            "SELECT server, kind, name FROM created_db_objects WHERE migration_id = ?1 AND kept = 0 ORDER BY server, kind, name",
+            "SELECT server, kind, name FROM created_db_objects WHERE migration_id = ?1 AND kept = 0 AND (?2 OR kind != 'scratch') ORDER BY server, kind, name",
         )?;
-        let rows = stmt.query_map(params![msg.0 as i64], |r| {
+        let rows = stmt.query_map(params![msg.migration_id as i64, msg.scratch], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -669,25 +554,11 @@ impl Handler<ForgetDbObjects> for Journal {
     fn handle(&mut self, msg: ForgetDbObjects, _: &mut Self::Context) -> Self::Result {
         let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
         conn.execute(
-            "DELETE FROM created_db_objects WHERE migration_id = ?1 AND server = ?2 AND kept = 0",
-            params![msg.migration_id as i64, msg.server],
+            "DELETE FROM created_db_objects WHERE migration_id = ?1 AND server = ?2 AND kept = 0 AND (?3 OR kind != 'scratch')",
+            params![msg.migration_id as i64, msg.server, msg.scratch],
         )?;
         Ok(())
     }
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn from_hex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn record_event(conn: &Connection, id: u64, kind: &str, detail: &str) -> Result<(), JournalError> {
@@ -697,6 +568,11 @@ fn record_event(conn: &Connection, id: u64, kind: &str, detail: &str) -> Result<
     )?;
     Ok(())
 }
+
+mod resume;
+mod trees;
+pub use resume::*;
+pub use trees::*;
 
 #[cfg(test)]
 mod tests;

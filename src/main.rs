@@ -86,7 +86,9 @@ fn main() {
 fn serve(path: &std::path::Path) -> anyhow::Result<()> {
     let config = hostmig::config::Config::load(path)?;
     hostmig::serve::serve(config)?;
-    Ok(())
+    // The journal is closed: threads still copying for migrations that go
+    // on at the next start (as after a crash) are not waited for.
+    std::process::exit(0)
 }
 
 /// Set by SIGINT or SIGTERM while the sandbox runs.

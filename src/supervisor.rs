@@ -22,11 +22,17 @@ use crate::migration::prepare::{prepare, prepare_resync, Prepared, ResyncSource}
 use crate::migration::refusal::{NotReady, Refusal};
 use crate::migration::report::{save_report, Outcome, Report};
 use crate::migration::request::{MigrationId, StartRequest};
+use crate::migration::resume::StoredRequest;
 use crate::migration::run::{Migration, MigrationEnded, StatusReport, StopNow};
 use crate::migration::space::Need;
 use crate::migration::status::{MigrationStatus, Progress, Stage, StatusError};
 use crate::migration::summary::PlanSummary;
 use crate::secret::Secret;
+
+mod clean_ups;
+mod resume;
+use clean_ups::CleanUps;
+pub use resume::ResumeMigration;
 
 /// How many starts are validated at the same time.
 const VALIDATIONS_AT_ONCE: usize = 2;
@@ -74,44 +80,11 @@ pub struct Supervisor {
     clean_ups: CleanUps,
     /// What admitted migrations will write, for the disk guard.
     reserved: Reserved,
-}
-
-/// Clean-ups of ended migrations (dropping the databases they created for
-/// domains they did not deploy) still at work. A start waits for them, so
-/// the objects an ended migration released are checked against the
-/// destination as it is once that migration's leftovers are gone.
-#[derive(Clone)]
-struct CleanUps(Arc<tokio::sync::watch::Sender<usize>>);
-
-impl CleanUps {
-    /// Longest a start waits for clean-ups before it goes on regardless
-    /// (an unreachable database server would otherwise hold every start).
-    const WAIT: std::time::Duration = std::time::Duration::from_secs(60);
-
-    fn new() -> Self {
-        CleanUps(Arc::new(tokio::sync::watch::channel(0).0))
-    }
-
-    fn spawn(&self, work: impl std::future::Future<Output = ()> + 'static) {
-        /// Counts the clean-up as ended however it ends (a panic too).
-        struct Ended(CleanUps);
-        impl Drop for Ended {
-            fn drop(&mut self) {
-                self.0 .0.send_modify(|n| *n -= 1);
-            }
-        }
-        self.0.send_modify(|n| *n += 1);
-        let ended = Ended(self.clone());
-        actix::spawn(async move {
-            work.await;
-            drop(ended);
-        });
-    }
-
-    async fn settled(&self) {
-        let mut at_work = self.0.subscribe();
-        let _ = tokio::time::timeout(Self::WAIT, at_work.wait_for(|n| *n == 0)).await;
-    }
+    /// Migrations a restart interrupted, until resumed or abandoned.
+    interrupted: HashMap<u64, resume::Interrupted>,
+    /// Set by `Shutdown`: migrations still running are left as a crash
+    /// leaves them, to go on at the next start.
+    shutting_down: bool,
 }
 
 impl Supervisor {
@@ -140,6 +113,8 @@ impl Supervisor {
             destination_ready,
             clean_ups: CleanUps::new(),
             reserved: Arc::new(Mutex::new(HashMap::new())),
+            interrupted: HashMap::new(),
+            shutting_down: false,
         }
     }
 
@@ -153,7 +128,8 @@ impl Supervisor {
     fn busy(&self) -> Busy {
         let mut busy = Busy::new();
         let running = self.running.iter().map(|(id, r)| (id, &r.holds));
-        for (id, holds) in running.chain(self.queued_holds.iter()) {
+        let interrupted = self.interrupted.iter().map(|(id, i)| (id, &i.holds));
+        for (id, holds) in running.chain(self.queued_holds.iter()).chain(interrupted) {
             for h in holds {
                 busy.insert(h.clone(), *id);
             }
@@ -196,6 +172,12 @@ impl Supervisor {
             )
             .with_meter(meter);
             self.journal_state(next.id, MigrationState::Running, None);
+            // Kept from the first run: what was written since is checked
+            // by hash when a restart interrupts it.
+            self.journal.do_send(journal::RecordBegan {
+                migration_id: next.id,
+                at: crate::transfer::unix_now(),
+            });
             let worker = &self.workers[(self.started as usize) % self.workers.len()];
             self.started += 1;
             let addr = Migration::start_in_arbiter(&worker.handle(), move |_| migration);
@@ -215,8 +197,8 @@ impl Supervisor {
                 q.id,
                 MigrationStatus::InProgress(Progress {
                     held_back: None,
-                    total: q.prepared.total_steps(),
-                    completed: 1,
+                    total: q.prepared.steps().shown(1).0,
+                    completed: q.prepared.steps().shown(1).1,
                     stage: Stage::Queued {
                         position: position + 1,
                         waiting,
@@ -282,48 +264,26 @@ impl Actor for Supervisor {
         // that were queued or running when hostmig stopped did not complete.
         let journal = self.journal.clone();
         let load = async move { journal::ask(&journal, journal::LoadMigrations).await };
-        ctx.wait(load.into_actor(self).map(|res, act, _| {
+        ctx.wait(load.into_actor(self).map(|res, act, ctx| {
             let stored = match res {
                 Ok(stored) => stored,
-                Err(e) => return tracing::error!(error = %e, "cannot read migrations from the journal"),
+                Err(e) => {
+                    return tracing::error!(error = %e, "cannot read migrations from the journal")
+                }
             };
             for m in stored {
                 act.next_id = act.next_id.max(m.id + 1);
-                let source = stored_resync_source(&m.plan);
-                let result = m.result.as_deref().and_then(|r| serde_json::from_str(r).ok());
-                let status = match (m.state.ended(), result) {
-                    (true, Some(status)) => status,
-                    _ => {
-                        let status = MigrationStatus::Finished {
-                            errors: vec![StatusError::general(
-                                "hostmig restarted during this migration; it did not complete, start it again",
-                            )],
-                        };
-                        act.journal_state(m.id, MigrationState::Finished, Some(&status));
-                        let journal = act.journal.clone();
-                        let id = m.id;
-                        actix::spawn(async move {
-                            if let Ok(Some(text)) = journal::ask(&journal, journal::LoadReport(id)).await {
-                                if let Ok(mut report) = serde_json::from_str::<Report>(&text) {
-                                    report.end(
-                                        Outcome::Interrupted,
-                                        vec!["hostmig restarted during this migration".to_owned()],
-                                        "not migrated: hostmig restarted during the migration",
-                                    );
-                                    save_report(&journal, &report);
-                                }
-                            }
-                        });
-                        act.clean_ups.spawn(crate::migration::databases::drop_unkept(
-                            act.config.clone(),
-                            act.journal.clone(),
-                            m.id,
-                        ));
-                        status
+                let result = m
+                    .result
+                    .as_deref()
+                    .and_then(|r| serde_json::from_str(r).ok());
+                match (m.state.ended(), result) {
+                    (true, Some(status)) => {
+                        act.report(m.id, status);
+                        act.ended.insert(m.id, stored_resync_source(&m.plan));
                     }
-                };
-                act.report(m.id, status);
-                act.ended.insert(m.id, source);
+                    _ => act.found_unended(m, ctx),
+                }
             }
         }));
     }
@@ -384,64 +344,122 @@ impl Handler<StartMigration> for Supervisor {
     type Result = ResponseActFuture<Self, Result<String, Refusal>>;
 
     fn handle(&mut self, msg: StartMigration, _: &mut Self::Context) -> Self::Result {
-        let (config, busy, slots) = (self.config.clone(), self.busy(), self.validations.clone());
+        let (config, busy, journal) = (self.config.clone(), self.busy(), self.journal.clone());
         let reserved = self.reserved.clone();
-        let (journal, ready) = (self.journal.clone(), self.destination_ready.clone());
-        let clean_ups = self.clean_ups.clone();
+        let before = self.before_validation();
         let validation = async move {
-            let _slot = slots.acquire_owned().await;
-            clean_ups.settled().await;
-            // Done at start-up, unless the panel database was down then.
-            ready
-                .get_or_try_init(|| make_destination_ready(&config))
-                .await?;
+            let _slot = before.await?;
             // What admitted migrations still need is counted; two starts
             // validated at the same moment do not count each other.
             let admitted = admitted_needs(&reserved);
-            prepare(*msg.0, config, busy, admitted, journal).await
+            prepare(*msg.0, config, busy, admitted, journal, None).await
         };
-        Box::pin(
-            validation
-                .into_actor(self)
-                .map(|res, act, ctx| act.admit(res?, ctx)),
-        )
+        Box::pin(validation.into_actor(self).map(|res, act, ctx| {
+            res.and_then(|prepared| act.admit(prepared, ctx))
+                .map_err(|e| act.explain(e))
+        }))
     }
 }
 
 impl Supervisor {
+    /// What a validation of a start or a resume waits for first: one of
+    /// the validation slots (answered, held while it validates), the
+    /// clean-ups of ended migrations, and the destination's panel made
+    /// ready (done at start-up, unless its database was down then).
+    fn before_validation(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Option<tokio::sync::OwnedSemaphorePermit>, Refusal>>
+    {
+        let (slots, clean_ups) = (self.validations.clone(), self.clean_ups.clone());
+        let (ready, config) = (self.destination_ready.clone(), self.config.clone());
+        async move {
+            let slot = slots.acquire_owned().await.ok();
+            clean_ups.settled().await;
+            ready
+                .get_or_try_init(|| make_destination_ready(&config))
+                .await?;
+            Ok(slot)
+        }
+    }
+
     /// Queues a validated migration (and starts it when there is room);
     /// answers its id.
     fn admit(&mut self, prepared: Prepared, ctx: &mut Context<Self>) -> Result<String, Refusal> {
         // Others may have been admitted while this one was validated.
         check_busy(&prepared.plan, &self.busy())?;
-        let holds = prepared.plan.holds();
         let id = self.next_id;
         self.next_id += 1;
+        self.enqueue(id, prepared, None, ctx);
+        Ok(id.to_string())
+    }
+
+    /// Queues migration `id` (and starts it when there is room): a new
+    /// one, or the second run of one a restart interrupted (`resumed`:
+    /// its report as the first run left it).
+    fn enqueue(
+        &mut self,
+        id: u64,
+        prepared: Prepared,
+        resumed: Option<Report>,
+        ctx: &mut Context<Self>,
+    ) {
+        let holds = prepared.plan.holds();
         if let Ok(mut reserved) = self.reserved.lock() {
             reserved.insert(id, prepared.needs.clone());
         }
         let summary = prepared.summary();
-        self.journal.do_send(journal::RecordMigration {
-            id,
-            source_host: prepared.host.clone(),
-            plan: serde_json::to_string(&summary).unwrap_or_default(),
-        });
         let events = EventLog::of(&self.config, id);
-        events.write(&Event::queued(&summary));
-        let report = prepared.report(id);
-        for o in &report.objects {
-            for warning in &o.warnings {
-                events.write(&Event::warning(o.kind, &o.name, warning));
+        let report = match &prepared.resume {
+            None => {
+                self.journal.do_send(journal::RecordMigration {
+                    id,
+                    source_host: prepared.host.clone(),
+                    plan: serde_json::to_string(&summary).unwrap_or_default(),
+                });
+                self.journal.do_send(journal::RecordRequest {
+                    migration_id: id,
+                    request: prepared.stored.clone(),
+                    total: prepared.total_steps(),
+                });
+                events.write(&Event::queued(&summary));
+                let report = prepared.report(id);
+                for o in &report.objects {
+                    for warning in &o.warnings {
+                        events.write(&Event::warning(o.kind, &o.name, warning));
+                    }
+                }
+                report
             }
-        }
+            Some(from) => {
+                self.journal_state(id, MigrationState::Queued, None);
+                let detail = format!(
+                    "going on after the restart: {} client(s) and {} domain(s) deployed before it are left as they are; {} object(s) to go",
+                    from.clients.len(),
+                    from.domains.len(),
+                    prepared.plan.objects.len()
+                );
+                events.write(&Event::Resume {
+                    phase: "resumed",
+                    detail: &detail,
+                });
+                match resumed {
+                    Some(mut report) => {
+                        report.redo(&holds);
+                        report
+                    }
+                    None => prepared.report(id),
+                }
+            }
+        };
         self.save_report(&report);
-        tracing::info!(migration_id = id, source = %prepared.host, objects = ?summary.objects, "migration admitted");
+        tracing::info!(migration_id = id, source = %prepared.host, objects = ?summary.objects, resumed = prepared.resume.is_some(), "migration admitted");
         // Known to get_status before the client hears the id.
+        let (total, completed) = prepared.steps().shown(1);
         self.report(
             id,
             MigrationStatus::InProgress(Progress {
-                total: prepared.total_steps(),
-                completed: 1,
+                total,
+                completed,
                 stage: Stage::Planned,
                 items: Vec::new(),
                 held_back: None,
@@ -454,7 +472,6 @@ impl Supervisor {
             report,
         });
         self.run_queued(ctx);
-        Ok(id.to_string())
     }
 }
 
@@ -499,6 +516,10 @@ impl Handler<MigrationEnded> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, msg: MigrationEnded, ctx: &mut Self::Context) {
+        if self.shutting_down {
+            // hostmig is stopping: the migration goes on at the next start.
+            return;
+        }
         let Some(running) = self.running.remove(&msg.id) else {
             return;
         };
@@ -520,6 +541,7 @@ impl Handler<MigrationEnded> for Supervisor {
                 self.config.clone(),
                 self.journal.clone(),
                 msg.id,
+                true,
             ));
         self.ended.insert(msg.id, running.resync);
         tracing::info!(
@@ -556,6 +578,9 @@ impl Handler<StopMigration> for Supervisor {
             self.clean_up(id, &queued.prepared.staging, true);
             self.ended.insert(id, resync_source(&queued.prepared));
             self.run_queued(ctx);
+            return Ok(());
+        }
+        if self.abandon(id) {
             return Ok(());
         }
         match self.ended.get(&id) {
@@ -601,10 +626,14 @@ impl Handler<ResyncMigration> for Supervisor {
                 .map_err(|e| Refusal::Journal(e.to_string()))?;
             prepare_resync(source, password, domains, config, journal).await
         };
-        Box::pin(validation.into_actor(self).map(|res, act, ctx| {
-            let prepared = res?;
-            check_busy(&prepared.plan, &act.busy())?;
-            act.admit(prepared, ctx)
+        Box::pin(validation.into_actor(self).map(move |res, act, ctx| {
+            let mut prepared = res.map_err(|e| act.explain(e))?;
+            prepared.stored = StoredRequest::Resync {
+                of: id,
+                keyed: matches!(prepared.login.credential, crate::ssh::Credential::Key(_)),
+            }
+            .to_json();
+            act.admit(prepared, ctx).map_err(|e| act.explain(e))
         }))
     }
 }
@@ -631,8 +660,12 @@ impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
-        for running in self.running.values() {
-            running.addr.do_send(StopNow);
+        // Migrations still running are not stopped: what they have is
+        // kept as a crash keeps it, and they go on at the next start
+        // (a SIGTERM for a reboot or an upgrade costs them nothing).
+        self.shutting_down = true;
+        if !self.running.is_empty() {
+            tracing::warn!(running = self.running.len(), "hostmig stops while migrations run; they go on where they stopped when it starts again");
         }
         let journal = self.journal.clone();
         Box::pin(

@@ -16,8 +16,9 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts};
 use serde::Serialize;
 
-use super::catchup::{self, CatchUpReport};
+use super::catchup::CatchUpReport;
 use super::loader::Loader;
+use super::resume::{resume_with_retries, stage_exists, wait_to_retry};
 use super::rows::{self, Chunk, TableKind};
 use super::snapshot::{self, Snapshot};
 use super::users::Account;
@@ -37,6 +38,10 @@ pub struct DbJob {
     pub target_label: String,
     /// The scratch database the rows load into.
     pub stage: String,
+    /// `stage` may hold an earlier run's rows (that run was interrupted
+    /// by a restart of hostmig): when it is there, the copy catches up
+    /// from it instead of loading every row again.
+    pub resume_stage: bool,
     /// The database's users (logins), as the panel lists them.
     pub users: Vec<String>,
     /// Reading connections that share the snapshot.
@@ -103,10 +108,10 @@ pub struct DbReport {
 
 /// What this copy created on the target (to remove when it fails).
 #[derive(Default)]
-struct Created {
-    stage: bool,
-    real: bool,
-    accounts: Vec<(String, String)>,
+pub(super) struct Created {
+    pub stage: bool,
+    pub real: bool,
+    pub accounts: Vec<(String, String)>,
 }
 
 /// How far the copy is, shared by its loading connections.
@@ -228,67 +233,30 @@ async fn run(
     created: &RefCell<Created>,
     connections: &RefCell<Vec<u32>>,
 ) -> Result<DbReport, DbError> {
-    // Connections lost before the scratch database exists: nothing was
-    // created, so the start is tried again as it was.
     let mut attempt = 0;
-    let (mut dst, max_packet, mut snap, mut first) = loop {
-        let started = async {
-            let (dst, max_packet) = check_target(job).await?;
-            let snap = snapshot::take(job).await?;
-            Ok::<_, DbError>((dst, max_packet, snap))
-        };
-        let error = match started.await {
-            Ok((mut dst, max_packet, mut snap)) => {
-                let first = create_schema(job, recorder, created, &mut dst, &mut snap).await;
-                match first {
-                    Err(e) if e.is_transient() && !created.borrow().stage => e,
-                    first => break (dst, max_packet, snap, first),
-                }
-            }
-            Err(e) if e.is_transient() => e,
-            Err(e) => return Err(e),
-        };
-        let Some((retrying, delay)) = job.retry.next(&mut attempt, &error) else {
-            return Err(error);
-        };
-        tracing::info!(database = %job.name, error = %error, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the database copy could not begin; trying it again");
-        wait_to_retry(counters, retrying, delay).await;
-    };
-    let mut chunks = 0;
-    if first.is_ok() {
-        match load_rows(job, counters, connections, &mut snap, max_packet).await {
-            Ok(n) => chunks = n,
-            Err(e) => first = Err(e),
-        }
-    }
-    // An interrupted copy resumes from its scratch database: what is
-    // there and still equal to the source is kept.
     let mut resumed = Vec::new();
-    if let Err(e) = first {
-        let mut error = e;
-        loop {
-            if !error.is_transient() || !created.borrow().stage {
-                return Err(error);
-            }
-            let Some((retrying, delay)) = job.retry.next(&mut attempt, &error) else {
-                return Err(error);
-            };
-            tracing::info!(database = %job.name, error = %error, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the database copy was interrupted; resuming from its scratch database");
-            wait_to_retry(counters, retrying, delay).await;
-            let ids = connections.borrow().clone();
-            end_connections(&job.target, &ids).await;
-            match resume(job, counters, connections).await {
-                Ok((conn, new_snap, report)) => {
-                    dst = conn;
-                    snap = new_snap;
-                    chunks = report.chunks as usize;
-                    resumed.push(report);
-                    break;
-                }
-                Err(e) => error = e,
-            }
-        }
-    }
+    // After a restart of hostmig: the rows an earlier run loaded into the
+    // scratch database are caught up rather than loaded again.
+    let (mut dst, mut snap, chunks) = if job.resume_stage && stage_exists(job).await? {
+        created.borrow_mut().stage = true;
+        tracing::info!(database = %job.name, scratch = %job.stage, "going on from the scratch database of the run before the restart");
+        let (dst, snap, report) =
+            resume_with_retries(job, counters, connections, created, &mut attempt, None).await?;
+        let chunks = report.chunks as usize;
+        resumed.push(report);
+        (dst, snap, chunks)
+    } else {
+        first_copy(
+            job,
+            recorder,
+            counters,
+            created,
+            connections,
+            &mut attempt,
+            &mut resumed,
+        )
+        .await?
+    };
     // What loads after the rows: the stored objects and the accounts.
     let stored = objects::read(&mut snap.readers[0], &job.name).await?;
     let accounts = users::read(&mut snap.lock, &job.name, &job.users).await?;
@@ -316,41 +284,63 @@ async fn run(
     })
 }
 
-/// Waits out a retry's delay, the status saying so meanwhile.
-async fn wait_to_retry(
-    counters: &Counters,
-    retrying: crate::retry::Retrying,
-    delay: std::time::Duration,
-) {
-    *counters.retrying.borrow_mut() = Some(retrying);
-    tokio::time::sleep(delay).await;
-    *counters.retrying.borrow_mut() = None;
-}
-
-/// A new snapshot, and the scratch database caught up with it.
-async fn resume(
+/// The first copy: the snapshot, the schema in the scratch database, the
+/// rows; resumed from the scratch database when its connections fail
+/// midway. Answers the target connection, the snapshot and the chunks.
+async fn first_copy(
     job: &DbJob,
+    recorder: &Recorder<'_>,
     counters: &Counters,
+    created: &RefCell<Created>,
     connections: &RefCell<Vec<u32>>,
-) -> Result<(Conn, Snapshot, CatchUpReport), DbError> {
-    let target = format!("the target database server {}", job.target_label);
-    let mut dst = connect(&job.target, SCHEMA_SESSION, &target).await?;
-    let max_packet: Option<u64> = dst
-        .query_first("SELECT @@max_allowed_packet")
-        .await
-        .map_err(on_target(job, "cannot read max_allowed_packet"))?;
-    let mut snap = snapshot::take(job).await?;
-    let report = catchup::tables_and_rows(
-        job,
-        &job.stage,
-        &mut snap,
-        &mut dst,
-        max_packet.unwrap_or(16 << 20) as usize,
-        counters,
-        connections,
-    )
-    .await?;
-    Ok((dst, snap, report))
+    attempt: &mut u32,
+    resumed: &mut Vec<CatchUpReport>,
+) -> Result<(Conn, Snapshot, usize), DbError> {
+    // Connections lost before the scratch database exists: nothing was
+    // created, so the start is tried again as it was.
+    let (dst, max_packet, mut snap, mut first) = loop {
+        let started = async {
+            let (dst, max_packet) = check_target(job).await?;
+            let snap = snapshot::take(job).await?;
+            Ok::<_, DbError>((dst, max_packet, snap))
+        };
+        let error = match started.await {
+            Ok((mut dst, max_packet, mut snap)) => {
+                let first = create_schema(job, recorder, created, &mut dst, &mut snap).await;
+                match first {
+                    Err(e) if e.is_transient() && !created.borrow().stage => e,
+                    first => break (dst, max_packet, snap, first),
+                }
+            }
+            Err(e) if e.is_transient() => e,
+            Err(e) => return Err(e),
+        };
+        let Some((retrying, delay)) = job.retry.next(attempt, &error) else {
+            return Err(error);
+        };
+        tracing::info!(database = %job.name, error = %error, attempt, of = job.retry.attempts, delay_s = delay.as_secs(), "the database copy could not begin; trying it again");
+        wait_to_retry(counters, retrying, delay).await;
+    };
+    let mut chunks = 0;
+    if first.is_ok() {
+        match load_rows(job, counters, connections, &mut snap, max_packet).await {
+            Ok(n) => chunks = n,
+            Err(e) => first = Err(e),
+        }
+    }
+    // An interrupted copy resumes from its scratch database: what is
+    // there and still equal to the source is kept.
+    match first {
+        Ok(()) => Ok((dst, snap, chunks)),
+        Err(e) => {
+            drop((dst, snap));
+            let (dst, snap, report) =
+                resume_with_retries(job, counters, connections, created, attempt, Some(e)).await?;
+            let chunks = report.chunks as usize;
+            resumed.push(report);
+            Ok((dst, snap, chunks))
+        }
+    }
 }
 
 /// The session of the connection that creates schemas on the target.

@@ -14,6 +14,7 @@ pub mod catchup;
 pub mod copy;
 mod loader;
 pub mod objects;
+mod resume;
 pub mod rows;
 mod sequences;
 mod snapshot;

@@ -158,6 +158,9 @@ pub struct CopyTree {
     pub progress: Recipient<Progressed>,
     /// How a transient fault is tried again.
     pub retry: RetryPolicy,
+    /// The second run of a migration a restart interrupted: when the
+    /// first began (Unix seconds); what it left goes on from there.
+    pub since: Option<i64>,
 }
 
 impl Handler<CopyTree> for ContentTransfer {
@@ -199,6 +202,7 @@ fn copy_with_retries(
         item,
         progress,
         retry,
+        since,
     } = msg;
     let mut report = tree_reporter(item.clone(), progress.clone());
     let received = AtomicU64::new(0);
@@ -206,7 +210,8 @@ fn copy_with_retries(
     let mut attempt = 0u32;
     loop {
         let tries = Tries {
-            resume: (attempt > 0).then_some(began),
+            // After a restart, from when the first run began.
+            resume: since.or((attempt > 0).then_some(began)),
             received: &received,
         };
         let result = pool
@@ -313,6 +318,34 @@ pub(super) fn remove_trees(env: &Env, name: &str, trees: &[TreeKind]) -> String 
             "; its copied content could not all be removed: {}",
             kept.join(", ")
         )
+    }
+}
+
+/// Removes the trees migration `id` wrote for domains no migration
+/// deployed (an abandoned migration's), each on a blocking thread, and
+/// forgets them; one that cannot be removed is logged and stays known.
+pub async fn remove_undeployed_trees(journal: actix::Addr<journal::Journal>, id: u64) {
+    let Ok(paths) = journal::ask(&journal, journal::LoadUndeployedTrees(id)).await else {
+        return;
+    };
+    for path in paths {
+        let dir = std::path::PathBuf::from(&path);
+        let removed =
+            actix_web::rt::task::spawn_blocking(move || match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            })
+            .await
+            .unwrap_or_else(|e| Err(e.to_string()));
+        match removed {
+            Ok(()) => {
+                tracing::info!(migration_id = id, tree = %path, "removed a tree the abandoned migration had copied");
+                let _ = journal::ask(&journal, journal::ForgetTree(path)).await;
+            }
+            Err(e) => {
+                tracing::warn!(migration_id = id, tree = %path, error = %e, "cannot remove a tree the abandoned migration had copied; remove it by hand")
+            }
+        }
     }
 }
 
@@ -450,6 +483,7 @@ async fn copy_all(
             item,
             progress: progress.clone(),
             retry: env.config.migrations.retry,
+            since: env.prepared.resume.as_ref().and_then(|r| r.since),
         });
         async move {
             let result = copy.await;

@@ -129,12 +129,17 @@ impl Handler<CopyDatabase> for DatabaseCopy {
             let server = job.target_label.clone();
             let recorder = Recorder {
                 record: Box::new(|kind, name| {
+                    let of_database = match kind {
+                        DbObjectKind::Scratch => job.name.clone(),
+                        _ => String::new(),
+                    };
                     let record = journal::RecordDbObject {
                         migration_id,
                         domain: domain.clone(),
                         server: server.clone(),
                         kind,
                         name,
+                        of_database,
                     };
                     let journal = journal.clone();
                     async move { journal::ask(&journal, record).await }.boxed_local()
@@ -160,11 +165,21 @@ impl Handler<CopyDatabase> for DatabaseCopy {
 }
 
 /// Drops what a migration's copies created and its domains did not keep
-/// (a stop, a failure, a crash), then forgets it; what cannot be dropped
-/// now stays recorded for the next start of hostmig.
-pub async fn drop_unkept(config: Arc<Config>, journal: Addr<Journal>, migration_id: u64) {
-    let Ok(objects) = journal::ask(&journal, journal::LoadUnkeptDbObjects(migration_id)).await
-    else {
+/// (a stop, a failure, an abandon), then forgets it; what cannot be
+/// dropped now stays recorded for the next start of hostmig. Without
+/// `scratch` its scratch databases stay (a migration that goes on after a
+/// restart catches up from them).
+pub async fn drop_unkept(
+    config: Arc<Config>,
+    journal: Addr<Journal>,
+    migration_id: u64,
+    scratch: bool,
+) {
+    let load = journal::LoadUnkeptDbObjects {
+        migration_id,
+        scratch,
+    };
+    let Ok(objects) = journal::ask(&journal, load).await else {
         return;
     };
     let Some(dest) = config.destination.as_ref() else {
@@ -205,6 +220,7 @@ pub async fn drop_unkept(config: Arc<Config>, journal: Addr<Journal>, migration_
                     journal::ForgetDbObjects {
                         migration_id,
                         server,
+                        scratch,
                     },
                 )
                 .await;
@@ -304,15 +320,27 @@ async fn db_job(
     let (user, password) = db_server_login(row, &env.prepared.access.panel_db.password);
     let tunnel = env.tunnels.to(&p.db.host, p.db.port).await?;
     let source = tunnel.mysql_opts(&user, password.expose()).into();
-    let n = env
-        .scratch
-        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    // After a restart: the scratch database the first run loaded.
+    let kept = env
+        .prepared
+        .resume
+        .as_ref()
+        .and_then(|r| r.scratches.get(&(server.label(), name.clone())))
+        .cloned();
+    let resume_stage = kept.is_some();
+    let stage = kept.unwrap_or_else(|| {
+        let n = env
+            .scratch
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        format!("hostmig_{}_{n}", env.id)
+    });
     let job = DbJob {
         name: name.clone(),
         source,
         target,
         target_label: server.label(),
-        stage: format!("hostmig_{}_{n}", env.id),
+        stage,
+        resume_stage,
         users: p.db.users.clone(),
         connections: DB_CONNECTIONS,
         chunk_rows: crate::db::rows::CHUNK_ROWS,

@@ -25,6 +25,12 @@ pub enum Event<'a> {
     Running {
         phase: &'static str,
     },
+    /// A restart of hostmig interrupted it (`phase` "interrupted"), or its
+    /// second run was admitted ("resumed"): what it left out as done.
+    Resume {
+        phase: &'static str,
+        detail: &'a str,
+    },
     Finished {
         phase: &'static str,
         status: &'a MigrationStatus,

@@ -14,6 +14,7 @@ pub mod prepare;
 pub mod refusal;
 pub mod report;
 pub mod request;
+pub mod resume;
 pub mod run;
 pub mod space;
 pub mod status;

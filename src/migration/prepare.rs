@@ -14,6 +14,7 @@ use super::plan::{self, Busy, DestinationFacts, Plan, SourceDb, SourceFacts, Tar
 use super::refusal::{NotReady, Refusal};
 use super::report::{ObjectReport, Report};
 use super::request::{IpType, Scope, Selection, StartRequest, Transport};
+use super::resume::{ResumeFrom, StoredRequest};
 use super::status::ObjectKind;
 use super::summary::PlanSummary;
 use crate::config::Config;
@@ -48,6 +49,10 @@ pub struct Prepared {
     /// What it will write on each destination file system (the disk
     /// guard's measure; empty for a resync).
     pub needs: Vec<super::space::Need>,
+    /// The request as the journal keeps it (JSON, no secret).
+    pub stored: String,
+    /// A second run after a restart interrupted the first.
+    pub resume: Option<ResumeFrom>,
 }
 
 impl Prepared {
@@ -95,6 +100,15 @@ impl Prepared {
             .map(|d| self.trees_for(d).len())
             .sum();
         deploys + trees as u64
+    }
+
+    /// How this run's steps are shown (on the first run's scale when it
+    /// is the second run of an interrupted migration).
+    pub fn steps(&self) -> super::resume::Steps {
+        super::resume::Steps {
+            own_total: self.total_steps(),
+            earlier: self.resume.as_ref().map(|r| (r.total, r.completed)),
+        }
     }
 
     /// The plan as the journal and the event log keep it.
@@ -187,15 +201,28 @@ fn journal_failed(e: journal::JournalError) -> Refusal {
 }
 
 /// Validates a start request against both servers; answers the plan or the
-/// refusal `start` gives.
+/// refusal `start` gives. With `resume`, the second run of a migration a
+/// restart interrupted: what it deployed is left out, what it created is
+/// not taken for someone else's, and it is not measured again for room
+/// (what it wrote is on the disk already).
 pub async fn prepare(
     req: StartRequest,
     config: Arc<Config>,
     busy: Busy,
     admitted: Vec<super::space::Need>,
     journal: actix::Addr<Journal>,
+    resume: Option<ResumeFrom>,
 ) -> Result<Prepared, Refusal> {
     super::request::check(&req)?;
+    let stored = StoredRequest::Start {
+        request: Box::new(req.clone()),
+        keyed: req.password.is_empty(),
+    }
+    .to_json();
+    let req = match &resume {
+        Some(r) => r.remaining(&req),
+        None => req,
+    };
     let dest = config
         .destination
         .clone()
@@ -245,10 +272,17 @@ pub async fn prepare(
         .await
         .map_err(|e| unreachable(e.to_string()))?;
     let _ = dst.disconnect().await;
-    let facts = destination_facts(inventory, &dest.db_servers);
+    let mut facts = destination_facts(inventory, &dest.db_servers);
+    if let Some(r) = &resume {
+        // Its own clients are on the destination: not someone else's.
+        facts.client_logins.retain(|c| !r.clients.contains(c));
+    }
 
     check_names(&domains)?;
-    let plan = plan::build(&req, &source_facts(&clients, &domains), &facts, &busy)?;
+    let mut plan = plan::build(&req, &source_facts(&clients, &domains), &facts, &busy)?;
+    if let Some(r) = &resume {
+        r.narrow(&mut plan);
+    }
     let (existing, db_dirs) = super::databases::existing_db_objects(&dest, &plan).await?;
     plan::check_databases_free(&plan, &facts.db_servers, &existing)?;
     let prepared = Prepared {
@@ -265,8 +299,13 @@ pub async fn prepare(
         resync_trees: Vec::new(),
         resync_notes: Vec::new(),
         needs: Vec::new(),
+        stored,
+        resume,
     };
     check_trees(&prepared, &dest, &journal).await?;
+    if prepared.resume.is_some() {
+        return Ok(prepared);
+    }
     let needs = super::space::check(&prepared, &config, &db_dirs, &db_sizes, admitted).await?;
     Ok(Prepared { needs, ..prepared })
 }
@@ -624,6 +663,8 @@ pub async fn prepare_resync(
         resync_trees,
         resync_notes,
         needs: Vec::new(),
+        stored: String::new(),
+        resume: None,
     })
 }
 

@@ -128,6 +128,22 @@ pub enum Refusal {
         name: String,
         migration: u64,
     },
+    /// An interrupted migration (a restart of hostmig stopped it) holds
+    /// the object until it is resumed or abandoned.
+    HeldByInterrupted {
+        kind: ObjectKind,
+        name: String,
+        migration: u64,
+    },
+    /// `resume` of a migration that is not interrupted.
+    NotInterrupted {
+        id: u64,
+    },
+    /// `resume` of a migration that logged in by password (never kept),
+    /// without one.
+    ResumeNeedsPassword {
+        id: u64,
+    },
     /// A migration id the journal does not know.
     UnknownMigration {
         id: String,

@@ -191,6 +191,19 @@ impl Report {
     }
 
     /// The object of that kind and name (added when the plan did not name it).
+    /// The second run after a restart does these objects again: what the
+    /// first run wrote of them (not its warnings) is started afresh.
+    pub fn redo(&mut self, objects: &[(ObjectKind, String)]) {
+        for o in &mut self.objects {
+            if objects.iter().any(|(k, n)| *k == o.kind && *n == o.name) {
+                o.outcome = ObjectOutcome::Pending;
+                o.trees.clear();
+                o.databases.clear();
+                o.errors.clear();
+            }
+        }
+    }
+
     pub fn object(&mut self, kind: ObjectKind, name: &str) -> &mut ObjectReport {
         let at = match self
             .objects

@@ -21,11 +21,13 @@ impl fmt::Display for MigrationId {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StartRequest {
     /// `host` or `host:port`, exactly as sent (per-source overrides match it).
     pub host: String,
     pub login: String,
+    /// Never kept: the journal's copy of a request has none.
+    #[serde(skip)]
     pub password: Secret,
     /// Empty: `destination.dump_dir`.
     pub destination_dir: String,
@@ -35,13 +37,13 @@ pub struct StartRequest {
     pub selection: Selection,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum SystemType {
     Unix,
     Windows,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Transport {
     Archive,
     Rsync,
@@ -56,7 +58,7 @@ pub enum Scope {
     OnlyMail,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Selection {
     /// One group per `migrate-domains` / `migrate-webspaces` element.
     Domains(Vec<DomainGroup>),
@@ -67,27 +69,27 @@ pub enum Selection {
     Resellers(Vec<MappedReseller>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DomainGroup {
     pub target_owner: String,
     pub domains: Vec<MappedDomain>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MappedDomain {
     pub name: String,
     pub ip: Option<MappedIp>,
     pub db_servers: Vec<MappedDbServer>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MappedClient {
     pub name: String,
     pub ips: Vec<MappedIp>,
     pub domains: Vec<MappedDomain>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MappedReseller {
     pub name: String,
     pub ips: Vec<MappedIp>,
@@ -95,31 +97,31 @@ pub struct MappedReseller {
     pub domains: Vec<MappedDomain>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MappedIp {
     pub old: IpSpec,
     pub new: IpSpec,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct IpSpec {
     pub kind: IpType,
     pub address: Ipv4Addr,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum IpType {
     Shared,
     Exclusive,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MappedDbServer {
     pub old: DbServerSpec,
     pub new: DbServerSpec,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DbServerSpec {
     pub host: String,
     pub port: u16,

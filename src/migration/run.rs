@@ -117,6 +117,8 @@ pub struct Migration {
     sent: Option<Instant>,
     /// Counts and caps what the work reads from the source.
     meter: Arc<Meter>,
+    /// How its steps are shown.
+    scale: super::resume::Steps,
 }
 
 /// What a running migration's work shares (its sub-actors' jobs are built
@@ -154,9 +156,11 @@ impl Migration {
         journal: Addr<Journal>,
     ) -> Self {
         let events = EventLog::of(&config, id);
+        let scale = prepared.steps();
+        let (total, completed) = scale.shown(1);
         let status = Progress {
-            total: prepared.total_steps(),
-            completed: 1,
+            total,
+            completed,
             stage: Stage::Copying,
             items: Vec::new(),
             held_back: None,
@@ -177,6 +181,7 @@ impl Migration {
             items: BTreeMap::new(),
             sent: None,
             meter: Meter::unlimited(),
+            scale,
         }
     }
 
@@ -219,6 +224,7 @@ impl Actor for Migration {
             return;
         };
         let opts = Options::from(&*config);
+        let first_scratch = prepared.resume.as_ref().map_or(0, |r| r.next_scratch());
         let env = Arc::new(Env {
             id: self.guard.id,
             pool: Arc::new(SessionPool::new(
@@ -233,7 +239,7 @@ impl Actor for Migration {
             journal,
             stopper: self.stopper.clone(),
             accounts: CreatedAccounts::default(),
-            scratch: Default::default(),
+            scratch: std::sync::atomic::AtomicUsize::new(first_scratch),
             events: self.events.clone(),
             progress: ctx.address().recipient(),
             report: self.report.clone(),
@@ -280,7 +286,14 @@ impl Handler<Progressed> for Migration {
                 self.publish(false);
             }
             Update::Steps(n) => {
-                self.status.completed = self.status.completed.max(n);
+                let (_, n) = self.scale.shown(n);
+                if n > self.status.completed {
+                    self.status.completed = n;
+                    self.journal.do_send(journal::RecordSteps {
+                        migration_id: self.guard.id,
+                        completed: n,
+                    });
+                }
                 self.publish(true);
             }
             Update::Stage(stage) => {
@@ -435,6 +448,18 @@ async fn execute(env: &Env) -> Vec<StatusError> {
                 env.change_object(ObjectKind::Client, login, |o| {
                     o.outcome = ObjectOutcome::Deployed
                 });
+                // A second run after a restart does not write it again.
+                let recorded = journal::ask(
+                    &env.journal,
+                    journal::RecordDeployedClient {
+                        migration_id: env.id,
+                        login: login.clone(),
+                    },
+                )
+                .await;
+                if let Err(e) = recorded {
+                    tracing::warn!(migration_id = env.id, client = %login, error = %e, "cannot record the deployed client; a resume after a restart would refuse it as existing");
+                }
                 for d in domains {
                     if let Some(record) = domain(d) {
                         migrate_domain(

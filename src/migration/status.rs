@@ -42,6 +42,8 @@ pub enum Stage {
     Copying,
     /// Writing an object's records into the destination panel.
     Deploying { kind: ObjectKind, name: String },
+    /// A restart of hostmig interrupted it; `why` says what it waits for.
+    Interrupted { why: String },
 }
 
 /// One tree or database being copied.
@@ -115,6 +117,7 @@ impl Progress {
                 "queued: {position} of {waiting} waiting for one of the {slots} migration slots"
             ),
             Stage::Deploying { kind, name } => format!("deploying {} {name}", kind.as_str()),
+            Stage::Interrupted { why } => format!("interrupted: {why}"),
             Stage::Copying => {
                 let mut text = if self.items.is_empty() {
                     "copying".to_owned()

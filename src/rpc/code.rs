@@ -314,6 +314,25 @@ fn words(refusal: Refusal) -> (Code, String) {
                 kind.as_str()
             ),
         ),
+        Refusal::HeldByInterrupted {
+            kind,
+            name,
+            migration,
+        } => (
+            Code::OperationFailed,
+            format!(
+                "{} \"{name}\" is held by migration {migration}, which a restart of hostmig interrupted; continue it with <resume><migration_id>{migration}</migration_id></resume> (with <password> if it logged into the source by password) or abandon it with <finish><migration_id>{migration}</migration_id></finish>",
+                kind.as_str()
+            ),
+        ),
+        Refusal::NotInterrupted { id } => (
+            Code::OperationFailed,
+            format!("migration {id} is not interrupted (it is queued, running, being resumed, or it ended); only a migration a restart of hostmig interrupted can be resumed"),
+        ),
+        Refusal::ResumeNeedsPassword { id } => (
+            Code::OperationFailed,
+            format!("Unable to resume migration {id}: hostmig does not keep source passwords and no ssh.identity is configured; send the password in <password>"),
+        ),
         Refusal::UnknownMigration { id } => (
             Code::NotFound,
             format!("migration {} does not exist", short(&id)),

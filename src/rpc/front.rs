@@ -16,7 +16,9 @@ use crate::config::Config;
 use crate::migration::refusal::Refusal;
 use crate::migration::run::StatusReport;
 use crate::migration::status::MigrationStatus;
-use crate::supervisor::{GetReport, ResyncMigration, StartMigration, StopMigration, Supervisor};
+use crate::supervisor::{
+    GetReport, ResumeMigration, ResyncMigration, StartMigration, StopMigration, Supervisor,
+};
 
 pub struct RpcFront {
     config: Arc<Config>,
@@ -182,6 +184,13 @@ async fn run(
         Operation::Resync { id, password } => OperationResult::Resync(
             supervisor
                 .send(ResyncMigration { id, password })
+                .await
+                .map_err(gone)
+                .and_then(|r| r.map_err(RpcError::from)),
+        ),
+        Operation::Resume { id, password } => OperationResult::Resume(
+            supervisor
+                .send(ResumeMigration { id, password })
                 .await
                 .map_err(gone)
                 .and_then(|r| r.map_err(RpcError::from)),

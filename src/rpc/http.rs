@@ -110,7 +110,7 @@ async fn answer(
     span.record("operations", field::display(operations.join(",")));
     let changes_state = operations
         .iter()
-        .any(|name| matches!(*name, "start" | "finish" | "resync"));
+        .any(|name| matches!(*name, "start" | "finish" | "resync" | "resume"));
 
     let version = packet.version;
     let results = match state.front.send(HandlePacket(packet.operators)).await {

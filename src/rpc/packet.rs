@@ -47,6 +47,11 @@ pub enum Operation {
         id: MigrationId,
         password: Option<Secret>,
     },
+    /// hostmig's extension: go on with a migration a restart interrupted.
+    Resume {
+        id: MigrationId,
+        password: Option<Secret>,
+    },
 }
 
 impl Operation {
@@ -60,6 +65,7 @@ impl Operation {
             Operation::GetReport(_) => "get_report",
             Operation::Finish(_) => "finish",
             Operation::Resync { .. } => "resync",
+            Operation::Resume { .. } => "resume",
         }
     }
 }
@@ -365,9 +371,12 @@ fn migration(el: &Element) -> Decoded<Vec<Operation>> {
                 "get_status" => id_only(op, &p).map(Operation::GetStatus),
                 "get_report" => id_only(op, &p).map(Operation::GetReport),
                 "finish" => id_only(op, &p).map(Operation::Finish),
-                "resync" => resync(op, &p),
+                "resync" => id_and_password(op, &p)
+                    .map(|(id, password)| Operation::Resync { id, password }),
+                "resume" => id_and_password(op, &p)
+                    .map(|(id, password)| Operation::Resume { id, password }),
                 other => Err(format!(
-                    "{path}: unknown operation {}; expected check, get_fs, start, get_status, finish, resync or get_report",
+                    "{path}: unknown operation {}; expected check, get_fs, start, get_status, finish, resync, resume or get_report",
                     short(other)
                 )),
             }
@@ -387,7 +396,8 @@ fn id_only(el: &Element, path: &str) -> Decoded<MigrationId> {
     Ok(id)
 }
 
-fn resync(el: &Element, path: &str) -> Decoded<Operation> {
+/// `resync` and `resume`: a migration id and an optional password.
+fn id_and_password(el: &Element, path: &str) -> Decoded<(MigrationId, Option<Secret>)> {
     let mut kids = Children::of(el, path)?;
     let id_el = kids.one(&["migration_id"])?;
     let id = migration_id(id_el, &kids.sub(id_el))?;
@@ -396,7 +406,7 @@ fn resync(el: &Element, path: &str) -> Decoded<Operation> {
         None => None,
     };
     kids.end()?;
-    Ok(Operation::Resync { id, password })
+    Ok((id, password))
 }
 
 fn start(el: &Element, path: &str) -> Decoded<StartRequest> {

@@ -33,6 +33,7 @@ pub enum OperationResult {
     GetReport(Result<Report, RpcError>),
     Finish(Result<(), RpcError>),
     Resync(Result<String, RpcError>),
+    Resume(Result<String, RpcError>),
 }
 
 impl ResponsePacket {
@@ -105,6 +106,7 @@ fn operation(w: &mut Writer, res: &OperationResult) {
         OperationResult::Finish(r) => result(w, "finish", r, |_, _| {}),
         OperationResult::Start(r) => result(w, "start", r, |w, id| w.leaf("migration_id", id)),
         OperationResult::Resync(r) => result(w, "resync", r, |w, id| w.leaf("migration_id", id)),
+        OperationResult::Resume(r) => result(w, "resume", r, |w, id| w.leaf("migration_id", id)),
         OperationResult::GetFs(r) => result(w, "get_fs", r, |w, list| {
             for fs in list {
                 w.open("fs");

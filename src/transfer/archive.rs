@@ -43,7 +43,13 @@ pub(super) fn archive(run: &mut Run<'_>, src: &Listing) -> Result<Copied, TreeEr
     fs::create_dir_all(local_parent)
         .map_err(io(format!("cannot create {}", local_parent.display())))?;
     let same_fs = !writes_in_place(job);
-    let root = if same_fs {
+    let staged = fs::symlink_metadata(&job.staging).is_ok_and(|m| m.is_dir());
+    // After a restart, a tree the first run had put into place (nothing
+    // staged is left) goes on from there, checked like a staged one.
+    let placed = run.resume.is_some()
+        && !staged
+        && fs::symlink_metadata(&job.local).is_ok_and(|m| m.is_dir());
+    let root = if same_fs && !placed {
         job.staging.clone()
     } else {
         job.local.clone()

@@ -175,6 +175,7 @@ const NAMES: &[&str] = &[
     "get_status",
     "finish",
     "resync",
+    "resume",
     "get_report",
     "migration_id",
     "password",
@@ -406,6 +407,7 @@ fn answer(op: &Operation) -> OperationResult {
         Operation::GetStatus(id) => OperationResult::GetStatus(Err(unknown(&id.0))),
         Operation::Finish(id) => OperationResult::Finish(Err(unknown(&id.0))),
         Operation::Resync { id, .. } => OperationResult::Resync(Err(unknown(&id.0))),
+        Operation::Resume { id, .. } => OperationResult::Resume(Ok(id.0.clone())),
         Operation::GetReport(id) if id.0.len() % 2 == 0 => {
             OperationResult::GetReport(Err(unknown(&id.0)))
         }

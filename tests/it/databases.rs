@@ -35,6 +35,7 @@ fn job(source: &Source, tunnel: &Tunnel, dest: &Destination, server: usize, db: 
         target: Opts::from_url(&dest.db_servers[server].root_url(None)).expect("url"),
         target_label: format!("localhost:{}", dest.db_servers[server].port),
         stage: format!("hostmig_1_{db}"),
+        resume_stage: false,
         users,
         connections: 4,
         chunk_rows: 20_000,

@@ -12,28 +12,32 @@ use hostmig::sandbox::Profile;
 
 use crate::harness::world::{domains, ip, World};
 
-const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
+pub(crate) const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
 /// Slow enough that a fault lands mid-object, fast enough for CI.
 const CAP: u64 = 2 << 20;
 
-fn config(extra: &str) -> String {
+pub(crate) fn config(extra: &str) -> String {
     format!(
         "\n[migrations]\nmax_bytes_per_s = {CAP}\nretry_first_delay_s = 1\nretry_max_delay_s = 4\n{extra}"
     )
 }
 
-fn jdoe_to_admin(w: &World, transport: &str) -> String {
-    let selection = domains(
+/// jdoe.example, to the administrator, its address mapped.
+pub(crate) fn jdoe_selection() -> String {
+    domains(
         "admin",
         &format!(
             "<domain><name>jdoe.example</name>{}</domain>",
             ip("shared", JDOE_IP.0, JDOE_IP.1)
         ),
-    );
+    )
+}
+
+pub(crate) fn jdoe_to_admin(w: &World, transport: &str) -> String {
     w.start_as(
         "root",
         "",
-        &selection,
+        &jdoe_selection(),
         &format!("<content-transport>{transport}</content-transport>"),
     )
     .expect("started")
@@ -41,7 +45,7 @@ fn jdoe_to_admin(w: &World, transport: &str) -> String {
 
 /// How far `label`'s work is by its description: files for a tree
 /// ("..., 26 of 170 files"), rows for a database ("16 of ~628 rows").
-fn progress_of(status: &str, label: &str) -> Option<(f64, f64)> {
+pub(crate) fn progress_of(status: &str, label: &str) -> Option<(f64, f64)> {
     let at = status.find(&format!("{label}: "))? + label.len() + 2;
     let part = status[at..].split(['<', ';']).next()?;
     let words: Vec<&str> = part.split_whitespace().collect();
@@ -58,7 +62,7 @@ fn progress_of(status: &str, label: &str) -> Option<(f64, f64)> {
 
 /// Polls the status until `label`'s work is under way (0 < done < total);
 /// answers the status then.
-fn wait_under_way(w: &World, id: &str, label: &str) -> String {
+pub(crate) fn wait_under_way(w: &World, id: &str, label: &str) -> String {
     let t = Instant::now();
     loop {
         let status = w.status(id);
@@ -114,7 +118,7 @@ fn wait_moving_again(w: &World, id: &str, label: &str, fault: Instant) -> (f64, 
     }
 }
 
-fn hostmig_description(status: &str) -> Option<String> {
+pub(crate) fn hostmig_description(status: &str) -> Option<String> {
     crate::harness::first(status, "description").map(|d| crate::harness::unescape(&d))
 }
 
@@ -149,7 +153,56 @@ fn largest_file(root: &std::path::Path) -> u64 {
     largest
 }
 
-fn fault_line(kind: &str, injected: usize, succeeded: usize, lost: usize, recovery: &[f64]) {
+/// The web tree's report of a migration whose copy resumed (after a
+/// fault, or after a restart of hostmig: `after_restart`), checked: it
+/// kept what was there whole, the run that resumed sent only what was
+/// not kept, and the tar streams carried at most the tree (after a
+/// restart: the part not kept) plus one file per stream and tar's
+/// headers.
+pub(crate) fn check_resumed_tree(
+    w: &World,
+    id: &str,
+    transport: &str,
+    after_restart: bool,
+) -> serde_json::Value {
+    let reports = w.tree_reports(id);
+    let (_, web) = reports
+        .into_iter()
+        .find(|(l, _)| l.starts_with("web"))
+        .expect("web report");
+    let n = |f: &str| web[f].as_u64().unwrap_or(0);
+    assert!(
+        n("kept_bytes") > 0,
+        "{transport}: the run that resumed kept nothing: {web}"
+    );
+    assert!(
+        n("sent_bytes") <= n("bytes") - n("kept_bytes"),
+        "{transport}: {web}"
+    );
+    let streams = 2;
+    let overhead = n("files") * 1024 + 64 * 1024;
+    let base = if after_restart {
+        n("bytes") - n("kept_bytes")
+    } else {
+        n("bytes")
+    };
+    let bound =
+        base + streams * largest_file(&w.source.layout.vhosts.join("jdoe.example")) + overhead;
+    assert!(
+        n("received_bytes") <= bound,
+        "{transport}: received {}, more than {base} plus one file per stream: {web}",
+        n("received_bytes"),
+    );
+    web
+}
+
+pub(crate) fn fault_line(
+    kind: &str,
+    injected: usize,
+    succeeded: usize,
+    lost: usize,
+    recovery: &[f64],
+) {
     let mut sorted = recovery.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN);
@@ -186,33 +239,9 @@ fn ended_ssh_sessions_mid_tree_resume_from_what_is_verified() {
         assert!(status.contains("<success/>"), "{transport}: {status}");
         succeeded += 1;
         w.assert_content("jdoe.example", JDOE_IP);
-        let reports = w.tree_reports(&id);
-        let (_, web) = reports
-            .iter()
-            .find(|(l, _)| l.starts_with("web"))
-            .expect("web report");
+        let web = check_resumed_tree(&w, &id, transport, false);
         let n = |f: &str| web[f].as_u64().unwrap_or(0);
         assert!(n("attempts") >= 2, "{transport}: {web}");
-        assert!(
-            n("kept_bytes") > 0,
-            "{transport}: the second try kept nothing: {web}"
-        );
-        // The try that resumed sent only what was not verified already.
-        assert!(
-            n("sent_bytes") <= n("bytes") - n("kept_bytes"),
-            "{transport}: {web}"
-        );
-        let streams = 2;
-        let overhead = n("files") * 1024 + 64 * 1024;
-        let bound = n("bytes")
-            + streams * largest_file(&w.source.layout.vhosts.join("jdoe.example"))
-            + overhead;
-        assert!(
-            n("received_bytes") <= bound,
-            "{transport}: received {} over the tries, more than the tree ({}) plus one file per stream: {web}",
-            n("received_bytes"),
-            n("bytes")
-        );
         println!(
             "{transport}: tree {} B, kept {} B, received {} B over {} tries, moving again after {took:.1} s",
             n("bytes"),
@@ -408,15 +437,7 @@ fn a_destination_too_small_is_refused_and_one_filled_mid_copy_fails_the_tree_cle
         .to_string();
     {
         let _small = Tmpfs::mount(&vhosts, "1m");
-        let (code, text) = w
-            .start(&domains(
-                "admin",
-                &format!(
-                    "<domain><name>jdoe.example</name>{}</domain>",
-                    ip("shared", JDOE_IP.0, JDOE_IP.1)
-                ),
-            ))
-            .expect_err("too large for 1 MiB");
+        let (code, text) = w.start(&jdoe_selection()).expect_err("too large for 1 MiB");
         assert_eq!(code, 1023, "{text}");
         println!("refused: {text}");
         assert!(

@@ -13,6 +13,7 @@ mod migrate_content;
 mod migrate_databases;
 mod panel;
 mod real_source;
+mod restart;
 mod rpc;
 mod sandbox;
 mod sandbox_command;

@@ -86,7 +86,7 @@ fn checks_run_in_protocol_order() {
         1017,
         "operator server is not supported; hostmig serves the migration operator only",
     );
-    refused("<packet><migration><bogus/></migration></packet>", 1014, "packet/migration: unknown operation bogus; expected check, get_fs, start, get_status, finish, resync or get_report");
+    refused("<packet><migration><bogus/></migration></packet>", 1014, "packet/migration: unknown operation bogus; expected check, get_fs, start, get_status, finish, resync, resume or get_report");
     // A version that passed is echoed in the refusal.
     let e = run("<packet version=\"1.5.0.0\"><webspace/></packet>").expect_err("refused");
     assert_eq!((e.0.as_str(), e.1), ("1.5.0.0", 1017));
@@ -156,11 +156,13 @@ fn packet_structure() {
 #[test]
 fn id_operations() {
     assert_eq!(
-        ops("<packet><migration><finish><migration_id>12</migration_id></finish><resync><migration_id>3</migration_id><password>pw</password></resync><resync><migration_id>4</migration_id></resync></migration></packet>"),
+        ops("<packet><migration><finish><migration_id>12</migration_id></finish><resync><migration_id>3</migration_id><password>pw</password></resync><resync><migration_id>4</migration_id></resync><resume><migration_id>5</migration_id><password>pw2</password></resume><resume><migration_id>6</migration_id></resume></migration></packet>"),
         vec![
             Operation::Finish(MigrationId("12".into())),
             Operation::Resync { id: MigrationId("3".into()), password: Some(Secret::new("pw".into())) },
             Operation::Resync { id: MigrationId("4".into()), password: None },
+            Operation::Resume { id: MigrationId("5".into()), password: Some(Secret::new("pw2".into())) },
+            Operation::Resume { id: MigrationId("6".into()), password: None },
         ]
     );
     refused(

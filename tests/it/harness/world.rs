@@ -86,8 +86,16 @@ impl World {
             .collect()
     }
 
+    /// Stops hostmig (SIGTERM; nothing to do after a SIGKILL) and starts
+    /// it again.
     pub(crate) fn restart(&mut self) {
-        self.server = Server::start_config(&self.config, &self.dest.state);
+        self.restart_with(str::to_owned);
+    }
+
+    /// Starts hostmig again with its configuration changed by `edit`.
+    pub(crate) fn restart_with(&mut self, edit: impl FnOnce(&str) -> String) {
+        self.server.stop();
+        self.server = Server::start_config(&edit(&self.config), &self.dest.state);
     }
 
     /// Posts a packet (valid by agent_input.xsd); the answer is checked too.
