@@ -149,8 +149,15 @@ fn a_killed_hostmig_goes_on_with_a_database_from_its_scratch_copy() {
     let mut w = World::new(Profile::Small, &config(""));
     let id = jdoe_to_admin(&w, "archive");
     wait_under_way(&w, &id, DB);
-    std::thread::sleep(Duration::from_millis(500));
-    let before = w.status(&id);
+    // Far enough that the scratch database holds a good part of the rows.
+    let before = loop {
+        let status = w.status(&id);
+        if progress_of(&status, DB).is_some_and(|(done, total)| done >= total * 0.3) {
+            break status;
+        }
+        assert!(!status.contains("<finished>"), "{status}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     kill(&w);
     let (rows_done, rows_total) = progress_of(&before, DB).unwrap_or_default();
     as_if_by_password(&w);
