@@ -297,6 +297,45 @@ pub struct RecordMigration {
     pub plan: String,
 }
 
+/// Every migration for `list`, newest first.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<ListRow>, JournalError>")]
+pub struct LoadListing;
+
+#[derive(Debug, Clone)]
+pub struct ListRow {
+    pub id: u64,
+    pub state: MigrationState,
+    pub source: String,
+    /// ISO 8601, UTC: when it was admitted and last changed.
+    pub created: String,
+    pub updated: String,
+    /// Its report (JSON), when it has one.
+    pub report: Option<String>,
+}
+
+impl Handler<LoadListing> for Journal {
+    type Result = Result<Vec<ListRow>, JournalError>;
+
+    fn handle(&mut self, _: LoadListing, _: &mut Self::Context) -> Self::Result {
+        let conn = self.conn.as_ref().ok_or(JournalError::Closed)?;
+        let mut stmt = conn.prepare(
+            "SELECT m.id, m.state, m.source_host, m.created_at, m.updated_at, r.report              FROM migrations m LEFT JOIN reports r ON r.migration_id = m.id ORDER BY m.id DESC",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(ListRow {
+                id: r.get::<_, i64>(0)? as u64,
+                state: MigrationState::parse(&r.get::<_, String>(1)?),
+                source: r.get(2)?,
+                created: r.get(3)?,
+                updated: r.get(4)?,
+                report: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    }
+}
+
 /// A migration's new state, with its final status once it ended.
 #[derive(Message)]
 #[rtype(result = "Result<(), JournalError>")]

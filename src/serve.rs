@@ -13,6 +13,7 @@ use actix_web::{web, App, HttpServer};
 use crate::config::Config;
 use crate::journal::{self, Journal, JournalError};
 use crate::rpc::auth::Authenticator;
+use crate::rpc::board::Board;
 use crate::rpc::front::{GetSupervisor, RpcFront};
 use crate::rpc::http::{self, AppState};
 use crate::rpc::tls::{self, TlsError};
@@ -81,13 +82,15 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         let supervisor_thread = Arbiter::new();
         let supervisor_handle = supervisor_thread.handle();
         let board_config = config.clone();
+        let board = Board::default();
+        let front_board = board.clone();
         let front = RpcFront::create(move |ctx| {
             let board = ctx.address().recipient();
             let sup_config = board_config.clone();
             let supervisor = Supervisor::start_in_arbiter(&supervisor_handle, move |_| {
                 Supervisor::new(sup_config, journal, board, destination_ready)
             });
-            RpcFront::new(board_config, supervisor)
+            RpcFront::new(board_config, supervisor, front_board)
         });
         let supervisor = front
             .send(GetSupervisor)
@@ -96,6 +99,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         let data = web::Data::new(AppState {
             auth,
             front,
+            board,
             max_packet_bytes: config.api.max_packet_bytes,
         });
         // This thread runs RpcFront (the status board) and starts the HTTP

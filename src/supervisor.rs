@@ -30,8 +30,10 @@ use crate::migration::summary::PlanSummary;
 use crate::secret::Secret;
 
 mod clean_ups;
+mod listing;
 mod resume;
 use clean_ups::CleanUps;
+pub use listing::ListMigrations;
 pub use resume::ResumeMigration;
 
 /// How many starts are validated at the same time.

@@ -144,6 +144,10 @@ pub enum Refusal {
     ResumeNeedsPassword {
         id: u64,
     },
+    /// `get_log` of a migration whose event log `finish` deleted.
+    LogDeleted {
+        id: u64,
+    },
     /// A migration id the journal does not know.
     UnknownMigration {
         id: String,

@@ -333,6 +333,10 @@ fn words(refusal: Refusal) -> (Code, String) {
             Code::OperationFailed,
             format!("Unable to resume migration {id}: hostmig does not keep source passwords and no ssh.identity is configured; send the password in <password>"),
         ),
+        Refusal::LogDeleted { id } => (
+            Code::NotFound,
+            format!("the event log of migration {id} was deleted by finish; its report (get_report) is kept"),
+        ),
         Refusal::UnknownMigration { id } => (
             Code::NotFound,
             format!("migration {} does not exist", short(&id)),

@@ -14,8 +14,9 @@ use futures_util::StreamExt;
 use tracing::{field, Instrument};
 
 use super::auth::{Authenticator, Credentials};
+use super::board::Board;
 use super::code::{Code, RpcError};
-use super::front::{HandlePacket, RpcFront};
+use super::front::{get_status, HandlePacket, RpcFront};
 use super::packet::{self, Operator, NEWEST_VERSION_TEXT};
 use super::response::{ResponseBody, ResponsePacket};
 use crate::secret::Secret;
@@ -30,6 +31,8 @@ const DRAIN_MAX: usize = 64 * 1024 * 1024;
 pub struct AppState {
     pub auth: Arc<Authenticator>,
     pub front: Addr<RpcFront>,
+    /// Read here for packets of `get_status` alone.
+    pub board: Board,
     pub max_packet_bytes: usize,
 }
 
@@ -113,6 +116,33 @@ async fn answer(
         .any(|name| matches!(*name, "start" | "finish" | "resync" | "resume"));
 
     let version = packet.version;
+    // Only get_status: answered from the board, without an actor hop.
+    let status_only = packet.operators.iter().all(|Operator::Migration(ops)| {
+        ops.iter()
+            .all(|op| matches!(op, packet::Operation::GetStatus(_)))
+    });
+    if status_only {
+        let results = packet
+            .operators
+            .into_iter()
+            .map(|Operator::Migration(ops)| {
+                ops.into_iter()
+                    .map(|op| match op {
+                        packet::Operation::GetStatus(id) => get_status(&state.board, id),
+                        _ => unreachable!("a packet of get_status alone"),
+                    })
+                    .collect()
+            })
+            .collect();
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "packet answered"
+        );
+        return ResponsePacket {
+            version,
+            body: ResponseBody::Operators(results),
+        };
+    }
     let results = match state.front.send(HandlePacket(packet.operators)).await {
         Ok(results) => results,
         Err(e) => {

@@ -52,7 +52,21 @@ pub enum Operation {
         id: MigrationId,
         password: Option<Secret>,
     },
+    /// hostmig's extension: every migration the journal knows.
+    List,
+    /// hostmig's extension: a migration's event log from line `from`
+    /// (the first is 1), at most `limit` lines.
+    GetLog {
+        id: MigrationId,
+        from: u64,
+        limit: u64,
+    },
 }
+
+/// `get_log` answers this many lines unless asked for fewer; never more
+/// than [`LOG_LIMIT_MAX`].
+pub const LOG_LIMIT: u64 = 1_000;
+pub const LOG_LIMIT_MAX: u64 = 10_000;
 
 impl Operation {
     /// The element name, for logs and responses.
@@ -66,6 +80,8 @@ impl Operation {
             Operation::Finish(_) => "finish",
             Operation::Resync { .. } => "resync",
             Operation::Resume { .. } => "resume",
+            Operation::List => "list",
+            Operation::GetLog { .. } => "get_log",
         }
     }
 }
@@ -375,8 +391,10 @@ fn migration(el: &Element) -> Decoded<Vec<Operation>> {
                     .map(|(id, password)| Operation::Resync { id, password }),
                 "resume" => id_and_password(op, &p)
                     .map(|(id, password)| Operation::Resume { id, password }),
+                "list" => empty(op, &p).map(|_| Operation::List),
+                "get_log" => get_log(op, &p),
                 other => Err(format!(
-                    "{path}: unknown operation {}; expected check, get_fs, start, get_status, finish, resync, resume or get_report",
+                    "{path}: unknown operation {}; expected check, get_fs, start, get_status, finish, resync, resume, get_report, list or get_log",
                     short(other)
                 )),
             }
@@ -394,6 +412,35 @@ fn id_only(el: &Element, path: &str) -> Decoded<MigrationId> {
     let id = migration_id(id_el, &kids.sub(id_el))?;
     kids.end()?;
     Ok(id)
+}
+
+/// `get_log`: a migration id, and optionally the first line and how many.
+fn get_log(el: &Element, path: &str) -> Decoded<Operation> {
+    let mut kids = Children::of(el, path)?;
+    let id_el = kids.one(&["migration_id"])?;
+    let id = migration_id(id_el, &kids.sub(id_el))?;
+    let mut number = |name: &str, max: u64| -> Decoded<Option<u64>> {
+        let Some(n) = kids.opt(&[name]) else {
+            return Ok(None);
+        };
+        let p = kids.sub(n);
+        let text = token(n, &p)?;
+        match text.parse::<u64>() {
+            Ok(v) if (1..=max).contains(&v) => Ok(Some(v)),
+            _ if max == u64::MAX => Err(format!(
+                "{p}: expected a whole number of at least 1, not {}",
+                short(&text)
+            )),
+            _ => Err(format!(
+                "{p}: expected a whole number from 1 to {max}, not {}",
+                short(&text)
+            )),
+        }
+    };
+    let from = number("from", u64::MAX)?.unwrap_or(1);
+    let limit = number("limit", LOG_LIMIT_MAX)?.unwrap_or(LOG_LIMIT);
+    kids.end()?;
+    Ok(Operation::GetLog { id, from, limit })
 }
 
 /// `resync` and `resume`: a migration id and an optional password.

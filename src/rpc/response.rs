@@ -5,7 +5,7 @@
 use super::code::RpcError;
 use super::xml::is_xml_char;
 use crate::migration::report::Report;
-use crate::migration::status::MigrationStatus;
+use crate::migration::status::{MigrationStatus, ObjectKind};
 use crate::mounts::FsInfo;
 
 /// A whole response packet.
@@ -34,6 +34,31 @@ pub enum OperationResult {
     Finish(Result<(), RpcError>),
     Resync(Result<String, RpcError>),
     Resume(Result<String, RpcError>),
+    List(Result<Vec<Listed>, RpcError>),
+    GetLog(Result<LogPage, RpcError>),
+}
+
+/// One migration of `list`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub id: u64,
+    /// `queued`, `running`, `interrupted`, `finished` or `stopped`.
+    pub state: &'static str,
+    pub source: String,
+    /// ISO 8601, UTC.
+    pub started: String,
+    pub ended: Option<String>,
+    /// The clients and domains it holds (or held).
+    pub objects: Vec<(ObjectKind, String)>,
+    /// What `get_status` answers for it.
+    pub status: Option<MigrationStatus>,
+}
+
+/// Lines of an event log, from line `from` (the first is 1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    pub from: u64,
+    pub lines: Vec<String>,
 }
 
 impl ResponsePacket {
@@ -121,6 +146,35 @@ fn operation(w: &mut Writer, res: &OperationResult) {
         }),
         OperationResult::GetStatus(r) => result(w, "get_status", r, status_body),
         OperationResult::GetReport(r) => result(w, "get_report", r, report_body),
+        OperationResult::List(r) => result(w, "list", r, |w, list| {
+            for m in list {
+                w.open("migration");
+                w.leaf("migration_id", &m.id.to_string());
+                w.leaf("state", m.state);
+                w.leaf("source", &m.source);
+                w.leaf("started", &m.started);
+                if let Some(ended) = &m.ended {
+                    w.leaf("ended", ended);
+                }
+                for (kind, name) in &m.objects {
+                    w.open("object");
+                    w.leaf("type", kind.as_str());
+                    w.leaf("name", name);
+                    w.close("object");
+                }
+                if let Some(status) = &m.status {
+                    status_body(w, status);
+                }
+                w.close("migration");
+            }
+        }),
+        OperationResult::GetLog(r) => result(w, "get_log", r, |w, page| {
+            w.leaf("from", &page.from.to_string());
+            for line in &page.lines {
+                w.leaf("line", line);
+            }
+            w.leaf("next", &(page.from + page.lines.len() as u64).to_string());
+        }),
     }
 }
 

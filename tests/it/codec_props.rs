@@ -17,7 +17,7 @@ use hostmig::migration::status::ObjectKind;
 use hostmig::mounts::FsInfo;
 use hostmig::rpc::code::{Code, RpcError};
 use hostmig::rpc::packet::{self, Operation, Operator, RequestPacket};
-use hostmig::rpc::response::{OperationResult, ResponseBody, ResponsePacket};
+use hostmig::rpc::response::{Listed, LogPage, OperationResult, ResponseBody, ResponsePacket};
 use hostmig::rpc::xml::{self, Element};
 
 const SEEDS: &[&str] = &[
@@ -177,6 +177,10 @@ const NAMES: &[&str] = &[
     "resync",
     "resume",
     "get_report",
+    "list",
+    "get_log",
+    "from",
+    "limit",
     "migration_id",
     "password",
     "host",
@@ -408,6 +412,19 @@ fn answer(op: &Operation) -> OperationResult {
         Operation::Finish(id) => OperationResult::Finish(Err(unknown(&id.0))),
         Operation::Resync { id, .. } => OperationResult::Resync(Err(unknown(&id.0))),
         Operation::Resume { id, .. } => OperationResult::Resume(Ok(id.0.clone())),
+        Operation::List => OperationResult::List(Ok(vec![Listed {
+            id: 3,
+            state: "interrupted",
+            source: "192.0.2.7:22".into(),
+            started: "2026-12-02T16:22:20.123Z".into(),
+            ended: None,
+            objects: vec![(ObjectKind::Client, "jdoe".into())],
+            status: None,
+        }])),
+        Operation::GetLog { id, from, .. } => OperationResult::GetLog(Ok(LogPage {
+            from: *from,
+            lines: vec![id.0.clone()],
+        })),
         Operation::GetReport(id) if id.0.len() % 2 == 0 => {
             OperationResult::GetReport(Err(unknown(&id.0)))
         }

@@ -467,4 +467,59 @@ fn a_restart_answers_for_finished_migrations_and_resumes_interrupted_ones() {
         log.contains("\"phase\":\"interrupted\"") && log.contains("\"phase\":\"resumed\""),
         "{log}"
     );
+    list_and_logs(&w, &[&next, &interrupted, &done], &log);
+}
+
+/// `list` names every migration newest first, with its state, objects and
+/// status; `get_log` pages through an event log and answers 1013 once
+/// `finish` deleted it.
+fn list_and_logs(w: &World, newest_first: &[&str], log_of_second: &str) {
+    let answer = w.exchange("<list/>");
+    let ids: Vec<String> = answer
+        .split("<migration_id>")
+        .skip(1)
+        .filter_map(|p| p.split('<').next().map(str::to_owned))
+        .collect();
+    assert_eq!(ids, newest_first, "{answer}");
+    assert!(
+        answer.contains("<state>finished</state>")
+            && answer.contains("<object><type>client</type><name>mrsmith</name></object>")
+            && answer.contains("<success/>")
+            && answer.contains("<started>"),
+        "{answer}"
+    );
+    let lines: Vec<&str> = log_of_second.lines().collect();
+    let id = newest_first[1];
+    let page = |from: &str, limit: &str| {
+        w.exchange(&format!(
+            "<get_log><migration_id>{id}</migration_id>{from}{limit}</get_log>"
+        ))
+    };
+    let all = page("", "");
+    assert_eq!(
+        all.matches("<line>").count(),
+        lines.len(),
+        "every line: {all}"
+    );
+    assert!(
+        all.contains("<from>1</from>")
+            && all.contains(&format!("<next>{}</next>", lines.len() + 1)),
+        "{all}"
+    );
+    let second = page("<from>2</from>", "<limit>1</limit>");
+    assert_eq!(second.matches("<line>").count(), 1, "{second}");
+    let text = harness::unescape(&harness::first(&second, "line").expect("a line"));
+    assert_eq!(text, lines[1]);
+    assert!(second.contains("<next>3</next>"), "{second}");
+    let unknown = w.exchange("<get_log><migration_id>999999</migration_id></get_log>");
+    assert_eq!(harness::codes(&unknown), [1013], "{unknown}");
+    let done = newest_first[2];
+    w.exchange(&format!(
+        "<finish><migration_id>{done}</migration_id></finish>"
+    ));
+    let gone = w.exchange(&format!(
+        "<get_log><migration_id>{done}</migration_id></get_log>"
+    ));
+    assert_eq!(harness::codes(&gone), [1013], "{gone}");
+    assert!(gone.contains("deleted by finish"), "{gone}");
 }

@@ -509,6 +509,11 @@ fn every_refusal_has_its_code_and_words() {
         "migration 3 is still running; resync it after it ended",
     );
     check(Refusal::HeldByInterrupted { kind: ObjectKind::Domain, name: "a.example".into(), migration: 7 }, 1023, "domain \"a.example\" is held by migration 7, which a restart of hostmig interrupted; continue it with <resume><migration_id>7</migration_id></resume> (with <password> if it logged into the source by password) or abandon it with <finish><migration_id>7</migration_id></finish>");
+    check(
+        Refusal::LogDeleted { id: 7 },
+        1013,
+        "the event log of migration 7 was deleted by finish; its report (get_report) is kept",
+    );
     check(Refusal::NotInterrupted { id: 7 }, 1023, "migration 7 is not interrupted (it is queued, running, being resumed, or it ended); only a migration a restart of hostmig interrupted can be resumed");
     check(Refusal::ResumeNeedsPassword { id: 7 }, 1023, "Unable to resume migration 7: hostmig does not keep source passwords and no ssh.identity is configured; send the password in <password>");
     check(Refusal::ResyncNeedsPassword, 1023, "Unable to resync: hostmig no longer holds the source's password (it restarted) and no ssh.identity is configured; send the password in <password>");

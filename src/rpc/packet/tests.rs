@@ -86,7 +86,7 @@ fn checks_run_in_protocol_order() {
         1017,
         "operator server is not supported; hostmig serves the migration operator only",
     );
-    refused("<packet><migration><bogus/></migration></packet>", 1014, "packet/migration: unknown operation bogus; expected check, get_fs, start, get_status, finish, resync, resume or get_report");
+    refused("<packet><migration><bogus/></migration></packet>", 1014, "packet/migration: unknown operation bogus; expected check, get_fs, start, get_status, finish, resync, resume, get_report, list or get_log");
     // A version that passed is echoed in the refusal.
     let e = run("<packet version=\"1.5.0.0\"><webspace/></packet>").expect_err("refused");
     assert_eq!((e.0.as_str(), e.1), ("1.5.0.0", 1017));
@@ -164,6 +164,24 @@ fn id_operations() {
             Operation::Resume { id: MigrationId("5".into()), password: Some(Secret::new("pw2".into())) },
             Operation::Resume { id: MigrationId("6".into()), password: None },
         ]
+    );
+    assert_eq!(
+        ops("<packet><migration><list/><get_log><migration_id>2</migration_id></get_log><get_log><migration_id>2</migration_id><from>40</from><limit>10000</limit></get_log></migration></packet>"),
+        vec![
+            Operation::List,
+            Operation::GetLog { id: MigrationId("2".into()), from: 1, limit: 1_000 },
+            Operation::GetLog { id: MigrationId("2".into()), from: 40, limit: 10_000 },
+        ]
+    );
+    refused(
+        "<packet><migration><get_log><migration_id>2</migration_id><limit>10001</limit></get_log></migration></packet>",
+        1014,
+        "packet/migration/get_log/limit: expected a whole number from 1 to 10000, not 10001",
+    );
+    refused(
+        "<packet><migration><get_log><migration_id>2</migration_id><from>0</from></get_log></migration></packet>",
+        1014,
+        "packet/migration/get_log/from: expected a whole number of at least 1, not 0",
     );
     refused(
         "<packet><migration><get_status/></migration></packet>",
