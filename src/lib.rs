@@ -2,6 +2,7 @@
 //! API RPC `migration` operator. ARCHITECTURE.md has the map.
 
 pub mod caps;
+pub mod client;
 pub mod config;
 pub mod db;
 pub mod journal;

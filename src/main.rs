@@ -20,6 +20,8 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
+    #[command(flatten)]
+    client: hostmig::client::cli::ClientOpts,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,10 +63,16 @@ enum Command {
         #[arg(long, value_name = "MBIT", value_parser = clap::value_parser!(u64).range(1..=100_000))]
         link_mbit: Option<u64>,
     },
+    #[command(flatten)]
+    Client(hostmig::client::cli::ClientCommand),
 }
 
 fn main() {
     let cli = Cli::parse();
+    if let Command::Client(command) = cli.command {
+        // The client talks to a daemon; it logs nothing of its own.
+        std::process::exit(hostmig::client::cli::run(&cli.client, command));
+    }
     init_logging(cli.log_format);
     let result = match cli.command {
         Command::Serve { config } => serve(&config),
@@ -76,6 +84,7 @@ fn main() {
             keep,
             link_mbit,
         } => sandbox(&profile, exit, dir, keep, link_mbit),
+        Command::Client(_) => unreachable!("run above"),
     };
     if let Err(e) = result {
         eprintln!("hostmig: error: {e:#}");

@@ -59,7 +59,12 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         None
     } else {
         let files = tls::files(config.api.tls.as_ref(), &dir)?;
-        Some(tls::server_config(&files)?)
+        let server = tls::server_config(&files)?;
+        // For clients that trust it by its fingerprint (`--fingerprint`).
+        let fingerprint = tls::file_fingerprint(&files.cert)?;
+        tracing::info!(certificate = %files.cert.display(), %fingerprint, "TLS certificate");
+        println!("certificate fingerprint {fingerprint}");
+        Some(server)
     };
     let journal = journal::open(&dir.join("journal.sqlite"))?;
     let auth = Authenticator::new(&config.api).map_err(ServeError::Random)?;

@@ -48,6 +48,35 @@ pub fn files(configured: Option<&TlsFiles>, state_dir: &Path) -> Result<TlsFiles
     Ok(files)
 }
 
+/// The SHA-256 fingerprint of a certificate's DER, as `SHA256:AA:BB:...`
+/// (what `serve` prints and the client's `--fingerprint` takes).
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    let hex: Vec<String> = sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect();
+    format!("SHA256:{}", hex.join(":"))
+}
+
+/// The fingerprint of the first certificate of a PEM file.
+pub fn file_fingerprint(path: &Path) -> Result<String, TlsError> {
+    let cert = CertificateDer::pem_file_iter(path)
+        .map_err(|e| TlsError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| TlsError::NoCertificate {
+            path: path.to_owned(),
+        })?
+        .map_err(|e| TlsError::Read {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+    Ok(fingerprint(&cert))
+}
+
 /// A rustls server configuration (ring provider) for these files.
 pub fn server_config(files: &TlsFiles) -> Result<rustls::ServerConfig, TlsError> {
     let read_err = |path: &Path| {

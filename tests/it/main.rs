@@ -2,6 +2,7 @@
 
 mod archive;
 mod catch_up;
+mod client;
 mod codec_props;
 mod content;
 mod databases;
