@@ -62,6 +62,10 @@ enum Command {
         /// ways (needs root: the source is a host of its own).
         #[arg(long, value_name = "MBIT", value_parser = clap::value_parser!(u64).range(1..=100_000))]
         link_mbit: Option<u64>,
+        /// Start the servers and wait, migrating nothing: drive them with
+        /// `hostmig migrate ... --watch` (the commands are printed).
+        #[arg(long)]
+        no_migrate: bool,
     },
     #[command(flatten)]
     Client(hostmig::client::cli::ClientCommand),
@@ -83,7 +87,8 @@ fn main() {
             dir,
             keep,
             link_mbit,
-        } => sandbox(&profile, exit, dir, keep, link_mbit),
+            no_migrate,
+        } => sandbox(&profile, exit, dir, keep, link_mbit, no_migrate),
         Command::Client(_) => unreachable!("run above"),
     };
     if let Err(e) = result {
@@ -113,6 +118,7 @@ fn sandbox(
     dir: Option<PathBuf>,
     keep: bool,
     link_mbit: Option<u64>,
+    no_migrate: bool,
 ) -> anyhow::Result<()> {
     let profile: hostmig::sandbox::Profile = profile.parse().map_err(anyhow::Error::msg)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -135,6 +141,7 @@ fn sandbox(
         dir,
         keep,
         link_mbit,
+        no_migrate,
         binary: std::env::current_exe().context("cannot find the hostmig binary")?,
     };
     let outcome = hostmig::sandbox::command::run(&opts, stop).map_err(anyhow::Error::msg)?;

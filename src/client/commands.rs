@@ -16,10 +16,12 @@ pub struct MigrateArgs {
     /// The source's SSH password (empty: the daemon's configured key).
     #[arg(skip)]
     pub password: String,
-    /// A client to migrate (repeat for more).
+    /// A client to migrate (repeat for more); alone, its account only:
+    /// name its domains with --domain (one client then).
     #[arg(long = "client", value_name = "NAME")]
     pub clients: Vec<String>,
-    /// A domain to migrate (repeat for more).
+    /// A domain to migrate (repeat for more): the named client's, or
+    /// one given to --to-owner.
     #[arg(long = "domain", value_name = "NAME")]
     pub domains: Vec<String>,
     /// Who receives the domains (default admin; clients go to admin).
@@ -130,12 +132,23 @@ pub fn start_packet(a: &MigrateArgs) -> Result<String, Failure> {
     } else {
         &a.to_owner
     };
-    let selection = match (a.clients.is_empty(), a.domains.is_empty()) {
-        (false, true) => {
+    let domain =
+        |d: &String, ip: &str| format!("<domain><name>{}</name>{ip}{db_servers}</domain>", esc(d));
+    let selection = match (a.clients.as_slice(), a.domains.is_empty()) {
+        // One client with the domains named: every mapping goes on the
+        // client (a mapping covers every use of its address).
+        ([one], _) => {
+            let domains: String = a.domains.iter().map(|d| domain(d, "")).collect();
+            format!(
+                "<migrate-clients><target-owner>admin</target-owner><client><name>{}</name>{ips}{domains}</client></migrate-clients>",
+                esc(one)
+            )
+        }
+        ([_, _, ..], true) => {
             if !db_servers.is_empty() {
                 return Err(Failure::new(
                     super::USAGE,
-                    "--db-map goes with --domain (a client's domains are not named)",
+                    "--db-map goes with --domain (name the client's domains, one client at a time)",
                 ));
             }
             let clients: String = a
@@ -144,31 +157,32 @@ pub fn start_packet(a: &MigrateArgs) -> Result<String, Failure> {
                 .map(|c| format!("<client><name>{}</name>{ips}</client>", esc(c)))
                 .collect();
             format!(
-                "<migrate-clients><target-owner>{}</target-owner>{clients}</migrate-clients>",
-                esc(owner)
+                "<migrate-clients><target-owner>admin</target-owner>{clients}</migrate-clients>"
             )
         }
-        (true, false) => {
+        ([], false) => {
             if a.maps.len() > 1 {
                 return Err(Failure::new(
                     super::USAGE,
-                    "with --domain give at most one --map (a domain has one address); start one migration per address",
+                    "with --domain alone give at most one --map (a domain has one address); name their client with --client, or start one migration per address",
                 ));
             }
-            let domains: String = a
-                .domains
-                .iter()
-                .map(|d| format!("<domain><name>{}</name>{ips}{db_servers}</domain>", esc(d)))
-                .collect();
+            let domains: String = a.domains.iter().map(|d| domain(d, &ips)).collect();
             format!(
                 "<migrate-domains><target-owner>{}</target-owner>{domains}</migrate-domains>",
                 esc(owner)
             )
         }
-        _ => {
+        ([_, _, ..], false) => {
             return Err(Failure::new(
                 super::USAGE,
-                "name what to migrate: --client NAME... or --domain NAME... (not both)",
+                "with --domain name one --client (whose domains they are), or none",
+            ))
+        }
+        ([], true) => {
+            return Err(Failure::new(
+                super::USAGE,
+                "name what to migrate: --client NAME (with its --domain NAMEs) or --domain NAME...",
             ))
         }
     };
@@ -608,7 +622,7 @@ mod tests {
         assert_eq!(usage(bad_map), super::super::USAGE);
         let db_map_with_clients = MigrateArgs {
             from: "h".into(),
-            clients: vec!["jdoe".into()],
+            clients: vec!["jdoe".into(), "smith".into()],
             db_maps: vec!["a:1=b:2".into()],
             ..MigrateArgs::default()
         };

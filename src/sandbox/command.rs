@@ -35,6 +35,9 @@ pub struct Options {
     pub binary: PathBuf,
     /// Shape the link to the source's host to this many Mbit/s (root).
     pub link_mbit: Option<u64>,
+    /// Start the servers and wait, migrating nothing (the operator drives
+    /// hostmig's client against them).
+    pub no_migrate: bool,
 }
 
 /// The outcome: every migration succeeded and nothing differs.
@@ -122,6 +125,21 @@ fn with_servers(
         &password,
     )?;
     say(&format!("hostmig serve is listening on {}", client.url()));
+    if opts.no_migrate {
+        where_things_live(dir, &config, &log, source, dest, &client, &password);
+        client_usage(source, dest, &server, &password);
+        say("the servers keep running; press Ctrl-C to stop them all");
+        while !stop.load(Ordering::SeqCst) && server.running() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server.stop();
+        say("stopped every process the sandbox started");
+        return Ok(Outcome {
+            migrations: 0,
+            failed: 0,
+            differences: Vec::new(),
+        });
+    }
 
     let migrations = start_all(&client, source)?;
     let ended = follow(&client, &migrations, stop)?;
@@ -284,6 +302,43 @@ fn migration_map(
         }
     }
     used.into_iter().map(|i| (map[i].0, map[i].1)).collect()
+}
+
+/// How to drive the sandbox with hostmig's client: the first client of
+/// the source, with its domains and address map.
+fn client_usage(source: &Source, dest: &Destination, server: &ServerChild, password: &str) {
+    let fingerprint = crate::rpc::tls::file_fingerprint(&dest.state.join("tls/cert.pem"))
+        .unwrap_or_else(|e| e.to_string());
+    say("drive it with hostmig's client:");
+    say(&format!(
+        "  export HOSTMIG_URL=https://{} HOSTMIG_PASSWORD={password}",
+        server.addr
+    ));
+    let model = &source.model;
+    let Some(first) = model.clients.first() else {
+        return;
+    };
+    let mut args = format!("--from root@{} --client {}", source.ssh_host(), first.login);
+    for d in model.domains_of(Some(0)) {
+        args.push_str(&format!(" --domain {}", d.name));
+    }
+    let kinds = address_map();
+    for (old, new) in migration_map(model, Some(0)) {
+        let kind = kinds
+            .iter()
+            .find(|(o, _, _)| *o == old)
+            .map_or("shared", |k| k.2);
+        args.push_str(&match kind {
+            "exclusive" => format!(" --map exclusive:{old}=exclusive:{new}"),
+            _ => format!(" --map {old}={new}"),
+        });
+    }
+    say(&format!(
+        "  hostmig --fingerprint {fingerprint} migrate {args} --watch"
+    ));
+    say(&format!(
+        "  hostmig --fingerprint {fingerprint} list; hostmig --fingerprint {fingerprint} report 1"
+    ));
 }
 
 /// A `<domain>` of a start packet, with its address mapped.
