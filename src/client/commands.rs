@@ -486,75 +486,109 @@ pub fn log(
     }
 }
 
-/// `watch`: live progress of each migration until all ended; 0 when every
-/// one ended `success`.
+/// What one copy under way shows: done of total, rate, time left.
+fn item_line(item: &Element) -> (u64, u64, String) {
+    let n = |tag: &str| -> u64 { text_of(item, tag).and_then(|t| t.parse().ok()).unwrap_or(0) };
+    let (done, total) = (n("bytes_done"), n("bytes_total"));
+    let mut parts = vec![format!(
+        "{} of {}",
+        super::output::bytes(done),
+        super::output::bytes(total)
+    )];
+    if n("files_total") > 0 {
+        parts.push(format!("{} of {} files", n("files_done"), n("files_total")));
+    }
+    if n("rows_total") > 0 {
+        parts.push(format!("{} of ~{} rows", n("rows_done"), n("rows_total")));
+    }
+    let rate = n("rate");
+    if rate > 0 {
+        parts.push(format!("{}/s", super::output::bytes(rate)));
+        if total > done {
+            parts.push(format!("{} s left", (total - done) / rate));
+        }
+    }
+    if let Some(r) = text_of(item, "retrying") {
+        parts.push(format!("retrying ({})", safe(&r)));
+    }
+    (done, total.max(1), parts.join(", "))
+}
+
+/// `watch`: live progress of each migration until all ended (a bar per
+/// migration, and one per copy under way with its rate and time left);
+/// 0 when every one ended `success`.
 pub fn watch(conn: &Connection, ids: &[String], json: bool) -> Result<i32, Failure> {
     use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+    use std::collections::HashMap;
     let multi = MultiProgress::with_draw_target(if json {
         ProgressDrawTarget::hidden()
     } else {
         ProgressDrawTarget::stderr()
     });
-    let style = ProgressStyle::with_template(
-        "{prefix:>10} [{bar:30}] {pos}/{len} {elapsed_precise} {wide_msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ");
+    let style = |template: &str| {
+        ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ")
+    };
+    let migration_style =
+        style("{prefix:>8} [{bar:30}] {pos}/{len} steps {elapsed_precise} {wide_msg}");
+    let item_style = style("{prefix:>8}   [{bar:28}] {wide_msg}");
     let bars: Vec<ProgressBar> = ids
         .iter()
         .map(|id| {
             let bar = multi.add(ProgressBar::new(1));
-            bar.set_style(style.clone());
+            bar.set_style(migration_style.clone());
             bar.set_prefix(format!("#{}", safe(id)));
             bar
         })
         .collect();
-    let ops: String = ids
-        .iter()
-        .map(|id| {
-            format!(
-                "<get_status><migration_id>{}</migration_id></get_status>",
-                esc(id)
-            )
-        })
-        .collect();
+    let mut item_bars: HashMap<(usize, String), ProgressBar> = HashMap::new();
     let mut outcomes: Vec<Option<(bool, String)>> = vec![None; ids.len()];
     loop {
-        let migration = conn.exchange(&ops)?;
-        for (i, op) in children(&migration, "get_status")
-            .enumerate()
-            .take(ids.len())
-        {
+        let list = conn.call("<list/>", "list")?;
+        for (i, id) in ids.iter().enumerate() {
             if outcomes[i].is_some() {
                 continue;
             }
-            let Some(result) = child(op, "result") else {
+            let Some(m) = children(&list, "migration")
+                .find(|m| text_of(m, "migration_id").as_deref() == Some(id.as_str()))
+            else {
+                let text = format!("migration {} does not exist", safe(id));
+                bars[i].abandon_with_message(text.clone());
+                outcomes[i] = Some((false, text));
                 continue;
             };
-            if text_of(result, "status").as_deref() != Some("ok") {
-                let text = text_of(result, "errtext").unwrap_or_default();
-                outcomes[i] = Some((false, safe(&text)));
-                bars[i].abandon_with_message(safe(&text));
-                continue;
-            }
-            if let Some(p) = child(result, "migration_status") {
-                let total = text_of(p, "total")
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(1);
-                let done = text_of(p, "completed")
-                    .and_then(|t| t.parse().ok())
-                    .unwrap_or(0);
-                bars[i].set_length(total);
-                bars[i].set_position(done);
+            if let Some(p) = child(m, "migration_status") {
+                let n = |t: &str| text_of(p, t).and_then(|v| v.parse().ok()).unwrap_or(0);
+                bars[i].set_length(n("total").max(1));
+                bars[i].set_position(n("completed"));
                 bars[i].set_message(safe(&text_of(p, "description").unwrap_or_default()));
             }
-            let (ended, success, text) = status_line(result);
-            if ended {
-                bars[i].finish_with_message(if success {
-                    "success".to_owned()
-                } else {
-                    "failed".to_owned()
+            let mut seen = Vec::new();
+            for item in children(m, "item") {
+                let label = text_of(item, "label").unwrap_or_default();
+                let bar = item_bars.entry((i, label.clone())).or_insert_with(|| {
+                    let bar = multi.insert_after(&bars[i], ProgressBar::new(1));
+                    bar.set_style(item_style.clone());
+                    bar.set_prefix(safe(&label));
+                    bar
                 });
+                let (done, total, text) = item_line(item);
+                bar.set_length(total);
+                bar.set_position(done);
+                bar.set_message(text);
+                seen.push(label);
+            }
+            item_bars.retain(|(owner, label), bar| {
+                let keep = *owner != i || seen.contains(label);
+                if !keep {
+                    bar.finish_and_clear();
+                }
+                keep
+            });
+            let (ended, success, text) = status_line(m);
+            if ended {
+                bars[i].finish_with_message(if success { "success" } else { "failed" });
                 outcomes[i] = Some((success, text));
             }
         }

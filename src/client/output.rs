@@ -9,6 +9,7 @@ use crate::rpc::xml::Element;
 const LISTS: &[&str] = &[
     "migration",
     "object",
+    "item",
     "line",
     "error",
     "message",
@@ -45,6 +46,11 @@ pub fn to_json(el: &Element) -> Value {
         }
     }
     Value::Object(map)
+}
+
+/// Bytes for people: "812.0 MiB".
+pub fn bytes(n: u64) -> String {
+    crate::migration::space::shown_bytes(n)
 }
 
 /// Text as a terminal may show it: control characters (an escape

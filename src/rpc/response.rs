@@ -5,7 +5,7 @@
 use super::code::RpcError;
 use super::xml::is_xml_char;
 use crate::migration::report::Report;
-use crate::migration::status::{MigrationStatus, ObjectKind};
+use crate::migration::status::{Item, ItemProgress, MigrationStatus, ObjectKind};
 use crate::mounts::FsInfo;
 
 /// A whole response packet.
@@ -165,6 +165,11 @@ fn operation(w: &mut Writer, res: &OperationResult) {
                 if let Some(status) = &m.status {
                     status_body(w, status);
                 }
+                if let Some(MigrationStatus::InProgress(p)) = &m.status {
+                    for item in &p.items {
+                        item_body(w, item);
+                    }
+                }
                 w.close("migration");
             }
         }),
@@ -176,6 +181,40 @@ fn operation(w: &mut Writer, res: &OperationResult) {
             w.leaf("next", &(page.from + page.lines.len() as u64).to_string());
         }),
     }
+}
+
+/// One copy under way, typed (for progress bars with rate and time left).
+fn item_body(w: &mut Writer, p: &ItemProgress) {
+    w.open("item");
+    let (kind, name) = match &p.item {
+        Item::WebContent { .. } => ("web", None),
+        Item::MailContent { .. } => ("mail", None),
+        Item::Database { name, .. } => ("database", Some(name.as_str())),
+    };
+    w.leaf("kind", kind);
+    w.leaf("domain", p.item.domain());
+    if let Some(name) = name {
+        w.leaf("name", name);
+    }
+    w.leaf("label", &p.item.label());
+    for (tag, n) in [
+        ("bytes_done", p.bytes_done),
+        ("bytes_total", p.bytes_total),
+        ("files_done", p.files_done),
+        ("files_total", p.files_total),
+        ("rows_done", p.rows_done),
+        ("rows_total", p.rows_total),
+        ("rate", p.rate),
+    ] {
+        w.leaf(tag, &n.to_string());
+    }
+    if let Some(r) = &p.retrying {
+        w.leaf(
+            "retrying",
+            &format!("{} of {} after: {}", r.attempt, r.of, r.after),
+        );
+    }
+    w.close("item");
 }
 
 fn status_body(w: &mut Writer, status: &MigrationStatus) {

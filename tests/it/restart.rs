@@ -91,6 +91,12 @@ fn a_killed_hostmig_goes_on_with_its_trees_where_they_stopped() {
         let mut w = World::new(Profile::Small, &config(""));
         let id = jdoe_to_admin(&w, transport);
         let before = wait_under_way(&w, &id, WEB);
+        // `list` types each copy under way (valid by agent_output.xsd).
+        let list = w.exchange("<list/>");
+        assert!(
+            list.contains("<item><kind>web</kind><domain>jdoe.example</domain><label>web content of jdoe.example</label>"),
+            "{list}"
+        );
         // Some files whole on the destination before the kill.
         std::thread::sleep(Duration::from_millis(500));
         kill(&w);
