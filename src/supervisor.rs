@@ -199,6 +199,7 @@ impl Supervisor {
                 q.id,
                 MigrationStatus::InProgress(Progress {
                     held_back: None,
+                    bytes: q.prepared.ahead_totals(),
                     total: q.prepared.steps().shown(1).0,
                     completed: q.prepared.steps().shown(1).1,
                     stage: Stage::Queued {
@@ -465,6 +466,7 @@ impl Supervisor {
                 stage: Stage::Planned,
                 items: Vec::new(),
                 held_back: None,
+                bytes: prepared.ahead_totals(),
             }),
         );
         self.queued_holds.insert(id, holds);

@@ -544,6 +544,7 @@ pub fn watch(conn: &Connection, ids: &[String], json: bool) -> Result<i32, Failu
         .collect();
     let mut item_bars: HashMap<(usize, String), ProgressBar> = HashMap::new();
     let mut outcomes: Vec<Option<(bool, String)>> = vec![None; ids.len()];
+    let mut since: Vec<Option<(std::time::Instant, u64)>> = vec![None; ids.len()];
     loop {
         let list = conn.call("<list/>", "list")?;
         for (i, id) in ids.iter().enumerate() {
@@ -559,10 +560,33 @@ pub fn watch(conn: &Connection, ids: &[String], json: bool) -> Result<i32, Failu
                 continue;
             };
             if let Some(p) = child(m, "migration_status") {
-                let n = |t: &str| text_of(p, t).and_then(|v| v.parse().ok()).unwrap_or(0);
-                bars[i].set_length(n("total").max(1));
-                bars[i].set_position(n("completed"));
-                bars[i].set_message(safe(&text_of(p, "description").unwrap_or_default()));
+                let n = |el: &Element, t: &str| -> u64 {
+                    text_of(el, t).and_then(|v| v.parse().ok()).unwrap_or(0)
+                };
+                bars[i].set_length(n(p, "total").max(1));
+                bars[i].set_position(n(p, "completed"));
+                // The whole migration's bytes, and time left at the rate
+                // seen since watching began.
+                let (done, total) = (n(m, "bytes_done"), n(m, "bytes_total"));
+                let first = *since[i].get_or_insert((std::time::Instant::now(), done));
+                let secs = first.0.elapsed().as_secs_f64();
+                let rate = (secs >= 2.0 && done > first.1).then(|| (done - first.1) as f64 / secs);
+                let overall = match rate {
+                    _ if total == 0 => String::new(),
+                    Some(rate) if total > done => format!(
+                        "{} of {}, {} s left; ",
+                        super::output::bytes(done),
+                        super::output::bytes(total),
+                        ((total - done) as f64 / rate).ceil()
+                    ),
+                    _ => format!(
+                        "{} of {}; ",
+                        super::output::bytes(done),
+                        super::output::bytes(total)
+                    ),
+                };
+                let what = safe(&text_of(p, "description").unwrap_or_default());
+                bars[i].set_message(format!("{overall}{what}"));
             }
             let mut seen = Vec::new();
             for item in children(m, "item") {

@@ -51,6 +51,9 @@ pub struct Prepared {
     pub needs: Vec<super::space::Need>,
     /// The request as the journal keeps it (JSON, no secret).
     pub stored: String,
+    /// Each tree's and database's size known ahead (measured on the
+    /// source at start), for the status's totals until the copy lists it.
+    pub ahead: Vec<(super::status::Item, u64)>,
     /// A second run after a restart interrupted the first.
     pub resume: Option<ResumeFrom>,
 }
@@ -108,6 +111,14 @@ impl Prepared {
         super::resume::Steps {
             own_total: self.total_steps(),
             earlier: self.resume.as_ref().map(|r| (r.total, r.completed)),
+        }
+    }
+
+    /// The bytes known ahead, none done yet.
+    pub fn ahead_totals(&self) -> super::status::Totals {
+        super::status::Totals {
+            done: 0,
+            total: self.ahead.iter().map(|(_, bytes)| bytes).sum(),
         }
     }
 
@@ -300,14 +311,20 @@ pub async fn prepare(
         resync_notes: Vec::new(),
         needs: Vec::new(),
         stored,
+        ahead: Vec::new(),
         resume,
     };
     check_trees(&prepared, &dest, &journal).await?;
     if prepared.resume.is_some() {
         return Ok(prepared);
     }
-    let needs = super::space::check(&prepared, &config, &db_dirs, &db_sizes, admitted).await?;
-    Ok(Prepared { needs, ..prepared })
+    let (needs, ahead) =
+        super::space::check(&prepared, &config, &db_dirs, &db_sizes, admitted).await?;
+    Ok(Prepared {
+        needs,
+        ahead,
+        ..prepared
+    })
 }
 
 /// Whether a name holds what no file system may see in a path: `/`,
@@ -664,6 +681,7 @@ pub async fn prepare_resync(
         resync_notes,
         needs: Vec::new(),
         stored: String::new(),
+        ahead: Vec::new(),
         resume: None,
     })
 }

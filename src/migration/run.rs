@@ -23,7 +23,7 @@ use super::prepare::Prepared;
 use super::report::{save_report, DatabaseEntry, ObjectOutcome, ObjectReport, Outcome, Report};
 use super::request::Scope;
 use super::status::{
-    Item, ItemProgress, MigrationStatus, ObjectKind, Progress, Stage, StatusError,
+    Item, ItemProgress, MigrationStatus, ObjectKind, Progress, Stage, StatusError, Totals,
 };
 use super::stopper::Stopper;
 use crate::caps::Meter;
@@ -119,6 +119,9 @@ pub struct Migration {
     meter: Arc<Meter>,
     /// How its steps are shown.
     scale: super::resume::Steps,
+    /// Bytes done and total of each tree and database (known ahead, then
+    /// as each copy reports).
+    bytes: BTreeMap<Item, Totals>,
 }
 
 /// What a running migration's work shares (its sub-actors' jobs are built
@@ -164,7 +167,19 @@ impl Migration {
             stage: Stage::Copying,
             items: Vec::new(),
             held_back: None,
+            bytes: prepared.ahead_totals(),
         };
+        let bytes = prepared
+            .ahead
+            .iter()
+            .map(|(item, total)| {
+                let totals = Totals {
+                    done: 0,
+                    total: *total,
+                };
+                (item.clone(), totals)
+            })
+            .collect();
         Migration {
             report: Arc::new(Mutex::new(report)),
             journal: journal.clone(),
@@ -182,6 +197,7 @@ impl Migration {
             sent: None,
             meter: Meter::unlimited(),
             scale,
+            bytes,
         }
     }
 
@@ -208,6 +224,13 @@ impl Migration {
         });
         self.status.items = items;
         self.status.held_back = self.meter.held_back();
+        self.status.bytes = self
+            .bytes
+            .values()
+            .fold(Totals::default(), |sum, t| Totals {
+                done: sum.done + t.done,
+                total: sum.total + t.total,
+            });
         self.status.completed = self.status.completed.min(self.status.total);
         self.board.do_send(StatusReport {
             id: self.guard.id,
@@ -278,10 +301,18 @@ impl Handler<Progressed> for Migration {
         match msg.0 {
             Update::Item(p) => {
                 self.status.stage = Stage::Copying;
+                let bytes = self.bytes.entry(p.item.clone()).or_default();
+                bytes.done = p.bytes_done;
+                if p.bytes_total > 0 {
+                    bytes.total = p.bytes_total;
+                }
                 self.items.insert(p.item.clone(), p);
                 self.publish(false);
             }
             Update::ItemDone(item) => {
+                if let Some(bytes) = self.bytes.get_mut(&item) {
+                    bytes.done = bytes.done.max(bytes.total);
+                }
                 self.items.remove(&item);
                 self.publish(false);
             }

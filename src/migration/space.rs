@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use super::content::TreeKind;
 use super::prepare::Prepared;
 use super::refusal::Refusal;
+use super::status::Item;
 use crate::ssh::{Options, Session};
 use crate::transfer::commands::shell_quote;
 
@@ -74,19 +75,37 @@ pub fn source_sizes(session: &Session, dirs: &[PathBuf]) -> Result<Vec<u64>, Str
 /// is on this machine) and refuses it when a file system lacks the room:
 /// free bytes less the reserve and less what the `admitted` migrations
 /// still need there. Answers the needs, for the Supervisor to count while
-/// the migration is admitted. Every file-system call runs on a blocking
-/// thread (a hung mount must not hang the Supervisor).
+/// the migration is admitted, and the sizes known ahead of each tree and
+/// database (what its status counts on until the copy lists it). Every
+/// file-system call runs on a blocking thread (a hung mount must not hang
+/// the Supervisor).
 pub async fn check(
     prepared: &Prepared,
     config: &crate::config::Config,
     db_dirs: &BTreeMap<usize, PathBuf>,
     db_sizes: &BTreeMap<String, u64>,
     admitted: Vec<Need>,
-) -> Result<Vec<Need>, Refusal> {
+) -> Result<(Vec<Need>, Vec<(Item, u64)>), Refusal> {
     let Some(dest) = config.destination.as_ref() else {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     };
     let trees = prepared.destination_trees(dest);
+    let mut ahead: Vec<(Item, u64)> = prepared
+        .plan
+        .databases
+        .iter()
+        .filter_map(|p| {
+            let item = Item::Database {
+                domain: p.domain.clone(),
+                name: p.db.name.clone(),
+            };
+            Some((item, *db_sizes.get(&p.db.name)?))
+        })
+        .collect();
+    let tree_items: Vec<Item> = trees
+        .iter()
+        .map(|(name, kind, _)| kind.item(name))
+        .collect();
     let remote: Vec<PathBuf> = trees
         .iter()
         .map(|(name, kind, _)| match kind {
@@ -116,8 +135,9 @@ pub async fn check(
             tracing::warn!(source = %host, error = %e, "the content could not be measured; the disk guard counts only the databases");
             vec![0; remote.len()]
         });
+        ahead.extend(tree_items.into_iter().zip(sizes.iter().copied()));
         let wanted = local.into_iter().zip(sizes).chain(databases);
-        fits(wanted, reserve_percent, &admitted)
+        fits(wanted, reserve_percent, &admitted).map(|needs| (needs, ahead))
     })
     .await
     .map_err(|_| Refusal::Source("the thread measuring the content failed".into()))?

@@ -26,6 +26,18 @@ pub struct Progress {
     /// A bandwidth cap that made the copy wait in the last moments.
     #[serde(default)]
     pub held_back: Option<crate::caps::Cap>,
+    /// Bytes of every tree and database of the migration: done, and the
+    /// total known ahead (measured at start; each copy's own total once it
+    /// listed its source).
+    #[serde(default)]
+    pub bytes: Totals,
+}
+
+/// Bytes done of a total.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub done: u64,
+    pub total: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,6 +269,7 @@ mod tests {
             stage,
             items,
             held_back: None,
+            bytes: Totals::default(),
         }
         .description()
     }
@@ -311,6 +324,7 @@ mod tests {
             held_back: Some(crate::caps::Cap::Global {
                 bytes_per_s: 1 << 20,
             }),
+            bytes: Totals::default(),
         };
         assert_eq!(
             held.description(),

@@ -166,6 +166,8 @@ fn operation(w: &mut Writer, res: &OperationResult) {
                     status_body(w, status);
                 }
                 if let Some(MigrationStatus::InProgress(p)) = &m.status {
+                    w.leaf("bytes_done", &p.bytes.done.to_string());
+                    w.leaf("bytes_total", &p.bytes.total.to_string());
                     for item in &p.items {
                         item_body(w, item);
                     }

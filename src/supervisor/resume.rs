@@ -190,6 +190,7 @@ impl Supervisor {
                 stage: Stage::Interrupted { why },
                 items: Vec::new(),
                 held_back: None,
+                bytes: Default::default(),
             }),
         );
     }

@@ -91,8 +91,13 @@ fn a_killed_hostmig_goes_on_with_its_trees_where_they_stopped() {
         let mut w = World::new(Profile::Small, &config(""));
         let id = jdoe_to_admin(&w, transport);
         let before = wait_under_way(&w, &id, WEB);
-        // `list` types each copy under way (valid by agent_output.xsd).
+        // `list` types each copy under way (valid by agent_output.xsd),
+        // with the migration's bytes known ahead.
         let list = w.exchange("<list/>");
+        let total: u64 = first(&list, "bytes_total")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        assert!(total >= 30 << 20, "the tree's size known ahead: {list}");
         assert!(
             list.contains("<item><kind>web</kind><domain>jdoe.example</domain><label>web content of jdoe.example</label>"),
             "{list}"
