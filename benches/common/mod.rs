@@ -42,15 +42,29 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `hostmig serve` with this configuration; logs go nowhere.
+    /// Starts `hostmig serve` with this configuration; logs go nowhere,
+    /// or with `HOSTMIG_BENCH_SERVER_LOG=FILE` into FILE as JSON lines at
+    /// debug level (each packet's time in the server, `elapsed_us`).
     pub fn start(config: &str, dir: &Path, state: &Path) -> Server {
         let path = dir.join("hostmig.toml");
         std::fs::write(&path, config).expect("config");
-        let mut child = Command::new(BIN)
+        let mut command = Command::new(BIN);
+        match std::env::var_os("HOSTMIG_BENCH_SERVER_LOG") {
+            Some(log) => {
+                let file = std::fs::File::create(&log).expect("server log");
+                command
+                    .args(["--log-format", "json"])
+                    .env("RUST_LOG", "hostmig=debug")
+                    .stderr(Stdio::from(file));
+            }
+            None => {
+                command.stderr(Stdio::null());
+            }
+        }
+        let mut child = command
             .args(["serve", "--config"])
             .arg(&path)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .spawn()
             .expect("start server");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();

@@ -9,15 +9,15 @@ use hostmig::sandbox::Profile;
 use crate::harness::world::World;
 use crate::harness::PASSWORD;
 
-struct Ran {
-    status: i32,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Ran {
+    pub(crate) status: i32,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `hostmig ARGS` as a client of `w`'s daemon (trusted by its
 /// certificate's fingerprint), with `env` on top; no client config file.
-fn client(w: &World, args: &[&str], env: &[(&str, &str)]) -> Ran {
+pub(crate) fn client(w: &World, args: &[&str], env: &[(&str, &str)]) -> Ran {
     let fingerprint = hostmig::rpc::tls::file_fingerprint(&w.dest.state.join("tls/cert.pem"))
         .expect("fingerprint");
     let url = w.server.url();
