@@ -90,9 +90,24 @@ fn the_client_migrates_watches_reports_and_says_what_went_wrong() {
         "{}",
         ran.stdout
     );
-    assert!(
-        !w.dest_dump(Some("jdoe"), None).is_empty(),
-        "client jdoe is on the destination"
+    // The account alone (no domain named): the client's record is there.
+    let client_row = |dump: Vec<String>| -> Vec<String> {
+        dump.into_iter()
+            .filter(|l| l.starts_with("client "))
+            .collect()
+    };
+    let arrived = client_row(w.dest_dump(Some("jdoe"), None));
+    assert!(!arrived.is_empty(), "client jdoe is on the destination");
+    assert_eq!(
+        arrived,
+        client_row(w.expected(
+            w.source_dump(Some("jdoe"), None),
+            &[
+                ("192.0.2.10", "198.51.100.4"),
+                ("192.0.2.20", "203.0.113.5")
+            ],
+            None
+        ))
     );
 
     let list = json(&client(&w, &["--json", "list"], &[]));
@@ -143,6 +158,14 @@ fn the_client_migrates_watches_reports_and_says_what_went_wrong() {
     let watched = client(&w, &["--json", "watch", &domain], &[]);
     let outcome = json(&watched);
     assert_eq!(outcome[0]["success"], true, "{outcome}");
+    // What arrived is what the source has: the domain's records (the
+    // address remapped) and its content trees, byte for byte.
+    let map = [("192.0.2.10", "198.51.100.4")];
+    assert_eq!(
+        w.dest_dump(None, Some("jdoe.example")),
+        w.expected(w.source_dump(None, Some("jdoe.example")), &map, None)
+    );
+    w.assert_content("jdoe.example", map[0]);
     let resync = json(&client(&w, &["--json", "resync", &domain], &[]));
     let again = resync["migration_id"].as_str().expect("an id").to_owned();
     let watched = client(&w, &["watch", &again], &[]);
@@ -193,6 +216,25 @@ fn the_client_migrates_watches_reports_and_says_what_went_wrong() {
         &raw_client(&w, &["--url", &url, "list"], &[]),
         3,
         "--fingerprint",
+    );
+    // Trust by a CA file: the daemon's own certificate; another one is refused.
+    let cert = w.dest.state.join("tls/cert.pem").display().to_string();
+    let by_ca = raw_client(&w, &["--url", &url, "--ca", &cert, "--json", "list"], &[]);
+    assert_eq!(json(&by_ca)[0]["state"], "finished");
+    let other_ca = w.dir.path().join("other.pem");
+    std::fs::write(
+        &other_ca,
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])
+            .expect("a certificate")
+            .cert
+            .pem(),
+    )
+    .expect("write");
+    let other = other_ca.display().to_string();
+    refused(
+        &raw_client(&w, &["--url", &url, "--ca", &other, "list"], &[]),
+        3,
+        "not trusted",
     );
     // A client config file holding a secret that others may read.
     let config_home = w.dir.path().join("config");
