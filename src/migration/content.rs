@@ -258,7 +258,9 @@ fn copy_with_retries(
         tracing::warn!(tree = %job.label, error = %error, attempt, of = retry.attempts, delay_s = delay.as_secs(), "the copy of a tree was interrupted; trying it again from what it has");
         let mut waiting = ItemProgress::new(item.clone());
         waiting.retrying = Some(retrying);
-        let _ = progress.try_send(Progressed(Update::Item(waiting)));
+        // Sent whatever the mailbox holds: unlike a progress report, which
+        // the next one supersedes, this one is said once.
+        progress.do_send(Progressed(Update::Item(waiting)));
         if !crate::retry::pause_blocking(delay, stopper.flag()) {
             discard_staging(&job);
             return Err(TreeError::Stopped);

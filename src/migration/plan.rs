@@ -392,6 +392,17 @@ pub fn check_busy(plan: &Plan, busy: &Busy) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// The objects a request names, as holds (what an interrupted migration
+/// keeps from other starts before anything is read again).
+pub fn requested_holds(req: &StartRequest) -> Vec<Hold> {
+    let plan = Plan {
+        objects: objects(req).0,
+        addresses: BTreeMap::new(),
+        databases: Vec::new(),
+    };
+    plan.holds()
+}
+
 /// The objects a request selects and every address mapping it gives.
 fn objects(req: &StartRequest) -> (Vec<Object>, Vec<MappedIp>) {
     let mut objects = Vec::new();

@@ -17,7 +17,7 @@ use crate::migration::plan::{check_busy, Busy, Hold};
 use crate::migration::prepare::{prepare, prepare_resync, Prepared, ResyncSource};
 use crate::migration::refusal::Refusal;
 use crate::migration::report::{save_report, Outcome, Report};
-use crate::migration::request::{MigrationId, Selection};
+use crate::migration::request::MigrationId;
 use crate::migration::resume::{ResumeFrom, StoredRequest};
 use crate::migration::status::{MigrationStatus, ObjectKind, Progress, Stage, StatusError};
 use crate::secret::Secret;
@@ -86,7 +86,9 @@ impl Supervisor {
             Ok((Some(resumable), Some(stored), resynced)) => {
                 let from = ResumeFrom::new(id, &resumable);
                 let holds = match &stored {
-                    StoredRequest::Start { request, .. } => holds_of(&from.remaining(request)),
+                    StoredRequest::Start { request, .. } => {
+                        crate::migration::plan::requested_holds(&from.remaining(request))
+                    }
                     StoredRequest::Resync { .. } => resynced
                         .into_iter()
                         .map(|d| (ObjectKind::Domain, d))
@@ -384,25 +386,6 @@ impl Supervisor {
         if let Some((_, delay)) = again {
             ctx.notify_later(AutoResume(id), delay);
         }
-    }
-}
-
-/// The objects a (narrowed) request holds.
-fn holds_of(req: &crate::migration::request::StartRequest) -> Vec<Hold> {
-    let domain = |name: &String| (ObjectKind::Domain, name.clone());
-    match &req.selection {
-        Selection::Domains(groups) => groups
-            .iter()
-            .flat_map(|g| g.domains.iter().map(|d| domain(&d.name)))
-            .collect(),
-        Selection::Clients { clients, .. } => clients
-            .iter()
-            .flat_map(|c| {
-                std::iter::once((ObjectKind::Client, c.name.clone()))
-                    .chain(c.domains.iter().map(|d| domain(&d.name)))
-            })
-            .collect(),
-        Selection::Resellers(_) => Vec::new(),
     }
 }
 
