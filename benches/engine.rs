@@ -7,7 +7,12 @@
 //! Reports latency while migrations ran, the migrations' wall time, the
 //! bytes they moved (content and database values, from their event logs)
 //! per second beside the single pipeline's, and the server's RSS (sampled
-//! every 20 ms). Run: `cargo bench --bench engine`.
+//! every 20 ms). Beside the latency from the scheduled time it reports the
+//! part from sending to the answer (the rest is the generator waking late).
+//! `HOSTMIG_BENCH_CLIENT_NICE=N` runs the generator at nice N (as root);
+//! `HOSTMIG_BENCH_SAMPLES=FILE` writes every sample (seconds since the
+//! start, during 0/1, latency ms, from-sending ms). Run:
+//! `cargo bench --bench engine`.
 
 mod common;
 
@@ -34,6 +39,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
+    // The load generator's nice value (`HOSTMIG_BENCH_CLIENT_NICE`, as
+    // root): it stands in for a client on another machine, whose own
+    // wake-ups on these two shared cores otherwise count as the server's.
+    let client_nice: Option<i32> = std::env::var("HOSTMIG_BENCH_CLIENT_NICE")
+        .ok()
+        .and_then(|v| v.parse().ok());
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let fixture = target.join(format!("bench-fixtures/{}-1", profile.as_str()));
     let work = tempfile::tempdir_in(&target).expect("work dir");
@@ -84,6 +95,9 @@ fn main() {
                     let (ids, migrating, done, url, cert, next) =
                         (ids.clone(), migrating.clone(), done.clone(), url.clone(), cert.clone(), next.clone());
                     std::thread::spawn(move || {
+                        if let Some(nice) = client_nice {
+                            hostmig::priority::set_thread_nice(nice, "the load generator");
+                        }
                         let agent = agent(&cert);
                         let mut samples = Vec::new();
                         while !done.load(Ordering::Relaxed) {
@@ -97,8 +111,9 @@ fn main() {
                                 if ids.is_empty() { "0".to_owned() } else { ids[i as usize % ids.len()].clone() }
                             };
                             let during = migrating.load(Ordering::Relaxed);
+                            let sent = Instant::now();
                             post(&agent, &url, PASSWORD, &format!("<packet><migration><get_status><migration_id>{id}</migration_id></get_status></migration></packet>"));
-                            samples.push((during, due.elapsed()));
+                            samples.push((during, due.elapsed(), sent.elapsed(), due.duration_since(start)));
                         }
                         samples
                     })
@@ -196,14 +211,35 @@ fn main() {
 
     let mut during: Vec<Duration> = samples
         .iter()
-        .filter(|(d, _)| *d)
-        .map(|(_, l)| *l)
+        .filter(|(d, _, _, _)| *d)
+        .map(|(_, l, _, _)| *l)
         .collect();
     let mut outside: Vec<Duration> = samples
         .iter()
-        .filter(|(d, _)| !*d)
-        .map(|(_, l)| *l)
+        .filter(|(d, _, _, _)| !*d)
+        .map(|(_, l, _, _)| *l)
         .collect();
+    let mut answer_during: Vec<Duration> = samples
+        .iter()
+        .filter(|(d, _, _, _)| *d)
+        .map(|(_, _, a, _)| *a)
+        .collect();
+    answer_during.sort();
+    if let Some(path) = std::env::var_os("HOSTMIG_BENCH_SAMPLES") {
+        let lines: String = samples
+            .iter()
+            .map(|(d, l, a, at)| {
+                format!(
+                    "{:.3} {} {:.3} {:.3}\n",
+                    at.as_secs_f64(),
+                    u8::from(*d),
+                    l.as_secs_f64() * 1e3,
+                    a.as_secs_f64() * 1e3
+                )
+            })
+            .collect();
+        std::fs::write(path, lines).expect("samples file");
+    }
     during.sort();
     outside.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
@@ -256,6 +292,12 @@ fn main() {
         "get_status p99 while migrating, ms",
         ms(quantile(&during, 0.99)),
         "< 10"
+    );
+    println!(
+        "{:<58} {:>12.3} {:>10}",
+        "  of which from sending to the answer, p99, ms",
+        ms(quantile(&answer_during, 0.99)),
+        ""
     );
     println!(
         "{:<58} {:>12.3} {:>10}",
