@@ -116,10 +116,10 @@ impl Prepared {
 
     /// The bytes known ahead, none done yet.
     pub fn ahead_totals(&self) -> super::status::Totals {
-        super::status::Totals {
-            done: 0,
-            total: self.ahead.iter().map(|(_, bytes)| bytes).sum(),
-        }
+        let totals = self.ahead.iter();
+        totals
+            .map(|(_, bytes)| super::status::Totals::ahead(*bytes))
+            .sum()
     }
 
     /// The plan as the journal and the event log keep it.

@@ -172,13 +172,7 @@ impl Migration {
         let bytes = prepared
             .ahead
             .iter()
-            .map(|(item, total)| {
-                let totals = Totals {
-                    done: 0,
-                    total: *total,
-                };
-                (item.clone(), totals)
-            })
+            .map(|(item, total)| (item.clone(), Totals::ahead(*total)))
             .collect();
         Migration {
             report: Arc::new(Mutex::new(report)),
@@ -224,13 +218,7 @@ impl Migration {
         });
         self.status.items = items;
         self.status.held_back = self.meter.held_back();
-        self.status.bytes = self
-            .bytes
-            .values()
-            .fold(Totals::default(), |sum, t| Totals {
-                done: sum.done + t.done,
-                total: sum.total + t.total,
-            });
+        self.status.bytes = self.bytes.values().copied().sum();
         self.status.completed = self.status.completed.min(self.status.total);
         self.board.do_send(StatusReport {
             id: self.guard.id,

@@ -40,6 +40,22 @@ pub struct Totals {
     pub total: u64,
 }
 
+impl Totals {
+    /// A total known ahead, nothing done yet.
+    pub fn ahead(total: u64) -> Totals {
+        Totals { done: 0, total }
+    }
+}
+
+impl std::iter::Sum for Totals {
+    fn sum<I: Iterator<Item = Totals>>(iter: I) -> Totals {
+        iter.fold(Totals::default(), |sum, t| Totals {
+            done: sum.done + t.done,
+            total: sum.total + t.total,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Stage {
     /// Admitted; its work is about to begin.
@@ -272,6 +288,13 @@ mod tests {
             bytes: Totals::default(),
         }
         .description()
+    }
+
+    #[test]
+    fn a_migrations_bytes_add_up_over_its_trees_and_databases() {
+        let done = Totals { done: 5, total: 7 };
+        let sum: Totals = [done, Totals::ahead(11)].into_iter().sum();
+        assert_eq!(sum, Totals { done: 5, total: 18 });
     }
 
     #[test]
