@@ -302,8 +302,23 @@ fn remove(slot: u32) {
     if Path::new(&format!("/sys/class/net/{link}")).exists() {
         let _ = ip(&["link", "del", &link]);
     }
-    if Path::new(&format!("/run/netns/{name}")).exists() {
-        let _ = ip(&["netns", "del", &name]);
+    // `ip netns del` can fail while another namespace is being added or
+    // deleted beside it (the mount of /run/netns is busy): tried again,
+    // up to 2 s, until the file is gone.
+    let file = format!("/run/netns/{name}");
+    for _ in 0..20 {
+        if !Path::new(&file).exists() {
+            break;
+        }
+        if let Err(e) = ip(&["netns", "del", &name]) {
+            tracing::debug!(error = %e, namespace = %name, "the namespace is not removed yet; trying again");
+        }
+        if Path::new(&file).exists() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    if Path::new(&file).exists() {
+        tracing::warn!(namespace = %name, "the namespace could not be removed; `ip netns del {name}` removes it");
     }
     let _ = std::fs::remove_file(owner_file(slot));
 }
