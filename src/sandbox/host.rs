@@ -80,7 +80,12 @@ impl SourceHost {
         require("ip", "iproute2")?;
         sweep();
         std::fs::create_dir_all(OWNERS).map_err(SandboxError::io(format!("create {OWNERS}")))?;
-        let first = std::process::id().wrapping_mul(7919) % SLOTS;
+        // Each create in a process starts past the last one's slot, so a
+        // slot just freed is not taken again at once by a sandbox beside
+        // it (its name would look like the old one still there).
+        static CREATED: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let nth = CREATED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let first = std::process::id().wrapping_mul(7919).wrapping_add(nth) % SLOTS;
         for i in 0..SLOTS {
             let slot = (first + i) % SLOTS;
             let owner = owner_file(slot);
