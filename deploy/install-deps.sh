@@ -8,7 +8,8 @@ set -euo pipefail
 # Debian packages the tests use, as "file-or-command package" pairs: the
 # sandbox's private sshd and MariaDB servers, the network namespace, link
 # and shaping of the sandbox's source host (ip, tc), the peers the
-# benchmarks measure, xmllint for the schemas, and what the build links.
+# benchmarks measure, xmllint for the schemas, headless Chromium and its
+# WebDriver for the status page's test, and what the build links.
 needs=(
   "/usr/sbin/sshd openssh-server"
   "ssh-keygen openssh-client"
@@ -22,6 +23,8 @@ needs=(
   "rsync rsync"
   "mydumper mydumper"
   "xmllint libxml2-utils"
+  "/usr/bin/chromium chromium"
+  "/usr/bin/chromedriver chromium-driver"
   "pkg-config pkg-config"
   "/usr/include/openssl/ssl.h libssl-dev"
   "cc gcc"

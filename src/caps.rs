@@ -239,6 +239,9 @@ impl Meter {
     /// After a read of `used` of the `granted` bytes: the rest goes back.
     pub fn settle(&self, granted: usize, used: usize) {
         self.read.fetch_add(used as u64, Ordering::Relaxed);
+        crate::observe::metrics::metrics()
+            .source_read_bytes
+            .inc_by(used as u64);
         let unused = granted.saturating_sub(used) as f64;
         if unused > 0.0 {
             for b in &self.buckets {

@@ -33,6 +33,8 @@ pub struct Config {
     pub migrations: Migrations,
     pub ssh: Ssh,
     pub sources: Vec<Source>,
+    pub metrics: Metrics,
+    pub notify: Vec<Notify>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,6 +178,8 @@ impl std::fmt::Debug for Source {
 
 /// The file as written; `Config` is what validation makes of it.
 mod migrations;
+mod observe;
+pub use observe::{Metrics, Notify, NotifyEvent, Receiver};
 
 pub(super) mod raw {
     use serde::Deserialize;
@@ -192,6 +196,9 @@ pub(super) mod raw {
         pub ssh: Ssh,
         #[serde(default)]
         pub sources: Vec<Source>,
+        pub metrics: Option<super::observe::RawMetrics>,
+        #[serde(default)]
+        pub notify: Vec<super::observe::RawNotify>,
     }
 
     #[derive(Deserialize)]
@@ -387,6 +394,9 @@ fn validate(file: raw::File) -> Checked<Config> {
         );
     }
 
+    let metrics = observe::metrics(file.metrics)?;
+    let notify = observe::notify(file.notify)?;
+
     let mut sources = Vec::new();
     for (i, s) in file.sources.into_iter().enumerate() {
         let key = |k: &str| format!("sources[{i}].{k}");
@@ -444,6 +454,8 @@ fn validate(file: raw::File) -> Checked<Config> {
             connect_timeout_s: connect_timeout_s as u64,
         },
         sources,
+        metrics,
+        notify,
     })
 }
 

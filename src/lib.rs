@@ -8,6 +8,8 @@ pub mod db;
 pub mod journal;
 pub mod migration;
 pub mod mounts;
+pub mod observe;
+pub mod page;
 pub mod panel;
 pub mod password;
 pub mod priority;

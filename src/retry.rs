@@ -54,6 +54,7 @@ impl RetryPolicy {
             of: self.attempts,
             after: after.to_string(),
         };
+        crate::observe::retrying(&retrying);
         Some((retrying, self.delay(*attempt)))
     }
 }

@@ -68,6 +68,7 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
     };
     let journal = journal::open(&dir.join("journal.sqlite"))?;
     let auth = Authenticator::new(&config.api).map_err(ServeError::Random)?;
+    crate::observe::notify::start(&config);
     let config = Arc::new(config);
 
     actix_web::rt::System::new().block_on(async move {
@@ -106,6 +107,8 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
             front,
             board,
             max_packet_bytes: config.api.max_packet_bytes,
+            sessions: Arc::default(),
+            metrics_allow: config.metrics.allow_from.clone(),
         });
         // This thread runs RpcFront (the status board) and starts the HTTP
         // workers, which inherit its priority; the journal, the supervisor

@@ -38,12 +38,32 @@ pub enum HttpError {
 
 const ANSWER_MAX: usize = 64 << 20;
 
-/// Posts `body`; answers the HTTP status and the body.
+/// Posts a packet; answers the HTTP status and the body.
 pub fn post(
     url: &url::Url,
     trust: Option<&Trust>,
     headers: &[(&str, &str)],
     body: &[u8],
+) -> Result<(u16, Vec<u8>), HttpError> {
+    post_as(
+        url,
+        trust,
+        "text/xml; charset=UTF-8",
+        headers,
+        body,
+        Duration::from_secs(300),
+    )
+}
+
+/// Posts `body` of `content_type`; an answer that takes longer than
+/// `timeout` (the connection at most 10 s of it) fails.
+pub fn post_as(
+    url: &url::Url,
+    trust: Option<&Trust>,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    timeout: Duration,
 ) -> Result<(u16, Vec<u8>), HttpError> {
     let host = url
         .host_str()
@@ -61,13 +81,16 @@ pub fn post(
         .map_err(|e| connect_err(e.to_string()))?
         .next()
         .ok_or_else(|| connect_err("the name has no address".into()))?;
-    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
+    let tcp = TcpStream::connect_timeout(&addr, timeout.min(Duration::from_secs(10)))
         .map_err(|e| connect_err(e.to_string()))?;
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(300)));
-    let _ = tcp.set_write_timeout(Some(Duration::from_secs(60)));
+    let _ = tcp.set_read_timeout(Some(timeout));
+    let _ = tcp.set_write_timeout(Some(timeout.min(Duration::from_secs(60))));
+    let target = match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_owned(),
+    };
     let mut request = format!(
-        "POST {} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: text/xml; charset=UTF-8\r\nContent-Length: {}\r\nConnection: close\r\n",
-        url.path(),
+        "POST {target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
         body.len()
     );
     for (name, value) in headers {

@@ -343,3 +343,83 @@ fn the_example_file_is_a_valid_config() {
     assert_eq!(c.migrations.max_bytes_per_s, None);
     assert_eq!(c.migrations.retry, crate::retry::RetryPolicy::default());
 }
+
+#[test]
+fn metrics_and_notify_entries_are_checked_whole() {
+    let c = Config::parse(&base(
+        "",
+        "[metrics]\nallow_from = [\"127.0.0.0/8\", \"::1\"]\n\n\
+         [[notify]]\nurl = \"https://ops.example/hooks/abc\"\nevents = [\"finished\", \"stalled\"]\n\n\
+         [[notify]]\ncommand = \"/usr/local/bin/page-someone\"\ntimeout_s = 3\nretries = 0\n",
+    ))
+    .expect("valid");
+    assert_eq!(c.metrics.allow_from.len(), 2);
+    assert_eq!(c.notify.len(), 2);
+    assert_eq!(
+        c.notify[0].events,
+        [NotifyEvent::Finished, NotifyEvent::Stalled]
+    );
+    assert!(
+        matches!(&c.notify[0].receiver, Receiver::Url { ca, .. } if ca == Path::new("/etc/ssl/certs/ca-certificates.crt"))
+    );
+    assert_eq!(
+        (c.notify[0].timeout.as_secs(), c.notify[0].retries),
+        (10, 3)
+    );
+    assert_eq!(c.notify[1].events, NotifyEvent::ALL);
+    assert_eq!(
+        c.notify[1].receiver,
+        Receiver::Command(PathBuf::from("/usr/local/bin/page-someone"))
+    );
+    let notify = |body: &str| base("", &format!("[[notify]]\n{body}\n"));
+    refused(
+        &notify("events = [\"finished\"]"),
+        "notify[0].url",
+        "is missing",
+    );
+    refused(
+        &notify("url = \"ftp://x.example/\""),
+        "notify[0].url",
+        "must be an http",
+    );
+    refused(
+        &notify("url = \"https://user:pw@x.example/\""),
+        "notify[0].url",
+        "must not carry a login",
+    );
+    refused(
+        &notify("url = \"https://x.example/\"\ncommand = \"/bin/true\""),
+        "notify[0].url",
+        "give a url or a command",
+    );
+    refused(
+        &notify("command = \"relative/script\""),
+        "notify[0].command",
+        "must be an absolute path",
+    );
+    refused(
+        &notify("url = \"https://x.example/\"\nevents = [\"finished\", \"started\"]"),
+        "notify[0].events[1]",
+        "must be one of",
+    );
+    refused(
+        &notify("url = \"https://x.example/\"\nevents = []"),
+        "notify[0].events",
+        "names no event",
+    );
+    refused(
+        &notify("url = \"https://x.example/\"\ntimeout_s = 0"),
+        "notify[0].timeout_s",
+        "must be a number",
+    );
+    refused(
+        &notify("url = \"https://x.example/\"\nfilter = 1"),
+        "notify[0].filter",
+        "unknown field",
+    );
+    refused(
+        &base("", "[metrics]\nallow_from = [\"nowhere\"]\n"),
+        "metrics.allow_from[0]",
+        "must be an address",
+    );
+}

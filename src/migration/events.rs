@@ -138,8 +138,10 @@ impl EventLog {
         &self.path
     }
 
-    /// Appends one event; a log that cannot be written is itself logged.
+    /// Appends one event (and counts what it moved in the metrics); a log
+    /// that cannot be written is itself logged.
     pub fn write(&self, event: &Event<'_>) {
+        crate::observe::saw(event);
         let line = serde_json::json!({
             "at": std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

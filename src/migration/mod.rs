@@ -2,7 +2,7 @@
 //! plain values (`plan`, `status`, `summary`), the refusals of the engine
 //! (`refusal`), the validation `start` runs before it answers (`prepare`,
 //! with its disk guard `space`),
-//! and the Migration actor that carries it out (`run`) with its
+//! and the Migration actor that carries it out (`run`, and `resync`) with its
 //! sub-actors for content (`content`) and databases (`databases`), its
 //! event log (`events`) and its stop (`stopper`).
 
@@ -15,6 +15,7 @@ pub mod refusal;
 pub mod report;
 pub mod request;
 pub mod resume;
+mod resync;
 pub mod run;
 pub mod space;
 pub mod status;

@@ -230,6 +230,7 @@ impl Report {
                 o.errors.push(why.to_owned());
             }
         }
+        crate::observe::ended(self);
     }
 }
 

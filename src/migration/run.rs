@@ -289,6 +289,7 @@ impl Handler<Progressed> for Migration {
         match msg.0 {
             Update::Item(p) => {
                 self.status.stage = Stage::Copying;
+                self.tell_of_a_stall(&p);
                 let bytes = self.bytes.entry(p.item.clone()).or_default();
                 bytes.done = p.bytes_done;
                 if p.bytes_total > 0 {
@@ -347,6 +348,26 @@ impl Handler<StopNow> for Migration {
 }
 
 impl Migration {
+    /// A copy that waits to be tried again after a stall is told of once
+    /// per try (the notification `stalled`).
+    fn tell_of_a_stall(&self, p: &ItemProgress) {
+        let Some(retrying) = &p.retrying else {
+            return;
+        };
+        let seen = self
+            .items
+            .get(&p.item)
+            .and_then(|old| old.retrying.as_ref());
+        if retrying.after.contains(crate::ssh::STALLED) && seen != Some(retrying) {
+            let source = self
+                .report
+                .lock()
+                .map(|r| r.source.clone())
+                .unwrap_or_default();
+            crate::observe::stalled(self.guard.id, &source, &p.item.label(), retrying);
+        }
+    }
+
     fn end_report(&self, outcome: Outcome, errors: Vec<String>, why: &str) {
         if let Ok(mut report) = self.report.lock() {
             report.end(outcome, errors, why);
@@ -356,7 +377,7 @@ impl Migration {
 }
 
 impl Env {
-    async fn tell(&self, update: Update) {
+    pub(super) async fn tell(&self, update: Update) {
         let _ = self.progress.send(Progressed(update)).await;
     }
 
@@ -369,7 +390,12 @@ impl Env {
     }
 
     /// Changes one object of the report.
-    fn change_object(&self, kind: ObjectKind, name: &str, change: impl FnOnce(&mut ObjectReport)) {
+    pub(super) fn change_object(
+        &self,
+        kind: ObjectKind,
+        name: &str,
+        change: impl FnOnce(&mut ObjectReport),
+    ) {
         self.change_report(|r| change(r.object(kind, name)));
     }
 }
@@ -380,7 +406,7 @@ async fn execute(env: &Env) -> Vec<StatusError> {
     let prepared = &env.prepared;
     let mut completed = 1;
     if prepared.resync {
-        return resync(env).await;
+        return super::resync::resync(env).await;
     }
     let Some(dest) = env.config.destination.as_ref() else {
         return vec![StatusError::general(
@@ -507,18 +533,25 @@ async fn execute(env: &Env) -> Vec<StatusError> {
 
 impl Env {
     /// An error entry of an object, in the status and in the report.
-    fn fail(&self, errors: &mut Vec<StatusError>, kind: ObjectKind, name: &str, message: String) {
+    pub(super) fn fail(
+        &self,
+        errors: &mut Vec<StatusError>,
+        kind: ObjectKind,
+        name: &str,
+        message: String,
+    ) {
         self.change_object(kind, name, |o| {
             o.outcome = ObjectOutcome::Failed;
             o.errors.push(message.clone());
         });
+        crate::observe::object_failed(self.id, &self.prepared.host, kind, name, &message);
         errors.push(StatusError::object(kind, name, message));
     }
 }
 
 /// An error entry for each database that did not arrive; answers their
 /// texts.
-fn database_errors(
+pub(super) fn database_errors(
     errors: &mut Vec<StatusError>,
     databases: &[(DatabaseEntry, Result<(), String>)],
 ) -> Vec<String> {
@@ -534,50 +567,6 @@ fn database_errors(
         }
     }
     texts
-}
-
-/// A resync: the recorded trees of each deployed domain and its deployed
-/// databases, brought up to date at once (the databases by catching up);
-/// no records are written.
-async fn resync(env: &Env) -> Vec<StatusError> {
-    let mut completed = 1;
-    let mut errors = Vec::new();
-    for name in env.prepared.plan.domain_names() {
-        let trees = env.prepared.trees_for(&name);
-        let planned = env.prepared.databases_of(&name);
-        let databases = async {
-            match env.prepared.domain(&name) {
-                Some(record) => copy_databases(env, record, &planned, DbWork::CatchUp).await,
-                None => Vec::new(),
-            }
-        };
-        let ((entries, copied), databases) =
-            futures_util::future::join(copy_trees(env, &name, None, &trees), databases).await;
-        let notes: Vec<String> = env
-            .prepared
-            .resync_notes
-            .iter()
-            .filter(|(d, _)| *d == name)
-            .map(|(_, n)| n.clone())
-            .collect();
-        env.change_object(ObjectKind::Domain, &name, |o| {
-            o.trees = entries;
-            o.databases = databases.iter().map(|(entry, _)| entry.clone()).collect();
-            o.warnings.extend(notes);
-        });
-        let mut problems: Vec<String> = copied.err().into_iter().collect();
-        problems.extend(database_errors(&mut errors, &databases));
-        if problems.is_empty() {
-            env.change_object(ObjectKind::Domain, &name, |o| {
-                o.outcome = ObjectOutcome::Deployed
-            });
-        } else {
-            env.fail(&mut errors, ObjectKind::Domain, &name, problems.join("; "));
-        }
-        completed += (trees.len() + planned.len()) as u64;
-        env.tell(Update::Steps(completed)).await;
-    }
-    errors
 }
 
 /// One domain: its records checked against what the destination can hold,

@@ -94,6 +94,16 @@ impl Handler<HandlePacket> for RpcFront {
     }
 }
 
+/// One operation asked of RpcFront as a packet of its own would be (the
+/// status page and the metrics); `None` while hostmig shuts down.
+pub async fn ask(front: &Addr<RpcFront>, op: Operation) -> Option<OperationResult> {
+    let results = front
+        .send(HandlePacket(vec![Operator::Migration(vec![op])]))
+        .await
+        .ok()?;
+    results.into_iter().next()?.into_iter().next()
+}
+
 /// `get_log`: lines `from` to `from + limit - 1` of a known migration's
 /// event log, read on a blocking thread (a line longer than 1 MiB is cut).
 async fn get_log(

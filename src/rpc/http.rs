@@ -34,10 +34,17 @@ pub struct AppState {
     /// Read here for packets of `get_status` alone.
     pub board: Board,
     pub max_packet_bytes: usize,
+    /// The status page's sessions.
+    pub sessions: Arc<crate::page::session::Sessions>,
+    /// Who reads `/metrics` without a key (`[metrics] allow_from`).
+    pub metrics_allow: Vec<ipnet::IpNet>,
 }
 
-/// Routes: the agent endpoint (POST only) and 404 for every other path.
+/// Routes: the agent endpoint (POST only), the metrics, the status page,
+/// and 404 for every other path.
 pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics));
+    crate::page::configure(cfg);
     cfg.service(
         web::resource(AGENT_PATH)
             .route(web::post().to(agent))
@@ -48,6 +55,52 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             })),
     )
     .default_service(web::to(|| async { HttpResponse::NotFound().finish() }));
+}
+
+/// `/metrics`: for `[metrics] allow_from`, or with a secret key of
+/// `[[api.keys]]` (header `KEY`, or `Authorization: Bearer KEY`).
+async fn metrics(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let client = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    if !state.metrics_allow.iter().any(|n| n.contains(&client)) {
+        let bearer = header_text(req.headers(), "Authorization")
+            .and_then(|v| v.strip_prefix("Bearer ").map(|k| k.trim().to_owned()));
+        let Some(key) = header_text(req.headers(), "KEY").or(bearer) else {
+            return HttpResponse::Unauthorized()
+                .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+                .content_type("text/plain; charset=utf-8")
+                .body("metrics need a secret key of [[api.keys]] (Authorization: Bearer KEY), or a client address in [metrics] allow_from\n");
+        };
+        if let Err(e) = state
+            .auth
+            .authenticate(Credentials::Key(Secret::new(key)), client)
+            .await
+        {
+            tracing::warn!(%client, code = e.code.number(), "metrics refused");
+            let status = if e.code == Code::Locked {
+                actix_web::http::StatusCode::TOO_MANY_REQUESTS
+            } else {
+                actix_web::http::StatusCode::FORBIDDEN
+            };
+            return HttpResponse::build(status)
+                .content_type("text/plain; charset=utf-8")
+                .body(format!("{}\n", e.text));
+        }
+    }
+    let listed = match super::front::ask(&state.front, packet::Operation::List).await {
+        Some(super::response::OperationResult::List(Ok(all))) => all,
+        _ => {
+            return HttpResponse::ServiceUnavailable()
+                .content_type("text/plain; charset=utf-8")
+                .body("the migrations cannot be listed now (hostmig is starting or shutting down); try again\n")
+        }
+    };
+    let states = listed.iter().map(crate::observe::metrics::state_of);
+    HttpResponse::Ok()
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(crate::observe::metrics::metrics().render(states))
 }
 
 async fn agent(
@@ -66,7 +119,12 @@ async fn agent(
     );
     let pretty = header_text(req.headers(), "HTTP_PRETTY_PRINT")
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let answer = answer(&req, payload, &state, client).instrument(span).await;
+    let started = Instant::now();
+    let mut operations = Vec::new();
+    let answer = answer(&req, payload, &state, client, &mut operations)
+        .instrument(span)
+        .await;
+    crate::observe::metrics::metrics().api_packet(&operations, started.elapsed().as_secs_f64());
     HttpResponse::Ok()
         .content_type("text/xml; charset=UTF-8")
         .body(answer.to_xml(pretty))
@@ -77,6 +135,7 @@ async fn answer(
     payload: web::Payload,
     state: &AppState,
     client: IpAddr,
+    named: &mut Vec<&'static str>,
 ) -> ResponsePacket {
     let started = Instant::now();
     let system = |error: RpcError| ResponsePacket::system(NEWEST_VERSION_TEXT, error);
@@ -105,12 +164,13 @@ async fn answer(
     };
     let span = tracing::Span::current();
     span.record("operators", packet.operators.len());
-    let operations: Vec<&str> = packet
+    let operations: Vec<&'static str> = packet
         .operators
         .iter()
         .flat_map(|Operator::Migration(ops)| ops.iter().map(|op| op.name()))
         .collect();
     span.record("operations", field::display(operations.join(",")));
+    named.clone_from(&operations);
     let changes_state = operations
         .iter()
         .any(|name| matches!(*name, "start" | "finish" | "resync" | "resume"));

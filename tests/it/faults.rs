@@ -265,7 +265,13 @@ fn ended_ssh_sessions_mid_tree_resume_from_what_is_verified() {
 /// again on a new one; both arrive as on the source.
 #[test]
 fn stopped_ssh_sessions_are_a_stall_broken_and_retried() {
-    let w = World::new(Profile::Small, &config("stall_s = 6\n"));
+    let (hook, got) = crate::harness::receiver();
+    let w = World::new(
+        Profile::Small,
+        &config(&format!(
+            "stall_s = 6\n\n[metrics]\nallow_from = [\"127.0.0.0/8\"]\n\n[[notify]]\nurl = \"http://{hook}/stalls\"\nevents = [\"stalled\"]\n"
+        )),
+    );
     let id = jdoe_to_admin(&w, "archive");
     let label = "web content of jdoe.example";
     wait_under_way(&w, &id, label);
@@ -304,6 +310,51 @@ fn stopped_ssh_sessions_are_a_stall_broken_and_retried() {
     );
     assert!(status.contains("<success/>"), "{status}");
     w.assert_content("jdoe.example", JDOE_IP);
+    // Told of once per stalled try, with what stalled; counted.
+    let notices = crate::harness::notices(&got);
+    let tree: Vec<_> = notices.iter().filter(|n| n["item"] == label).collect();
+    assert_eq!(tree.len(), 1, "{notices:?}");
+    assert_eq!(tree[0]["event"], "stalled");
+    assert_eq!(tree[0]["migration_id"], id.as_str());
+    assert!(
+        tree[0]["fault"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("stalled for ")),
+        "{notices:?}"
+    );
+    let mut seen: Vec<String> = notices
+        .iter()
+        .map(|n| format!("{} {}", n["item"], n["retry"]))
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(
+        seen.len(),
+        notices.len(),
+        "one notice per stalled try: {notices:?}"
+    );
+    // Read without a key from an address of [metrics] allow_from.
+    let (status, _, metrics) = w.server.request(
+        "GET",
+        &format!("https://{}/metrics", w.server.https),
+        b"",
+        &[],
+    );
+    assert_eq!(status, 200, "{metrics}");
+    let count = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in {metrics}"))
+    };
+    assert!(
+        count("hostmig_stalls_total ") >= notices.len() as f64,
+        "{metrics}"
+    );
+    assert!(
+        count("hostmig_retries_total ") >= count("hostmig_stalls_total "),
+        "{metrics}"
+    );
     println!("stall: moving again {took:.1} s after the stop ({retry})");
     fault_line("ssh sessions stopped (SIGSTOP) mid-tree", 1, 1, 0, &[took]);
 }
@@ -429,7 +480,13 @@ impl Drop for Tmpfs {
 /// of it behind.
 #[test]
 fn a_destination_too_small_is_refused_and_one_filled_mid_copy_fails_the_tree_cleanly() {
-    let w = World::new(Profile::Small, &config(""));
+    let (hook, got) = crate::harness::receiver();
+    let w = World::new(
+        Profile::Small,
+        &config(&format!(
+            "\n[[notify]]\nurl = \"http://{hook}/failures\"\nevents = [\"object_failed\", \"finished\"]\n"
+        )),
+    );
     let vhosts = w.dest.vhosts.clone();
     let mount = std::fs::canonicalize(&vhosts)
         .expect("vhosts")
@@ -473,6 +530,27 @@ fn a_destination_too_small_is_refused_and_one_filled_mid_copy_fails_the_tree_cle
         !w.dest.dump.join(format!("hostmig-{id}")).exists(),
         "staging left behind"
     );
+    // One notice of the failed object, one of the end.
+    let notices = crate::harness::wait_notices(&got, 2, Duration::from_secs(10));
+    let failed: Vec<_> = notices
+        .iter()
+        .filter(|n| n["event"] == "object_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{notices:?}");
+    assert_eq!(failed[0]["object"]["name"], "jdoe.example", "{notices:?}");
+    assert!(
+        failed[0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("is full")),
+        "{notices:?}"
+    );
+    let ended: Vec<_> = notices
+        .iter()
+        .filter(|n| n["event"] == "finished")
+        .collect();
+    assert_eq!(ended.len(), 1, "{notices:?}");
+    assert_eq!(ended[0]["outcome"], "failed", "{notices:?}");
+    assert_eq!(ended[0]["migration_id"], id.as_str());
     println!("disk full mid-tree: {status}");
 }
 

@@ -12,6 +12,7 @@ mod faults;
 mod harness;
 mod migrate_content;
 mod migrate_databases;
+mod page;
 mod panel;
 mod real_source;
 mod restart;

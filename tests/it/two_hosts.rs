@@ -4,7 +4,6 @@
 //! over every window, shared by two migrations. These need root (CI runs
 //! as root): without it they fail, saying so.
 
-use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +14,8 @@ use hostmig::caps::{Caps, Meter};
 use hostmig::sandbox::host::{self, SourceHost};
 use hostmig::sandbox::{Destination, Network, Profile, Source, SourceSetup};
 use hostmig::ssh::Tunnel;
+
+use crate::harness::big_tree;
 use hostmig::transfer::conf::Rewrites;
 use hostmig::transfer::tree::{sync_tree, Transport, TreeJob};
 use mysql_async::prelude::Queryable;
@@ -158,27 +159,8 @@ fn the_source_is_reachable_only_over_ssh_and_a_client_migration_still_arrives() 
     assert!(!host::owned_by_me().contains(&slot));
 }
 
-/// Incompressible files under a new tree of the source's vhosts.
-fn big_tree(source: &Source, name: &str, files: usize, size: usize) -> std::path::PathBuf {
-    let root = source.layout.vhosts.join(name);
-    std::fs::create_dir_all(&root).expect("tree");
-    let mut rng = fastrand::Rng::with_seed(name.len() as u64 * 7919);
-    for i in 0..files {
-        let mut f = std::fs::File::create(root.join(format!("blob-{i}.bin"))).expect("file");
-        let mut left = size;
-        let mut buf = vec![0u8; 64 * 1024];
-        while left > 0 {
-            rng.fill(&mut buf);
-            let n = left.min(buf.len());
-            f.write_all(&buf[..n]).expect("write");
-            left -= n;
-        }
-    }
-    root
-}
-
 /// File bytes the trees of a migration sent, from its event log.
-fn sent_bytes(state: &std::path::Path, id: &str) -> u64 {
+pub(crate) fn sent_bytes(state: &std::path::Path, id: &str) -> u64 {
     let log =
         std::fs::read_to_string(state.join(format!("migrations/{id}.jsonl"))).expect("event log");
     log.lines()
@@ -213,8 +195,8 @@ fn caps_hold_over_every_window_and_two_migrations_share_the_global_cap() {
         .block_on(Source::start(&dir.path().join("src"), Profile::Tiny, 5))
         .expect("source");
     let trees = [
-        big_tree(&source, "cap-a.example", 5, 1 << 20),
-        big_tree(&source, "cap-b.example", 4, 1 << 20),
+        big_tree(&source.layout.vhosts, "cap-a.example", 5, 1 << 20),
+        big_tree(&source.layout.vhosts, "cap-b.example", 4, 1 << 20),
     ];
 
     // 1. Two trees and rows through a tunnel at once, under a global cap
@@ -321,8 +303,18 @@ fn caps_hold_over_every_window_and_two_migrations_share_the_global_cap() {
         std::fs::remove_dir_all(tree).expect("remove the library test's tree");
     }
     let big = [
-        big_tree(&source, "xn--bcher-kva.example/httpdocs/big-a", 3, 1 << 20),
-        big_tree(&source, "admin-site.example/httpdocs/big-b", 3, 1 << 20),
+        big_tree(
+            &source.layout.vhosts,
+            "xn--bcher-kva.example/httpdocs/big-a",
+            3,
+            1 << 20,
+        ),
+        big_tree(
+            &source.layout.vhosts,
+            "admin-site.example/httpdocs/big-b",
+            3,
+            1 << 20,
+        ),
     ];
     let w = World::of(
         rt,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use ureq::tls::{Certificate, RootCerts, TlsConfig};
 
+pub mod browser;
 pub mod sandbox;
 pub mod tars;
 pub mod world;
@@ -176,7 +177,12 @@ impl Server {
         headers: &[(&str, &str)],
     ) -> (u16, Option<String>, String) {
         let mut req = ureq::http::Request::builder().method(method).uri(url);
-        req = req.header("Content-Type", "text/xml");
+        if !headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        {
+            req = req.header("Content-Type", "text/xml");
+        }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
@@ -361,4 +367,95 @@ pub fn panel_dump(server: &hostmig::sandbox::mariadb::MariaDb) -> Vec<u8> {
         String::from_utf8_lossy(&out.stderr)
     );
     out.stdout
+}
+
+/// Incompressible files under a new tree of a source's vhosts.
+pub fn big_tree(vhosts: &Path, name: &str, files: usize, size: usize) -> PathBuf {
+    let root = vhosts.join(name);
+    std::fs::create_dir_all(&root).expect("tree");
+    let mut rng = fastrand::Rng::with_seed(name.len() as u64 * 7919);
+    for i in 0..files {
+        let mut f = std::fs::File::create(root.join(format!("blob-{i}.bin"))).expect("file");
+        let mut left = size;
+        let mut buf = vec![0u8; 64 * 1024];
+        while left > 0 {
+            rng.fill(&mut buf);
+            let n = left.min(buf.len());
+            std::io::Write::write_all(&mut f, &buf[..n]).expect("write");
+            left -= n;
+        }
+    }
+    root
+}
+
+pub type Received = Arc<std::sync::Mutex<Vec<(Instant, String, serde_json::Value)>>>;
+
+/// A loopback receiver of notifications that answers 204 to every POST and keeps
+/// (when, path, JSON body).
+pub fn receiver() -> (SocketAddr, Received) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let got: Received = Arc::default();
+    let kept = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if let Some((path, body)) = read_post(&stream) {
+                let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body));
+                kept.lock()
+                    .expect("lock")
+                    .push((Instant::now(), path, value));
+            }
+            let mut stream = stream;
+            let _ = std::io::Write::write_all(
+                &mut stream,
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+        }
+    });
+    (addr, got)
+}
+
+fn read_post(stream: &std::net::TcpStream) -> Option<(String, String)> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line).ok()?;
+    let path = line.split_whitespace().nth(1)?.to_owned();
+    let mut length = 0usize;
+    loop {
+        line.clear();
+        reader.read_line(&mut line).ok()?;
+        let header = line.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = header.split_once(':') {
+            if k.eq_ignore_ascii_case("content-length") {
+                length = v.trim().parse().ok()?;
+            }
+        }
+    }
+    let mut body = vec![0u8; length];
+    std::io::Read::read_exact(&mut reader, &mut body).ok()?;
+    Some((path, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The JSON bodies a receiver got so far.
+pub fn notices(got: &Received) -> Vec<serde_json::Value> {
+    got.lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, _, v)| v.clone())
+        .collect()
+}
+
+/// The bodies once there are at least `n` (or `limit` has passed).
+pub fn wait_notices(got: &Received, n: usize, limit: Duration) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let all = notices(got);
+        if all.len() >= n || Instant::now() > deadline {
+            return all;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
