@@ -59,9 +59,24 @@ struct Row {
     versus: Option<&'static str>,
     /// Every round's wall time (the row's is their median).
     rounds: Vec<Duration>,
+    /// What crossed the link and the CPU both sides spent (last round).
+    cost: Cost,
+}
+
+/// Bytes on the source's link and CPU seconds on each side of one run.
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    wire_bytes: Option<u64>,
+    source_cpu_s: f64,
+    destination_cpu_s: f64,
 }
 
 const TAR_SSH: &str = "ssh src 'tar c' | tar x";
+const ZSTD_PIPE: &str = "ssh src 'tar c | zstd -1' | zstd -d | tar x";
+const RSYNC_Z: &str = "rsync -az over ssh";
+const SAME_GUARANTEE: &str = "tar over ssh, then b2sum both sides, compared";
+const MYSQLDUMP_Z: &str = "mysqldump --compress | mysql";
+const MYDUMPER_Z: &str = "mydumper -C then myloader (same threads)";
 const RSYNC_INITIAL: &str = "rsync -a over ssh (initial)";
 const HOSTMIG_ARCHIVE: &str = "hostmig archive (domain migration)";
 const HOSTMIG_RSYNC: &str = "hostmig rsync (domain migration)";
@@ -94,14 +109,23 @@ fn main() {
     // HOSTMIG_BENCH_PIN=1 puts the source's processes on the last core and
     // everything of the destination's (this process and what it starts:
     // servers, hostmig, the peers' local ends) on the others.
-    let link_mbit: Option<u64> = std::env::var("HOSTMIG_BENCH_LINK_MBIT").ok().map(|m| {
-        m.parse()
-            .expect("HOSTMIG_BENCH_LINK_MBIT: a number of Mbit/s")
-    });
+    let link_mbit: Option<u64> = std::env::var("HOSTMIG_BENCH_LINK_MBIT")
+        .ok()
+        .filter(|m| !m.is_empty())
+        .map(|m| {
+            m.parse()
+                .expect("HOSTMIG_BENCH_LINK_MBIT: a number of Mbit/s")
+        });
+    // HOSTMIG_BENCH_LINK_NAME (lan, 1gbit, 100mbit) names the run and puts
+    // the source on a host of its own even unshaped, so that what crosses
+    // its link is counted.
+    let link_name = std::env::var("HOSTMIG_BENCH_LINK_NAME")
+        .ok()
+        .filter(|n| !n.is_empty());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let pinned = std::env::var("HOSTMIG_BENCH_PIN").is_ok_and(|p| p == "1") && cores > 1;
     let setup = SourceSetup {
-        network: if link_mbit.is_some() {
+        network: if link_mbit.is_some() || link_name.is_some() {
             Network::Namespace
         } else {
             Network::Auto
@@ -173,6 +197,15 @@ fn main() {
         bytes as f64 / 1048576.0
     );
 
+    let (web_raw, web_packed) = zstd_ratio(&source.layout.vhosts.join(&domain));
+    let (mail_raw, mail_packed) = zstd_ratio(&source.layout.mailnames);
+    println!(
+        "fixture zstd -3 ratios: web tree of {domain} {:.2} ({:.1} MiB), all mail {:.2} ({:.1} MiB)",
+        web_raw as f64 / web_packed.max(1) as f64,
+        web_raw as f64 / 1048576.0,
+        mail_raw as f64 / mail_packed.max(1) as f64,
+        mail_raw as f64 / 1048576.0
+    );
     let ssh = ssh_options(&source);
     let mut table = Vec::new();
     let mib = bytes as f64 / 1048576.0;
@@ -192,22 +225,92 @@ fn main() {
     let mut samples = Samples::default();
     for round in 0..rounds {
         println!("content round {} of {rounds}", round + 1);
-        if wanted("tar-ssh") {
-            let out = work.path().join(format!("tar-ssh-{round}"));
-            std::fs::create_dir_all(&out).expect("out");
-            settle();
+        let remote_tar = |compress: &str| {
             let mut remote = Command::new("ssh");
             remote
                 .args(&ssh)
                 .arg(format!("root@{}", source.ssh.addr))
                 .arg(format!(
-                    "tar -C {} -cf - {domain}",
+                    "tar -C {} -cf - {domain}{compress}",
                     source.layout.vhosts.display()
                 ));
+            remote
+        };
+        let untar = |out: &Path| {
             let mut local = Command::new("tar");
-            local.arg("-C").arg(&out).arg("-xf").arg("-");
-            let (wall, rss) = pipeline(vec![remote, local]);
-            samples.add("content", TAR_SSH, wall, mib, "MiB", rss, None);
+            local.arg("-C").arg(out).arg("-xf").arg("-");
+            local
+        };
+        if wanted("tar-ssh") {
+            let out = work.path().join(format!("tar-ssh-{round}"));
+            std::fs::create_dir_all(&out).expect("out");
+            settle();
+            let gauge = Gauge::start(&source);
+            let (wall, rss, cpu) = pipeline(vec![remote_tar(""), untar(&out)]);
+            let cost = gauge.cost(&source, cpu);
+            samples.add("content", TAR_SSH, wall, mib, "MiB", rss, None, cost);
+        }
+        if wanted("zstd-pipe") {
+            let out = work.path().join(format!("zstd-pipe-{round}"));
+            std::fs::create_dir_all(&out).expect("out");
+            settle();
+            let gauge = Gauge::start(&source);
+            let mut unzstd = Command::new("zstd");
+            unzstd.args(["-d", "-q", "-c"]);
+            let (wall, rss, cpu) =
+                pipeline(vec![remote_tar(" | zstd -1 -q -c"), unzstd, untar(&out)]);
+            let cost = gauge.cost(&source, cpu);
+            samples.add("content", ZSTD_PIPE, wall, mib, "MiB", rss, None, cost);
+        }
+        if wanted("same-guarantee") {
+            // What hostmig guarantees, by hand: the copy, then every
+            // file's hash on both sides (at once), compared.
+            let out = work.path().join(format!("same-guarantee-{round}"));
+            std::fs::create_dir_all(&out).expect("out");
+            settle();
+            let gauge = Gauge::start(&source);
+            let t = Instant::now();
+            let (_, rss, cpu_copy) = pipeline(vec![remote_tar(""), untar(&out)]);
+            let hashes = "find . -type f -print0 | LC_ALL=C sort -z | xargs -0 -r b2sum";
+            let mut theirs = Command::new("ssh");
+            theirs
+                .args(&ssh)
+                .arg(format!("root@{}", source.ssh.addr))
+                .arg(format!(
+                    "cd {}/{domain} && {hashes}",
+                    source.layout.vhosts.display()
+                ));
+            let mut ours = Command::new("sh");
+            ours.arg("-c")
+                .arg(format!("cd {}/{domain} && {hashes}", out.display()));
+            let (a, b) = std::thread::scope(|scope| {
+                let a = scope.spawn(|| theirs.output().expect("source hashes"));
+                let b = ours.output().expect("destination hashes");
+                (a.join().expect("thread"), b)
+            });
+            assert!(a.status.success() && b.status.success(), "hashing failed");
+            assert!(a.stdout == b.stdout, "the copy differs from the source");
+            let wall = t.elapsed();
+            let cost = gauge.cost(&source, cpu_copy + children_cpu_s());
+            samples.add("content", SAME_GUARANTEE, wall, mib, "MiB", rss, None, cost);
+        }
+        if wanted("rsync-az") {
+            let out = work.path().join(format!("rsync-az-{round}"));
+            settle();
+            let gauge = Gauge::start(&source);
+            let mut cmd = Command::new("rsync");
+            cmd.arg("-az")
+                .arg("-e")
+                .arg(format!("ssh {}", ssh.join(" ")))
+                .arg(format!(
+                    "root@{}:{}/{domain}/",
+                    source.ssh.addr,
+                    source.layout.vhosts.display()
+                ))
+                .arg(&out);
+            let (wall, rss, cpu) = pipeline(vec![cmd]);
+            let cost = gauge.cost(&source, cpu);
+            samples.add("content", RSYNC_Z, wall, mib, "MiB", rss, None, cost);
         }
         if wanted("rsync-initial") || wanted("rsync-nochange") {
             let out = work.path().join(format!("rsync-{round}"));
@@ -223,11 +326,13 @@ fn main() {
                         source.layout.vhosts.display()
                     ))
                     .arg(&out);
-                pipeline(vec![cmd])
+                let gauge = Gauge::start(&source);
+                let (wall, rss, cpu) = pipeline(vec![cmd]);
+                (wall, rss, gauge.cost(&source, cpu))
             };
-            let (wall, rss) = run();
-            samples.add("content", RSYNC_INITIAL, wall, mib, "MiB", rss, None);
-            let (wall, rss) = run();
+            let (wall, rss, cost) = run();
+            samples.add("content", RSYNC_INITIAL, wall, mib, "MiB", rss, None, cost);
+            let (wall, rss, cost) = run();
             samples.add(
                 "resync",
                 RSYNC_NOCHANGE,
@@ -236,6 +341,7 @@ fn main() {
                 "files",
                 rss,
                 None,
+                cost,
             );
         }
         for transport in ["archive", "rsync"] {
@@ -256,12 +362,15 @@ fn main() {
             settle();
             let ip = source.model.hosting_ip(&domain).expect("hosting address");
             let mapping = format!("<ip><old><ip-type>shared</ip-type><ip-address>{ip}</ip-address></old><new><ip-type>shared</ip-type><ip-address>198.51.100.4</ip-address></new></ip>");
+            let gauge = Gauge::start(&source);
+            let server_cpu = cpu_s(run.server.pid(), true);
             let (wall, id) = run.timed(&format!(
                 "<start><host>{}</host><login>root</login><password/><destination-host-directory/>\
                  <content-transport>{transport}</content-transport><only-hosting/><selected-objects><migrate-domains>\
                  <target-owner>admin</target-owner><domain><name>{domain}</name>{mapping}</domain></migrate-domains></selected-objects></start>",
                 source.ssh_host()
             ));
+            let cost = gauge.cost(&source, cpu_s(run.server.pid(), true) - server_cpu);
             let sent = run.sent_bytes(&id);
             assert_eq!(
                 sent, bytes,
@@ -280,8 +389,10 @@ fn main() {
                 "MiB",
                 run.peak_rss_kib(),
                 Some(TAR_SSH),
+                cost,
             );
             if resync {
+                let gauge = Gauge::start(&source);
                 let (wall, new) = run.timed(&format!(
                     "<resync><migration_id>{id}</migration_id></resync>"
                 ));
@@ -294,6 +405,7 @@ fn main() {
                     "files",
                     run.peak_rss_kib(),
                     Some(RSYNC_NOCHANGE),
+                    gauge.cost(&source, 0.0),
                 );
             }
             run.stop();
@@ -306,62 +418,84 @@ fn main() {
     // (an OpenSSH -L forward), the only way into a real source.
     let forward = (wanted("mysqldump") || wanted("mydumper")).then(|| SshForward::open(&source));
     let source_db_port = forward.as_ref().map_or(0, |f| f.port);
-    if wanted("mysqldump") {
-        rt.block_on(fresh_database(dst, "copy_mysqldump"));
-        let mut dump = db_client("mysqldump", source_db_port);
-        dump.args([
-            "--single-transaction",
-            "--routines",
-            "--triggers",
-            "--events",
-            "--hex-blob",
-        ])
-        .arg(&database);
-        let mut load = db_client("mariadb", dst.port);
-        load.arg("copy_mysqldump");
-        let (wall, rss) = pipeline(vec![dump, load]);
-        table.push(Row {
-            scenario: "database",
-            tool: MYSQLDUMP.into(),
-            wall,
-            amount: rows as f64,
-            unit: "rows",
-            peak_rss_kib: rss,
-            versus: None,
-            rounds: Vec::new(),
-        });
-    }
-    if wanted("mydumper") {
-        rt.block_on(fresh_database(dst, "copy_mydumper"));
-        let dir = work.path().join("mydumper");
-        let mut dump = db_client("mydumper", source_db_port);
-        dump.args(["-t", &DB_THREADS.to_string(), "-R", "-G", "-E", "-B"])
-            .arg(&database)
-            .arg("-o")
-            .arg(&dir);
-        let mut load = db_client("myloader", dst.port);
-        load.args([
-            "-t",
-            &DB_THREADS.to_string(),
-            "-o",
-            "-B",
-            "copy_mydumper",
-            "-d",
-        ])
-        .arg(&dir);
-        let t = Instant::now();
-        let (_, rss_dump) = pipeline(vec![dump]);
-        let (_, rss_load) = pipeline(vec![load]);
-        table.push(Row {
-            scenario: "database",
-            tool: MYDUMPER.into(),
-            wall: t.elapsed(),
-            amount: rows as f64,
-            unit: "rows",
-            peak_rss_kib: rss_dump.max(rss_load),
-            versus: None,
-            rounds: Vec::new(),
-        });
+    // Each peer with and without the MySQL protocol's compression.
+    let db_row = |tool: &str, wall: Duration, rss: u64, cost: Cost| Row {
+        scenario: "database",
+        tool: tool.into(),
+        wall,
+        amount: rows as f64,
+        unit: "rows",
+        peak_rss_kib: rss,
+        versus: None,
+        rounds: Vec::new(),
+        cost,
+    };
+    for compressed in [false, true] {
+        let z = if compressed { "_z" } else { "" };
+        if wanted("mysqldump") {
+            let copy = format!("copy_mysqldump{z}");
+            rt.block_on(fresh_database(dst, &copy));
+            let mut dump = db_client("mysqldump", source_db_port);
+            dump.args([
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--hex-blob",
+            ]);
+            if compressed {
+                dump.arg("--compress");
+            }
+            dump.arg(&database);
+            let mut load = db_client("mariadb", dst.port);
+            load.arg(&copy);
+            settle();
+            let gauge = Gauge::start(&source);
+            let dst_db = cpu_s(dst.pid().unwrap_or(0), false);
+            let (wall, rss, cpu) = pipeline(vec![dump, load]);
+            let cost = gauge.cost(&source, cpu + cpu_s(dst.pid().unwrap_or(0), false) - dst_db);
+            let tool = if compressed { MYSQLDUMP_Z } else { MYSQLDUMP };
+            table.push(db_row(tool, wall, rss, cost));
+        }
+        if wanted("mydumper") {
+            let copy = format!("copy_mydumper{z}");
+            rt.block_on(fresh_database(dst, &copy));
+            let dir = work.path().join(format!("mydumper{z}"));
+            let mut dump = db_client("mydumper", source_db_port);
+            dump.args(["-t", &DB_THREADS.to_string(), "-R", "-G", "-E", "-B"])
+                .arg(&database)
+                .arg("-o")
+                .arg(&dir);
+            if compressed {
+                dump.arg("-C");
+            }
+            let mut load = db_client("myloader", dst.port);
+            load.args(["-t", &DB_THREADS.to_string(), "-o", "-B", &copy, "-d"])
+                .arg(&dir);
+            settle();
+            let gauge = Gauge::start(&source);
+            let dst_db = cpu_s(dst.pid().unwrap_or(0), false);
+            let t = Instant::now();
+            let (_, rss_dump, cpu_dump) = pipeline(vec![dump]);
+            if !compressed {
+                let (raw, packed) = zstd_ratio(&dir);
+                println!(
+                    "database rows as mydumper writes them: {:.1} MiB, zstd -3 ratio {:.2}",
+                    raw as f64 / 1048576.0,
+                    raw as f64 / packed.max(1) as f64
+                );
+            }
+            let (_, rss_load, cpu_load) = pipeline(vec![load]);
+            let wall = t.elapsed();
+            let dst_cpu = cpu_dump + cpu_load + cpu_s(dst.pid().unwrap_or(0), false) - dst_db;
+            let tool = if compressed { MYDUMPER_Z } else { MYDUMPER };
+            table.push(db_row(
+                tool,
+                wall,
+                rss_dump.max(rss_load),
+                gauge.cost(&source, dst_cpu),
+            ));
+        }
     }
 
     let mut versus_mysqldump = None;
@@ -372,7 +506,7 @@ fn main() {
         table.push(row);
     }
 
-    print_table(&table);
+    print_table(&table, link_mbit.map(|m| m * 1_000_000));
     if let Some(r) = versus_mysqldump {
         println!("hostmig database copy versus mysqldump --single-transaction | mysql: {r:.2}x");
     }
@@ -387,7 +521,7 @@ fn main() {
     for (i, r) in table.iter().enumerate() {
         let _ = write!(
             json,
-            "{}{{\"scenario\":\"{}\",\"tool\":\"{}\",\"wall_s\":{:.3},\"amount\":{},\"unit\":\"{}\",\"per_s\":{:.1},\"peak_rss_kib\":{},\"versus\":{},\"hostmig_ratio\":{},\"rounds_s\":[{}]}}",
+            "{}{{\"scenario\":\"{}\",\"tool\":\"{}\",\"wall_s\":{:.3},\"amount\":{},\"unit\":\"{}\",\"per_s\":{:.1},\"peak_rss_kib\":{},\"versus\":{},\"hostmig_ratio\":{},\"rounds_s\":[{}],\"wire_bytes\":{},\"source_cpu_s\":{:.3},\"destination_cpu_s\":{:.3}}}",
             if i > 0 { "," } else { "" },
             r.scenario,
             r.tool.replace('\'', "\\u0027"),
@@ -403,12 +537,24 @@ fn main() {
                 .map(|d| format!("{:.3}", d.as_secs_f64()))
                 .collect::<Vec<_>>()
                 .join(","),
+            r.cost.wire_bytes.map_or("null".to_owned(), |w| w.to_string()),
+            r.cost.source_cpu_s,
+            r.cost.destination_cpu_s,
         );
     }
-    json.push_str("]}\n");
+    let _ = writeln!(
+        json,
+        "],\"link_mbit\":{},\"web_zstd_ratio\":{:.3},\"mail_zstd_ratio\":{:.3}}}",
+        link_mbit.map_or("null".to_owned(), |m| m.to_string()),
+        web_raw as f64 / web_packed.max(1) as f64,
+        mail_raw as f64 / mail_packed.max(1) as f64
+    );
     let out = target.join("bench");
     std::fs::create_dir_all(&out).expect("bench dir");
-    let path = out.join(format!("sandbox-{}.json", profile.as_str()));
+    let path = out.join(match &link_name {
+        Some(link) => format!("sandbox-{}-{link}.json", profile.as_str()),
+        None => format!("sandbox-{}.json", profile.as_str()),
+    });
     std::fs::write(&path, json).expect("json");
     println!("written: {}", path.display());
     if keep {
@@ -433,11 +579,13 @@ impl Samples {
         unit: &'static str,
         rss: u64,
         versus: Option<&'static str>,
+        cost: Cost,
     ) {
         match self.rows.iter_mut().find(|(r, _)| r.tool == tool) {
             Some((row, walls)) => {
                 walls.push(wall);
                 row.peak_rss_kib = row.peak_rss_kib.max(rss);
+                row.cost = cost;
             }
             None => self.rows.push((
                 Row {
@@ -449,6 +597,7 @@ impl Samples {
                     peak_rss_kib: rss,
                     versus,
                     rounds: Vec::new(),
+                    cost,
                 },
                 vec![wall],
             )),
@@ -481,19 +630,46 @@ fn ratio(rows: &[Row], row: &Row) -> Option<f64> {
     Some(peer.wall.as_secs_f64() / row.wall.as_secs_f64())
 }
 
-fn print_table(rows: &[Row]) {
+/// `link_bits_per_s`: the shaped link's rate, for each row's link limit
+/// (its bytes on the wire at that rate).
+fn print_table(rows: &[Row], link_bits_per_s: Option<u64>) {
     println!(
-        "{:<10} {:<42} {:>10} {:>18} {:>14} {:>22}",
-        "scenario", "tool", "wall s", "throughput", "peak RSS MiB", "vs peer (x faster)"
+        "{:<10} {:<46} {:>8} {:>16} {:>8} {:>9} {:>11} {:>8} {:>8} {:>9}",
+        "scenario",
+        "tool",
+        "wall s",
+        "throughput",
+        "RSS MiB",
+        "wire MiB",
+        "link lim s",
+        "src s/GB",
+        "dst s/GB",
+        "vs peer"
     );
     for r in rows {
+        let gb = match r.unit {
+            "MiB" => r.amount * 1048576.0 / 1e9,
+            _ => r.cost.wire_bytes.unwrap_or(0) as f64 / 1e9,
+        }
+        .max(1e-9);
+        let limit = r
+            .cost
+            .wire_bytes
+            .zip(link_bits_per_s)
+            .map(|(w, l)| w as f64 * 8.0 / l as f64);
         println!(
-            "{:<10} {:<42} {:>10.2} {:>18} {:>14.1} {:>22}",
+            "{:<10} {:<46} {:>8.2} {:>16} {:>8.1} {:>9} {:>11} {:>8.1} {:>8.1} {:>9}",
             r.scenario,
             r.tool,
             r.wall.as_secs_f64(),
             format!("{:.1} {}/s", r.amount / r.wall.as_secs_f64(), r.unit),
             r.peak_rss_kib as f64 / 1024.0,
+            r.cost
+                .wire_bytes
+                .map_or("-".to_owned(), |w| format!("{:.1}", w as f64 / 1048576.0)),
+            limit.map_or("-".to_owned(), |l| format!("{l:.2}")),
+            r.cost.source_cpu_s / gb,
+            r.cost.destination_cpu_s / gb,
             ratio(rows, r).map_or("".to_owned(), |x| format!("{x:.2}x"))
         );
         if r.rounds.len() > 1 {
@@ -502,7 +678,37 @@ fn print_table(rows: &[Row]) {
                 .iter()
                 .map(|d| format!("{:.2}", d.as_secs_f64()))
                 .collect();
-            println!("{:<10} {:<42} rounds: {} s", "", "", each.join(", "));
+            println!("{:<10} {:<46} rounds: {} s", "", "", each.join(", "));
+        }
+    }
+    // hostmig against every peer of its scenario (peer time / hostmig
+    // time: above 1 is faster), and against its own link limit.
+    for h in rows
+        .iter()
+        .filter(|r| r.tool.starts_with("hostmig") && r.scenario != "resync")
+    {
+        for p in rows
+            .iter()
+            .filter(|p| p.scenario == h.scenario && !p.tool.starts_with("hostmig"))
+        {
+            println!(
+                "ratio: {} vs {}: {:.2}x",
+                h.tool,
+                p.tool,
+                p.wall.as_secs_f64() / h.wall.as_secs_f64()
+            );
+        }
+        if let Some(limit) = h
+            .cost
+            .wire_bytes
+            .zip(link_bits_per_s)
+            .map(|(w, l)| w as f64 * 8.0 / l as f64)
+        {
+            println!(
+                "link limit: {} took {:.2}x its bytes on the wire at the link's rate",
+                h.tool,
+                h.wall.as_secs_f64() / limit.max(1e-9)
+            );
         }
     }
 }
@@ -678,9 +884,10 @@ fn ssh_options(source: &Source) -> Vec<String> {
     ]
 }
 
-/// Runs the commands as a pipeline; answers the wall time and the largest
-/// peak RSS among them. Panics when any fails.
-fn pipeline(mut commands: Vec<Command>) -> (Duration, u64) {
+/// Runs the commands as a pipeline; answers the wall time, the largest
+/// peak RSS among them and the CPU seconds they took (this side of the
+/// link). Panics when any fails.
+fn pipeline(mut commands: Vec<Command>) -> (Duration, u64, f64) {
     let started = Instant::now();
     let mut children = Vec::new();
     let mut previous: Option<std::process::ChildStdout> = None;
@@ -699,25 +906,143 @@ fn pipeline(mut commands: Vec<Command>) -> (Duration, u64) {
         children.push(child);
     }
     let mut peak = 0;
+    let mut cpu = 0.0;
     for child in children {
-        let (status, rss) = wait4(child.id());
+        let (status, rss, seconds) = wait4(child.id());
         assert!(status.success(), "a benchmark command failed: {status}");
         peak = peak.max(rss);
+        cpu += seconds;
     }
-    (started.elapsed(), peak)
+    (started.elapsed(), peak, cpu)
 }
 
-fn wait4(pid: u32) -> (std::process::ExitStatus, u64) {
+fn wait4(pid: u32) -> (std::process::ExitStatus, u64, f64) {
     let mut status = 0;
     // SAFETY: rusage is plain data that wait4 fills for a child of ours.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: waits for our own child process.
     let rc = unsafe { libc::wait4(pid as i32, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid as i32, "wait4 failed");
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
     (
         std::process::ExitStatus::from_raw(status),
         usage.ru_maxrss as u64,
+        seconds(usage.ru_utime) + seconds(usage.ru_stime),
     )
+}
+
+/// CPU seconds of a process (and, with `children`, of the children it
+/// has waited for), from /proc.
+fn cpu_s(pid: u32, children: bool) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<f64> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    // After the name: state is field 3; utime, stime, cutime, cstime are 14-17.
+    let at = |n: usize| fields.get(n - 3).copied().unwrap_or(0.0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let own = at(14) + at(15);
+    let waited = if children { at(16) + at(17) } else { 0.0 };
+    (own + waited) / hz
+}
+
+/// CPU seconds of this process's children it has waited for.
+fn children_cpu_s() -> f64 {
+    // SAFETY: rusage is plain data getrusage fills.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: asks about this process's own children.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    seconds(usage.ru_utime) + seconds(usage.ru_stime)
+}
+
+/// Where one run starts: the link's received bytes and the source's CPU.
+struct Gauge {
+    rx: Option<u64>,
+    source_cpu: f64,
+}
+
+impl Gauge {
+    fn start(source: &Source) -> Gauge {
+        Gauge {
+            rx: link_rx(source),
+            source_cpu: source_cpu_s(source),
+        }
+    }
+
+    /// The run's cost since the start; `destination_cpu_s` as measured
+    /// by the caller.
+    fn cost(&self, source: &Source, destination_cpu_s: f64) -> Cost {
+        Cost {
+            wire_bytes: self
+                .rx
+                .zip(link_rx(source))
+                .map(|(a, b)| b.saturating_sub(a)),
+            source_cpu_s: source_cpu_s(source) - self.source_cpu,
+            destination_cpu_s,
+        }
+    }
+}
+
+/// Bytes the destination's end of the source's link received.
+fn link_rx(source: &Source) -> Option<u64> {
+    let host = source.host.as_ref()?;
+    std::fs::read_to_string(format!("/sys/class/net/{}/statistics/rx_bytes", host.link))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// CPU seconds of the source's side: its sshd with every session it has
+/// ended (and what they ran), and its database server.
+fn source_cpu_s(source: &Source) -> f64 {
+    source.ssh.pid().map_or(0.0, |p| cpu_s(p, true))
+        + source.db.pid().map_or(0.0, |p| cpu_s(p, false))
+}
+
+/// Bytes of the regular files under `dir`, and what zstd -3 makes of
+/// them (streamed, file by file).
+fn zstd_ratio(dir: &Path) -> (u64, u64) {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0 += b.len() as u64;
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut raw = 0;
+    let mut packed = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(entry.path());
+            } else if meta.is_file() && meta.blocks() * 512 >= meta.size() / 2 {
+                // (A sparse file's holes would read as zeros: left out.)
+                let Ok(mut file) = std::fs::File::open(entry.path()) else {
+                    continue;
+                };
+                let mut enc = zstd::stream::write::Encoder::new(Count(0), 3).expect("zstd");
+                raw += std::io::copy(&mut file, &mut enc).unwrap_or(0);
+                packed += enc.finish().map_or(0, |c| c.0);
+            }
+        }
+    }
+    (raw, packed)
 }
 
 fn tree_size(root: &Path) -> (u64, u64) {
@@ -815,14 +1140,32 @@ fn hostmig_database(
             .await
             .expect("drop");
     });
+    // The compression a migration's `auto` would choose on this link,
+    // by the same probe and rule.
+    let probe = hostmig::ssh::Session::connect(&login, &opts).expect("probe session");
+    let facts = hostmig::transfer::link::probe(&probe, true).expect("probe");
+    drop(probe);
+    let choice = hostmig::transfer::link::choose(
+        hostmig::transfer::link::ContentCompression::Auto,
+        hostmig::transfer::link::DbCompression::Auto,
+        facts,
+        None,
+    );
+    println!("hostmig's choice on this link: {}", choice.why);
     settle();
     let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let gauge = Gauge::start(source);
+    let own_cpu = cpu_s(std::process::id(), false);
+    let target_cpu = cpu_s(target.pid().unwrap_or(0), false);
     let started = Instant::now();
     let tunnel =
         hostmig::ssh::Tunnel::open(login, opts, "localhost", source.db.port).expect("tunnel");
     let job = hostmig::db::DbJob {
         name: database.to_owned(),
-        source: tunnel.mysql_opts("admin", &source.admin_password).into(),
+        source: tunnel
+            .mysql_opts("admin", &source.admin_password)
+            .compression(choice.db.then(mysql_async::Compression::fast))
+            .into(),
         target: mysql_async::Opts::from_url(&target.root_url(None)).expect("url"),
         target_label: format!("localhost:{}", target.port),
         stage: "hostmig_bench_0".into(),
@@ -847,8 +1190,13 @@ fn hostmig_database(
         ))
         .unwrap_or_else(|e| panic!("hostmig's database copy failed: {e}"));
     let wall = started.elapsed();
+    let cost = gauge.cost(
+        source,
+        cpu_s(std::process::id(), false) - own_cpu + cpu_s(target.pid().unwrap_or(0), false)
+            - target_cpu,
+    );
     assert!(
-        tunnel.carried() > report.bytes / 2,
+        choice.db || tunnel.carried() > report.bytes / 2,
         "every value must cross the SSH tunnel"
     );
     drop(tunnel);
@@ -870,13 +1218,18 @@ fn hostmig_database(
     );
     let row = Row {
         scenario: "database",
-        tool: HOSTMIG_DATABASE.into(),
+        tool: if choice.db {
+            format!("{HOSTMIG_DATABASE}, compressed")
+        } else {
+            HOSTMIG_DATABASE.into()
+        },
         wall,
         amount: rows as f64,
         unit: "rows",
         peak_rss_kib: peak,
         versus: Some(MYDUMPER),
         rounds: Vec::new(),
+        cost,
     };
     let versus_mysqldump = table
         .iter()

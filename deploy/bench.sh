@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The whole benchmark set on the `large` profile, on an otherwise idle
-# machine: content by each transport, resync, database copy (each beside
-# the tools an operator would use instead, in the same run), the database
+# The whole benchmark set, on an otherwise idle machine: content by each
+# transport, resync, database copy on three links (each beside the tools
+# an operator would use instead, in the same run), the database
 # catch-up against a full copy, 8 parallel
 # client migrations, and the API under load. Writes
 # target/bench/table.txt (the tables as printed) and target/bench/table.json
@@ -23,14 +23,28 @@ run() {
   "$@" 2>&1 | tee "$out/$name.log" | grep -v -E '^ +migration |^ *(Compiling|Finished|Running|Blocking|Downloaded|Updating) ' | tee -a "$text"
   echo >>"$text"
 }
-run sandbox env HOSTMIG_BENCH_PROFILE=large cargo bench --locked --bench sandbox
+# Content and databases on each link (HOSTMIG_BENCH_LINKS, default all
+# three): lan (the source's own host, unshaped), 1gbit and 100mbit (shaped
+# with tc), the source's processes on the last core, the destination's on
+# the others; the `medium` fixture (over 300 MiB of content, 500,000 rows).
+links=${HOSTMIG_BENCH_LINKS:-lan,1gbit,100mbit}
+for link in ${links//,/ }; do
+  case "$link" in
+    lan) mbit="" ;;
+    1gbit) mbit=1000 ;;
+    100mbit) mbit=100 ;;
+    *) echo "HOSTMIG_BENCH_LINKS: unknown link $link (lan, 1gbit, 100mbit)" >&2; exit 2 ;;
+  esac
+  run "sandbox-$link" env HOSTMIG_BENCH_PROFILE=medium HOSTMIG_BENCH_PIN=1 HOSTMIG_BENCH_ROUNDS="${HOSTMIG_BENCH_ROUNDS:-2}" \
+    HOSTMIG_BENCH_LINK_MBIT="$mbit" HOSTMIG_BENCH_LINK_NAME="$link" cargo bench --locked --bench sandbox
+done
 run db-resync env HOSTMIG_BENCH_PROFILE=large cargo bench --locked --bench db_resync
 run engine cargo bench --locked --bench engine
 run api cargo bench --locked --bench api
 {
   printf '{"date":"%s","cores":%s,"benchmarks":[' "$(date -u '+%Y-%m-%dT%H:%M:%SZ')" "$(nproc)"
   first=1
-  for f in "$out"/sandbox-large.json "$out"/db-resync-large.json "$out"/engine.json "$out"/api.json; do
+  for f in "$out"/sandbox-medium-*.json "$out"/db-resync-large.json "$out"/engine.json "$out"/api.json; do
     [ -s "$f" ] || continue
     [ $first -eq 1 ] || printf ','
     first=0

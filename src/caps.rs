@@ -251,6 +251,11 @@ impl Meter {
         }
     }
 
+    /// The lowest cap that applies, bytes per second (none: unlimited).
+    pub fn limit(&self) -> Option<u64> {
+        self.buckets.iter().map(|b| b.rate as u64).min()
+    }
+
     /// Payload bytes read through this meter so far.
     pub fn read_bytes(&self) -> u64 {
         self.read.load(Ordering::Relaxed)

@@ -138,6 +138,9 @@ pub struct Migrations {
     pub stall: std::time::Duration,
     /// Percent of each file system a start must leave free.
     pub disk_reserve_percent: u32,
+    /// Compression of content streams and of database connections.
+    pub content_compression: crate::transfer::link::ContentCompression,
+    pub db_compression: crate::transfer::link::DbCompression,
 }
 
 #[derive(Debug, Clone)]
@@ -264,6 +267,8 @@ pub(super) mod raw {
         pub retry_max_delay_s: Option<i64>,
         pub stall_s: Option<i64>,
         pub disk_reserve_percent: Option<i64>,
+        pub content_compression: Option<String>,
+        pub db_compression: Option<String>,
     }
 
     #[derive(Deserialize, Default)]
@@ -376,6 +381,7 @@ fn validate(file: raw::File) -> Checked<Config> {
     let retry = migrations::retry_policy(&file.migrations)?;
     let stall = migrations::stall(&file.migrations)?;
     let disk_reserve_percent = migrations::disk_reserve_percent(&file.migrations)?;
+    let (content_compression, db_compression) = migrations::compression(&file.migrations)?;
 
     let ssh = file.ssh;
     let known_hosts = match ssh.known_hosts {
@@ -446,6 +452,8 @@ fn validate(file: raw::File) -> Checked<Config> {
             retry,
             stall,
             disk_reserve_percent,
+            content_compression,
+            db_compression,
         },
         ssh: Ssh {
             known_hosts,

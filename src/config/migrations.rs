@@ -1,5 +1,5 @@
-//! The `[migrations]` keys of how work survives faults: retries, the
-//! stall time and the disk reserve.
+//! The `[migrations]` keys of how work survives faults (retries, the
+//! stall time and the disk reserve) and of compression.
 
 use super::{bad, raw, Checked};
 
@@ -65,4 +65,34 @@ pub(super) fn disk_reserve_percent(m: &raw::Migrations) -> Checked<u32> {
             "must be a percentage from 0 to 50",
         ),
     }
+}
+
+/// `migrations.content_compression` (auto | zstd | gzip | off) and
+/// `migrations.db_compression` (auto | on | off); `auto` where absent.
+pub(super) fn compression(
+    m: &raw::Migrations,
+) -> Checked<(
+    crate::transfer::link::ContentCompression,
+    crate::transfer::link::DbCompression,
+)> {
+    use crate::transfer::link::{ContentCompression as C, DbCompression as D};
+    let content = match m.content_compression.as_deref() {
+        None | Some("auto") => C::Auto,
+        Some("zstd") => C::Zstd,
+        Some("gzip") => C::Gzip,
+        Some("off") => C::Off,
+        Some(_) => {
+            return bad(
+                "migrations.content_compression",
+                "must be auto, zstd, gzip or off",
+            )
+        }
+    };
+    let db = match m.db_compression.as_deref() {
+        None | Some("auto") => D::Auto,
+        Some("on") => D::On,
+        Some("off") => D::Off,
+        Some(_) => return bad("migrations.db_compression", "must be auto, on or off"),
+    };
+    Ok((content, db))
 }

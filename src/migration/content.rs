@@ -21,6 +21,7 @@ use crate::panel::source::DomainRecord;
 use crate::remap::Remap;
 use crate::retry::RetryPolicy;
 use crate::ssh::{Login, Options, Session};
+use crate::transfer::link::Codec;
 use crate::transfer::owner;
 use crate::transfer::tree::{
     discard_staging, sync_tree_try, Phase, Progress, TreeError, TreeJob, TreeReport, Tries,
@@ -124,6 +125,17 @@ impl SessionPool {
             out.push(s?);
         }
         Ok(out)
+    }
+
+    /// The source's compressors (and, when `measure`, its link's and
+    /// zstd's rates), asked on one session of the pool. Blocking.
+    pub fn probe_link(&self, measure: bool) -> Result<crate::transfer::link::LinkFacts, String> {
+        let sessions = self.take(1, false).map_err(|e| e.to_string())?;
+        let facts = crate::transfer::link::probe(&sessions[0], measure);
+        if facts.is_ok() {
+            self.put(sessions);
+        }
+        facts
     }
 
     fn put(&self, sessions: Vec<Session>) {
@@ -473,6 +485,7 @@ async fn copy_all(
                 }),
                 rewritten,
                 meter: env.meter.clone(),
+                compression: env.link.get().map_or(Codec::None, |c| c.content),
             },
         ));
     }

@@ -319,7 +319,11 @@ async fn db_job(
         .ok_or_else(|| format!("database {name} is no longer in the domain's records"))?;
     let (user, password) = db_server_login(row, &env.prepared.access.panel_db.password);
     let tunnel = env.tunnels.to(&p.db.host, p.db.port).await?;
-    let source = tunnel.mysql_opts(&user, password.expose()).into();
+    let compressed = env.link.get().is_some_and(|c| c.db);
+    let source = tunnel
+        .mysql_opts(&user, password.expose())
+        .compression(compressed.then(mysql_async::Compression::fast))
+        .into();
     // After a restart: the scratch database the first run loaded.
     let kept = env
         .prepared

@@ -62,6 +62,10 @@ pub enum Event<'a> {
         database: &'a str,
         failed: &'a str,
     },
+    /// What the copies are compressed with, and why.
+    Compression {
+        compression: &'a crate::transfer::link::Choice,
+    },
     /// A database brought up to date by a catch-up (resync).
     CaughtUp {
         database: &'a str,

@@ -143,6 +143,8 @@ pub(super) struct Env {
     pub report: Arc<Mutex<Report>>,
     /// Every read of payload from the source goes through it.
     pub meter: Arc<Meter>,
+    /// The compression its copies use (set before they begin).
+    pub link: std::sync::OnceLock<crate::transfer::link::Choice>,
 }
 
 /// The board hears of progress at most this often (stage changes at once).
@@ -254,6 +256,7 @@ impl Actor for Migration {
             events: self.events.clone(),
             progress: ctx.address().recipient(),
             report: self.report.clone(),
+            link: std::sync::OnceLock::new(),
         });
         self.events.write(&Event::running());
         env.change_report(|r| r.outcome = Outcome::Running);
@@ -405,6 +408,7 @@ impl Env {
 async fn execute(env: &Env) -> Vec<StatusError> {
     let prepared = &env.prepared;
     let mut completed = 1;
+    choose_compression(env).await;
     if prepared.resync {
         return super::resync::resync(env).await;
     }
@@ -567,6 +571,41 @@ pub(super) fn database_errors(
         }
     }
     texts
+}
+
+/// Decides the compression of the migration's copies (content streams,
+/// database connections) from the source's compressors and, for `auto`,
+/// its link's measured rate; the event log says what and why.
+async fn choose_compression(env: &Env) {
+    use crate::transfer::link::{choose, ContentCompression, DbCompression};
+    let m = &env.config.migrations;
+    let measure = m.content_compression == ContentCompression::Auto
+        || m.db_compression == DbCompression::Auto;
+    let wanted = m.content_compression != ContentCompression::Off || measure;
+    let facts = if wanted {
+        let pool = env.pool.clone();
+        match actix_web::rt::task::spawn_blocking(move || pool.probe_link(measure)).await {
+            Ok(Ok(facts)) => facts,
+            Ok(Err(e)) => {
+                tracing::info!(migration_id = env.id, error = %e, "the source's compressors could not be asked; copying uncompressed");
+                Default::default()
+            }
+            Err(_) => Default::default(),
+        }
+    } else {
+        Default::default()
+    };
+    let choice = choose(
+        m.content_compression,
+        m.db_compression,
+        facts,
+        env.meter.limit(),
+    );
+    tracing::info!(migration_id = env.id, content = choice.content.as_str(), databases = choice.db, why = %choice.why, "compression");
+    env.events.write(&Event::Compression {
+        compression: &choice,
+    });
+    let _ = env.link.set(choice);
 }
 
 /// One domain: its records checked against what the destination can hold,

@@ -123,12 +123,18 @@ fn vhost(rng: &mut Rng, model: &Model, domain: &Domain, ip: &str, root: &Path) -
     for i in 0..count {
         let sub = docs.join(format!("section-{:02}/part-{:02}", i % 37, (i / 37) % 23));
         dir(&sub)?;
-        let (name, text) = if i % 5 == 0 {
-            (format!("image-{i:05}.png"), false)
+        // One file in five is media (incompressible), and larger: by bytes
+        // a little over half of a tree, as on real sites.
+        let max = sizes.max_file_bytes;
+        let (name, text, size) = if i % 5 == 0 {
+            (
+                format!("image-{i:05}.png"),
+                false,
+                rng.range(max, 4 * max + 1),
+            )
         } else {
-            (format!("page-{i:05}.html"), true)
+            (format!("page-{i:05}.html"), true, rng.range(0, max + 1))
         };
-        let size = rng.range(0, sizes.max_file_bytes + 1);
         file(rng, &sub.join(name), size, text)?;
     }
     for sub in &domain.subdomains {
@@ -215,6 +221,19 @@ fn maildir(rng: &mut Rng, messages: u64, domain: &str, mailbox: &str, root: &Pat
         let body_len = rng.range(200, 20_000) as usize;
         let mut body = vec![0u8; body_len];
         rng.fill(&mut body, true);
+        // Every fourth message carries an attachment (base64 of bytes that
+        // do not compress, as photos and PDFs).
+        if i % 4 == 3 {
+            let mut raw = vec![0u8; rng.range(4_000, 60_000) as usize];
+            rng.fill(&mut raw, false);
+            let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &raw);
+            body.extend_from_slice(b"\r\n--part\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\n");
+            for line in encoded.as_bytes().chunks(76) {
+                body.extend_from_slice(line);
+                body.extend_from_slice(b"\r\n");
+            }
+            body.extend_from_slice(b"--part--\r\n");
+        }
         let mut msg = format!(
             "From: sender{i}@partner.example\r\nTo: {mailbox}@{domain}\r\nSubject: message {i}\r\n\
              Message-ID: <{i}.{}@partner.example>\r\n\r\n",

@@ -178,7 +178,8 @@ impl Profile {
                 max_file_bytes: 64 * 1024,
                 big_files: &[40 * MIB],
                 messages_per_box: 200,
-                rows_big_db: 100_000,
+                // The links' benchmarks: at least 500,000 rows.
+                rows_big_db: 500_000,
                 rows_per_db: 2_000,
                 row_text_bytes: 300,
             },

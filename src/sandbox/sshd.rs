@@ -115,9 +115,19 @@ impl SshServer {
     /// Makes every command run for the key see `PATH=<dir>:/usr/bin:/bin`, so
     /// a test's own `tar` (say) stands in for the source's; `None` restores it.
     pub fn set_command_path(&self, dir: Option<&Path>) -> Result<()> {
+        self.set_path(
+            dir.map(|d| format!("{}:/usr/bin:/bin", d.display()))
+                .as_deref(),
+        )
+    }
+
+    /// Makes every command run for the key see exactly `PATH=<path>` (a
+    /// source without some program: a directory of links to all the
+    /// others); `None` restores the default.
+    pub fn set_path(&self, path: Option<&str>) -> Result<()> {
         let public = std::fs::read_to_string(self.client_key.with_extension("pub"))
             .map_err(SandboxError::io("read the client key"))?;
-        write_authorized_keys(&self.dir, public.trim(), dir)
+        write_authorized_keys(&self.dir, public.trim(), path)
     }
 
     /// The sshd process id (for tests that prove it is gone after a stop).
@@ -130,12 +140,9 @@ impl SshServer {
     }
 }
 
-fn write_authorized_keys(dir: &Path, public: &str, path_dir: Option<&Path>) -> Result<()> {
-    let line = match path_dir {
-        Some(d) => format!(
-            "environment=\"PATH={}:/usr/bin:/bin\" {public}\n",
-            d.display()
-        ),
+fn write_authorized_keys(dir: &Path, public: &str, path: Option<&str>) -> Result<()> {
+    let line = match path {
+        Some(p) => format!("environment=\"PATH={p}\" {public}\n"),
         None => format!("{public}\n"),
     };
     let mut users = vec!["root".to_owned()];

@@ -25,10 +25,20 @@ pub fn enter(dir: &Path) -> String {
 pub const LIST_FROM_STDIN: &str = "hostmig_list=$(mktemp) || exit 1; trap 'rm -f \"$hostmig_list\"' EXIT; cat > \"$hostmig_list\" || exit 1; ";
 
 /// Inside the tree at `dir`: tar of exactly the NUL-separated paths given
-/// on stdin (`./a`, `.`), directories without their contents.
-pub fn tar_paths(dir: &Path) -> String {
+/// on stdin (`./a`, `.`), directories without their contents; compressed
+/// by `codec` at low priority (`nice`, and `ionice -c 3` where the source
+/// has it), the command failing with tar's status when tar fails.
+pub fn tar_paths(dir: &Path, codec: super::link::Codec) -> String {
+    let tar = "tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -";
+    let Some(compress) = codec.command() else {
+        return format!("{}{LIST_FROM_STDIN}{tar}", enter(dir));
+    };
     format!(
-        "{}{LIST_FROM_STDIN}tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -",
+        "{}hostmig_list=$(mktemp) || exit 1; hostmig_st=$(mktemp) || exit 1; \
+         trap 'rm -f \"$hostmig_list\" \"$hostmig_st\"' EXIT; cat > \"$hostmig_list\" || exit 1; \
+         hostmig_nice='nice -n 10'; command -v ionice >/dev/null 2>&1 && hostmig_nice=\"$hostmig_nice ionice -c 3\"; \
+         {{ $hostmig_nice {tar}; echo $? > \"$hostmig_st\"; }} | $hostmig_nice {compress}; hostmig_z=$?; \
+         read hostmig_t < \"$hostmig_st\"; [ \"${{hostmig_t:-1}}\" = 0 ] || exit \"${{hostmig_t:-1}}\"; exit $hostmig_z",
         enter(dir)
     )
 }

@@ -2,11 +2,13 @@
 //! (`archive`, `rsync`) over tar streams (`streams`), verified (`verify`)
 //! and remapped (`conf`); reading the tar streams a source sends (`tar`)
 //! and unpacking them safely into a domain's tree (`unpack`); listings and
-//! hashes on both sides (`listing`); owners on the destination (`owner`).
+//! hashes on both sides (`listing`); owners on the destination (`owner`);
+//! compression where it pays (`link`).
 
 mod archive;
 pub mod commands;
 pub mod conf;
+pub mod link;
 pub mod listing;
 pub mod owner;
 pub mod pump;

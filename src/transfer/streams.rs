@@ -104,7 +104,7 @@ pub(super) fn stream_paths(
         1
     };
     let lists = split(src, paths, streams);
-    let command = commands::tar_paths(&job.remote);
+    let command = commands::tar_paths(&job.remote, job.compression);
     if lists.len() == 1 {
         return stream_into(
             &sessions[0],
@@ -244,7 +244,13 @@ fn stream_into(
     let (unpacked, read) = pumped(
         &mut metered,
         || session.shutdown(),
-        |stream| unpack_into(into, stream, progress),
+        |stream| {
+            let tar = into.job.compression.decode(stream).map_err(io(format!(
+                "cannot read the {} stream",
+                into.job.compression.as_str()
+            )))?;
+            unpack_into(into, tar, progress)
+        },
     );
     let mut channel = metered.inner.inner;
     let channel = &mut channel.channel;

@@ -49,6 +49,8 @@ pub struct TreeJob {
     pub rewritten: Rewrites,
     /// Counts and caps what the tree's streams read from the source.
     pub meter: std::sync::Arc<crate::caps::Meter>,
+    /// How its streams are compressed on the source.
+    pub compression: super::link::Codec,
 }
 
 /// How the copy went.
@@ -75,8 +77,11 @@ pub struct TreeReport {
     /// whole, verified by hash and kept rather than sent again.
     pub kept_files: u64,
     pub kept_bytes: u64,
-    /// Tar stream bytes received from the source over every try.
+    /// Stream bytes received from the source over every try (as they
+    /// crossed the link: compressed, when `compression` says so).
     pub received_bytes: u64,
+    /// How the streams were compressed on the source.
+    pub compression: super::link::Codec,
     /// Where the time went, in milliseconds.
     pub timings: Timings,
 }
@@ -404,6 +409,7 @@ fn sync(run: &mut Run<'_>) -> Result<TreeReport, TreeError> {
     run.report.rewritten = rewritten;
     run.report.timings.total_ms = ms(started);
     run.report.received_bytes = run.received.load(Ordering::Relaxed);
+    run.report.compression = job.compression;
     Ok(std::mem::take(&mut run.report))
 }
 

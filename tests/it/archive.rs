@@ -25,6 +25,7 @@ fn jdoe_job(source: &Source, dir: &Path) -> TreeJob {
         conf_remap: None,
         rewritten: Rewrites::new(),
         meter: hostmig::caps::Meter::unlimited(),
+        compression: hostmig::transfer::link::Codec::None,
     }
 }
 

@@ -12,6 +12,7 @@ use hostmig::sandbox::compare::{self, DiffOptions};
 use hostmig::sandbox::{Profile, Source};
 use hostmig::ssh::Session;
 use hostmig::transfer::conf::Rewrites;
+use hostmig::transfer::link::Codec;
 use hostmig::transfer::tree::{sync_tree, Transport, TreeJob, TreeReport};
 
 use crate::harness::sandbox::rt;
@@ -21,6 +22,17 @@ pub fn session(source: &Source, dir: &Path) -> Session {
 }
 
 fn job(source: &Source, out: &Path, transport: Transport, rewritten: Rewrites) -> TreeJob {
+    compressed(source, out, transport, rewritten, Codec::None)
+}
+
+/// A job whose streams the source compresses with `codec`.
+fn compressed(
+    source: &Source,
+    out: &Path,
+    transport: Transport,
+    rewritten: Rewrites,
+    compression: Codec,
+) -> TreeJob {
     let mut addresses = BTreeMap::new();
     addresses.insert("192.0.2.10".to_owned(), "203.0.113.10".to_owned());
     TreeJob {
@@ -36,6 +48,7 @@ fn job(source: &Source, out: &Path, transport: Transport, rewritten: Rewrites) -
         }),
         rewritten,
         meter: hostmig::caps::Meter::unlimited(),
+        compression,
     }
 }
 
@@ -85,8 +98,16 @@ fn both_transports_copy_every_hard_case_and_rsync_sends_only_changes() {
     let report = run(
         &source,
         dir.path(),
-        &job(&source, &by_archive, Transport::Archive, Rewrites::new()),
+        &compressed(
+            &source,
+            &by_archive,
+            Transport::Archive,
+            Rewrites::new(),
+            Codec::Zstd,
+        ),
     );
+    // Every hard case arrives through zstd (and gzip below) as it is.
+    assert_eq!(report.compression, Codec::Zstd);
     assert_copy(&tree, &by_archive);
     assert_eq!(report.sent_files, total_files);
     assert_eq!(report.rewritten_now, ["conf/vhost.conf"]);
@@ -104,8 +125,15 @@ fn both_transports_copy_every_hard_case_and_rsync_sends_only_changes() {
     let first = run(
         &source,
         dir.path(),
-        &job(&source, &by_rsync, Transport::Rsync, Rewrites::new()),
+        &compressed(
+            &source,
+            &by_rsync,
+            Transport::Rsync,
+            Rewrites::new(),
+            Codec::Gzip,
+        ),
     );
+    assert_eq!(first.compression, Codec::Gzip);
     assert_copy(&tree, &by_rsync);
     assert_eq!(
         (first.sent_files, first.sent_bytes),

@@ -15,10 +15,13 @@ use crate::harness::world::{domains, ip, World};
 pub(crate) const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
 /// Slow enough that a fault lands mid-object, fast enough for CI.
 const CAP: u64 = 2 << 20;
+/// Compression off: the cap slows what crosses the link, and the faults
+/// must land while the (compressible) trees are still under way.
+pub(crate) const UNCOMPRESSED: &str = "content_compression = \"off\"\ndb_compression = \"off\"\n";
 
 pub(crate) fn config(extra: &str) -> String {
     format!(
-        "\n[migrations]\nmax_bytes_per_s = {CAP}\nretry_first_delay_s = 1\nretry_max_delay_s = 4\n{extra}"
+        "\n[migrations]\nmax_bytes_per_s = {CAP}\nretry_first_delay_s = 1\nretry_max_delay_s = 4\n{UNCOMPRESSED}{extra}"
     )
 }
 
@@ -561,7 +564,7 @@ fn a_destination_too_small_is_refused_and_one_filled_mid_copy_fails_the_tree_cle
 fn finish_during_a_trees_retry_wait_stops_at_once_and_leaves_nothing() {
     let w = World::new(
         Profile::Small,
-        &format!("\n[migrations]\nmax_bytes_per_s = {CAP}\nretry_first_delay_s = 60\nretry_max_delay_s = 60\n"),
+        &format!("\n[migrations]\nmax_bytes_per_s = {CAP}\nretry_first_delay_s = 60\nretry_max_delay_s = 60\n{UNCOMPRESSED}"),
     );
     let id = jdoe_to_admin(&w, "archive");
     let label = "web content of jdoe.example";

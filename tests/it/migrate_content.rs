@@ -444,3 +444,84 @@ fn resync_sends_nothing_when_nothing_changed_and_exactly_the_changes_after() {
     let answer = w.exchange("<resync><migration_id>999</migration_id></resync>");
     assert!(answer.contains("<errcode>1013</errcode>"), "{answer}");
 }
+
+/// A directory of links to every program of /usr/bin but `missing`: a
+/// source's PATH without them.
+fn path_without(dir: &Path, missing: &[&str]) -> std::path::PathBuf {
+    let bin = dir.join(format!("bin-without-{}", missing.join("-")));
+    std::fs::create_dir_all(&bin).expect("bin");
+    for entry in std::fs::read_dir("/usr/bin").expect("/usr/bin").flatten() {
+        let name = entry.file_name();
+        if missing.iter().any(|m| name == std::ffi::OsStr::new(m)) {
+            continue;
+        }
+        let _ = std::os::unix::fs::symlink(entry.path(), bin.join(&name));
+    }
+    bin
+}
+
+/// `content_compression = "zstd"` takes zstd where the source has it, else
+/// gzip, else nothing; each migration verifies, and its event log says what
+/// its streams went through.
+#[test]
+fn sources_without_zstd_or_without_any_compressor_still_verify() {
+    let w = World::new(
+        Profile::Tiny,
+        "\n[migrations]\ncontent_compression = \"zstd\"\ndb_compression = \"on\"\n",
+    );
+    let codecs = |id: &str| -> Vec<String> {
+        w.tree_reports(id)
+            .iter()
+            .map(|(_, r)| r["compression"].as_str().unwrap_or("?").to_owned())
+            .collect()
+    };
+    let chosen = |id: &str| -> serde_json::Value {
+        let log = std::fs::read_to_string(w.dest.state.join(format!("migrations/{id}.jsonl")))
+            .expect("event log");
+        log.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| v["event"].get("compression").cloned())
+            .expect("the compression chosen is in the event log")
+    };
+    let cases = [
+        ("jdoe.example", vec!["zstd"], "gzip"),
+        ("xn--bcher-kva.example", vec!["zstd", "gzip"], "none"),
+        ("admin-site.example", vec![], "zstd"),
+    ];
+    for (domain, missing, expected) in cases {
+        let bin = path_without(w.dir.path(), &missing);
+        let path = (!missing.is_empty()).then(|| bin.display().to_string());
+        w.source.ssh.set_path(path.as_deref()).expect("PATH");
+        let (old, new) = match domain {
+            "admin-site.example" => ("192.0.2.100", "198.51.100.5"),
+            _ => JDOE_IP,
+        };
+        let id = w
+            .start_as(
+                "root",
+                "",
+                &domains(
+                    "admin",
+                    &format!(
+                        "<domain><name>{domain}</name>{}</domain>",
+                        ip("shared", old, new)
+                    ),
+                ),
+                "",
+            )
+            .expect("started");
+        let status = w.wait(&id);
+        assert!(status.contains("<success/>"), "{domain}: {status}");
+        w.assert_content(domain, (old, new));
+        let choice = chosen(&id);
+        assert_eq!(choice["content"], expected, "{domain}: {choice}");
+        assert_eq!(choice["db"], true, "{choice}");
+        let used = codecs(&id);
+        assert!(
+            !used.is_empty() && used.iter().all(|c| c == expected),
+            "{domain}: {used:?}"
+        );
+        println!("{domain} without {missing:?}: {}", choice["why"]);
+    }
+    w.source.ssh.set_path(None).expect("PATH");
+}

@@ -120,9 +120,10 @@ fn the_page_metrics_and_notifications_follow_real_migrations() {
     let (hang, hung) = hanging();
     let key_sha = hex(&sha2::Sha256::digest(METRICS_KEY.as_bytes()));
     let extra = format!(
-        "\n[[api.keys]]\nkey_sha256 = \"{key_sha}\"\n\n[migrations]\nmax_bytes_per_s = {CAP}\n\n\
+        "\n[[api.keys]]\nkey_sha256 = \"{key_sha}\"\n\n[migrations]\nmax_bytes_per_s = {CAP}\n{}\n\
          [[notify]]\nurl = \"http://{hook}/hook/{HOOK_TOKEN}\"\ntimeout_s = 5\n\n\
-         [[notify]]\nurl = \"http://{hang}/hang\"\nevents = [\"finished\"]\ntimeout_s = 30\nretries = 2\n"
+         [[notify]]\nurl = \"http://{hang}/hang\"\nevents = [\"finished\"]\ntimeout_s = 30\nretries = 2\n",
+        crate::faults::UNCOMPRESSED
     );
     let w = World::new(Profile::Tiny, &extra);
     big_tree(

@@ -238,6 +238,7 @@ fn caps_hold_over_every_window_and_two_migrations_share_the_global_cap() {
                     conf_remap: None,
                     rewritten: Rewrites::new(),
                     meter,
+                    compression: hostmig::transfer::link::Codec::None,
                 };
                 let copy = [session(source, dir)];
                 let hasher = session(source, dir);
