@@ -26,8 +26,9 @@ pub const LIST_FROM_STDIN: &str = "hostmig_list=$(mktemp) || exit 1; trap 'rm -f
 
 /// Inside the tree at `dir`: tar of exactly the NUL-separated paths given
 /// on stdin (`./a`, `.`), directories without their contents; compressed
-/// by `codec` at low priority (`nice`, and `ionice -c 3` where the source
-/// has it), the command failing with tar's status when tar fails.
+/// by `codec` at low priority (`nice` and `ionice -c 3`, each where the
+/// source has it and lets it work), the command failing with tar's status
+/// when tar fails.
 pub fn tar_paths(dir: &Path, codec: super::link::Codec) -> String {
     let tar = "tar --sparse --numeric-owner --no-recursion --null -T \"$hostmig_list\" -cf -";
     let Some(compress) = codec.command() else {
@@ -36,7 +37,8 @@ pub fn tar_paths(dir: &Path, codec: super::link::Codec) -> String {
     format!(
         "{}hostmig_list=$(mktemp) || exit 1; hostmig_st=$(mktemp) || exit 1; \
          trap 'rm -f \"$hostmig_list\" \"$hostmig_st\"' EXIT; cat > \"$hostmig_list\" || exit 1; \
-         hostmig_nice='nice -n 10'; command -v ionice >/dev/null 2>&1 && hostmig_nice=\"$hostmig_nice ionice -c 3\"; \
+         hostmig_nice=; nice -n 10 true 2>/dev/null && hostmig_nice='nice -n 10'; \
+         ionice -c 3 true 2>/dev/null && hostmig_nice=\"$hostmig_nice ionice -c 3\"; \
          {{ $hostmig_nice {tar}; echo $? > \"$hostmig_st\"; }} | $hostmig_nice {compress}; hostmig_z=$?; \
          read hostmig_t < \"$hostmig_st\"; [ \"${{hostmig_t:-1}}\" = 0 ] || exit \"${{hostmig_t:-1}}\"; exit $hostmig_z",
         enter(dir)
@@ -97,5 +99,54 @@ mod tests {
             enter(Path::new("/v/it's")),
             "[ -d '/v/it'\\''s' ] || exit 0; cd '/v/it'\\''s' || exit 1; "
         );
+    }
+
+    /// The compressed command keeps tar's exit status: a listed path that
+    /// is missing fails it, though the compressor ended well.
+    #[test]
+    fn a_compressed_tar_keeps_tars_status_and_decodes() {
+        use super::super::link::Codec;
+        use std::io::Read;
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.txt"), "hello\n".repeat(1000)).expect("write");
+        let run = |codec: Codec, list: &[u8]| {
+            let mut child = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(tar_paths(dir.path(), codec))
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("sh");
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(list)
+                .expect("list");
+            let mut tar = Vec::new();
+            codec
+                .decode(child.stdout.take().expect("stdout"))
+                .expect("decoder")
+                .read_to_end(&mut tar)
+                .expect("decoded");
+            (child.wait().expect("exit").code(), tar)
+        };
+        for codec in [Codec::None, Codec::Zstd, Codec::Gzip] {
+            let (status, tar) = run(codec, b"./a.txt\0");
+            assert_eq!(status, Some(0), "{}", codec.as_str());
+            assert!(
+                tar.len() >= 6000 && tar.windows(5).any(|w| w == b"hello"),
+                "{}",
+                codec.as_str()
+            );
+            let (status, _) = run(codec, b"./a.txt\0./missing\0");
+            assert_ne!(
+                status,
+                Some(0),
+                "{}: a missing path fails the stream",
+                codec.as_str()
+            );
+        }
     }
 }
