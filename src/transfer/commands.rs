@@ -132,7 +132,7 @@ mod tests {
                 .expect("decoded");
             (child.wait().expect("exit").code(), tar)
         };
-        for codec in [Codec::None, Codec::Zstd, Codec::Gzip] {
+        for codec in [Codec::None, Codec::Zstd, Codec::ZstdStrong, Codec::Gzip] {
             let (status, tar) = run(codec, b"./a.txt\0");
             assert_eq!(status, Some(0), "{}", codec.as_str());
             assert!(
