@@ -298,12 +298,10 @@ fn main() {
             let cost = gauge.cost(&source, cpu_copy + children_cpu_s() - hashing_cpu);
             samples.add("content", SAME_GUARANTEE, wall, mib, "MiB", rss, None, cost);
         }
-        if wanted("rsync-az") {
-            let out = work.path().join(format!("rsync-az-{round}"));
-            settle();
-            let gauge = Gauge::start(&source);
+        // `rsync FLAGS` of the domain's tree over ssh into `out`.
+        let rsync = |flags: &str, out: &Path| {
             let mut cmd = Command::new("rsync");
-            cmd.arg("-az")
+            cmd.arg(flags)
                 .arg("-e")
                 .arg(format!("ssh {}", ssh.join(" ")))
                 .arg(format!(
@@ -311,8 +309,14 @@ fn main() {
                     source.ssh.addr,
                     source.layout.vhosts.display()
                 ))
-                .arg(&out);
-            let (wall, rss, cpu) = pipeline(vec![cmd]);
+                .arg(out);
+            cmd
+        };
+        if wanted("rsync-az") {
+            let out = work.path().join(format!("rsync-az-{round}"));
+            settle();
+            let gauge = Gauge::start(&source);
+            let (wall, rss, cpu) = pipeline(vec![rsync("-az", &out)]);
             let cost = gauge.cost(&source, cpu);
             samples.add("content", RSYNC_Z, wall, mib, "MiB", rss, None, cost);
         }
@@ -320,18 +324,8 @@ fn main() {
             let out = work.path().join(format!("rsync-{round}"));
             settle();
             let run = || {
-                let mut cmd = Command::new("rsync");
-                cmd.arg("-a")
-                    .arg("-e")
-                    .arg(format!("ssh {}", ssh.join(" ")))
-                    .arg(format!(
-                        "root@{}:{}/{domain}/",
-                        source.ssh.addr,
-                        source.layout.vhosts.display()
-                    ))
-                    .arg(&out);
                 let gauge = Gauge::start(&source);
-                let (wall, rss, cpu) = pipeline(vec![cmd]);
+                let (wall, rss, cpu) = pipeline(vec![rsync("-a", &out)]);
                 (wall, rss, gauge.cost(&source, cpu))
             };
             let (wall, rss, cost) = run();

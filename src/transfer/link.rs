@@ -90,6 +90,9 @@ pub enum DbCompression {
 /// What gzip -1 is taken to compress per second on one core (it has no
 /// benchmark of its own to ask).
 pub const GZIP_BYTES_PER_S: f64 = 40e6;
+/// What zstd -1 is taken to compress per second when the source has it
+/// but its benchmark gave no rate (an older zstd without `-i0`, say).
+pub const ZSTD_BYTES_PER_S: f64 = 200e6;
 /// `db_compression = "auto"` compresses on links slower than this.
 pub const DB_COMPRESS_BELOW: f64 = 40e6;
 /// A compressor is used when it is this much faster than the link (its
@@ -236,7 +239,9 @@ pub fn choose(
             )
         }
         ContentCompression::Auto => {
-            let zstd_rate = facts.zstd_bytes_per_s.filter(|_| facts.zstd);
+            let zstd_rate = facts
+                .zstd
+                .then(|| facts.zstd_bytes_per_s.unwrap_or(ZSTD_BYTES_PER_S));
             let pays = |rate: f64| link.is_none_or(|l| rate > MARGIN * l);
             match (zstd_rate, facts.gzip) {
                 // -3 runs at about half of -1's rate, and the source's
@@ -337,6 +342,13 @@ mod tests {
         assert_eq!(gz.content, Codec::Gzip, "{}", gz.why);
         let gz_lan = choose(a, auto, facts(None, true, Some(300e6)), None);
         assert_eq!(gz_lan.content, Codec::None, "{}", gz_lan.why);
+        // zstd there, but its benchmark gave no rate: still zstd, at the
+        // assumed rate.
+        let unmeasured = LinkFacts {
+            zstd: true,
+            ..facts(None, true, Some(11e6))
+        };
+        assert_eq!(choose(a, auto, unmeasured, None).content, Codec::ZstdStrong);
         let none = choose(a, auto, facts(None, false, Some(11e6)), None);
         assert_eq!(none.content, Codec::None);
         assert!(none.why.contains("neither"), "{}", none.why);
@@ -401,5 +413,23 @@ mod tests {
             assert!(child.wait().expect("exit").success());
             assert_eq!(out, data, "{}", codec.as_str());
         }
+        // A stream cut short is an error, never taken for a shorter whole.
+        let packed = zstd::bulk::compress(&data, 1).expect("zstd");
+        let cut = &packed[..packed.len() / 2];
+        let mut out = Vec::new();
+        assert!(Codec::Zstd
+            .decode(cut)
+            .expect("decoder")
+            .read_to_end(&mut out)
+            .is_err());
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&data).expect("gzip");
+        let packed = gz.finish().expect("gzip");
+        let mut out = Vec::new();
+        assert!(Codec::Gzip
+            .decode(&packed[..packed.len() / 2])
+            .expect("decoder")
+            .read_to_end(&mut out)
+            .is_err());
     }
 }

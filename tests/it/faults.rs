@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hostmig::sandbox::process::descendants;
 use hostmig::sandbox::Profile;
 
-use crate::harness::world::{domains, ip, World};
+use crate::harness::world::World;
 
 pub(crate) const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
 /// Slow enough that a fault lands mid-object, fast enough for CI.
@@ -27,13 +27,7 @@ pub(crate) fn config(extra: &str) -> String {
 
 /// jdoe.example, to the administrator, its address mapped.
 pub(crate) fn jdoe_selection() -> String {
-    domains(
-        "admin",
-        &format!(
-            "<domain><name>jdoe.example</name>{}</domain>",
-            ip("shared", JDOE_IP.0, JDOE_IP.1)
-        ),
-    )
+    crate::harness::world::mapped_domain("admin", "jdoe.example", JDOE_IP)
 }
 
 pub(crate) fn jdoe_to_admin(w: &World, transport: &str) -> String {

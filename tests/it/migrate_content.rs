@@ -9,18 +9,12 @@ use hostmig::sandbox::Profile;
 
 use crate::harness::first;
 use crate::harness::tars::{archive, member, symlink_to};
-use crate::harness::world::{domains, finish, ip, jdoe_client, wait_gone, World};
+use crate::harness::world::{finish, jdoe_client, mapped_domain, wait_gone, World};
 
 const JDOE_IP: (&str, &str) = ("192.0.2.10", "198.51.100.4");
 
 fn jdoe_domain(owner: &str, name: &str) -> String {
-    domains(
-        owner,
-        &format!(
-            "<domain><name>{name}</name>{}</domain>",
-            ip("shared", JDOE_IP.0, JDOE_IP.1)
-        ),
-    )
+    mapped_domain(owner, name, JDOE_IP)
 }
 
 fn sent(reports: &[(String, serde_json::Value)], field: &str) -> u64 {
@@ -91,13 +85,7 @@ fn rsync_and_each_scope_move_exactly_what_they_should() {
         .start_as(
             "root",
             "",
-            &domains(
-                "admin",
-                &format!(
-                    "<domain><name>{name}</name>{}</domain>",
-                    ip("shared", "192.0.2.100", "198.51.100.5")
-                ),
-            ),
+            &mapped_domain("admin", name, ("192.0.2.100", "198.51.100.5")),
             "<only-hosting/>",
         )
         .expect("started");
@@ -497,18 +485,7 @@ fn sources_without_zstd_or_without_any_compressor_still_verify() {
             _ => JDOE_IP,
         };
         let id = w
-            .start_as(
-                "root",
-                "",
-                &domains(
-                    "admin",
-                    &format!(
-                        "<domain><name>{domain}</name>{}</domain>",
-                        ip("shared", old, new)
-                    ),
-                ),
-                "",
-            )
+            .start_as("root", "", &mapped_domain("admin", domain, (old, new)), "")
             .expect("started");
         let status = w.wait(&id);
         assert!(status.contains("<success/>"), "{domain}: {status}");

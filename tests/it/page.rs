@@ -15,7 +15,7 @@ use serde_json::Value;
 use sha2::Digest;
 
 use crate::harness::browser::Browser;
-use crate::harness::world::{domains, ip, World};
+use crate::harness::world::{mapped_domain, World};
 use crate::harness::{big_tree, receiver, PASSWORD};
 
 /// Slow enough that the page sees progress, fast enough for CI.
@@ -41,13 +41,7 @@ fn hanging() -> (SocketAddr, Arc<AtomicUsize>) {
 }
 
 fn domain(name: &str, old: &str, new: &str) -> String {
-    domains(
-        "admin",
-        &format!(
-            "<domain><name>{name}</name>{}</domain>",
-            ip("shared", old, new)
-        ),
-    )
+    mapped_domain("admin", name, (old, new))
 }
 
 /// A number the page's script can read.

@@ -325,13 +325,7 @@ fn caps_hold_over_every_window_and_two_migrations_share_the_global_cap() {
         &format!("\n[migrations]\nmax_bytes_per_s = {CAP}\n"),
     );
     let domain = |name: &str, old: &str, new: &str| {
-        crate::harness::world::domains(
-            "admin",
-            &format!(
-                "<domain><name>{name}</name>{}</domain>",
-                crate::harness::world::ip("shared", old, new)
-            ),
-        )
+        crate::harness::world::mapped_domain("admin", name, (old, new))
     };
     let t = Instant::now();
     let first = w

@@ -209,13 +209,7 @@ impl World {
         source_owner: &str,
     ) -> String {
         let id = self
-            .start(&domains(
-                owner,
-                &format!(
-                    "<domain><name>{name}</name>{}</domain>",
-                    ip("shared", old, new)
-                ),
-            ))
+            .start(&mapped_domain(owner, name, (old, new)))
             .expect("started");
         self.wait(&id);
         let rename = (source_owner != owner).then_some((source_owner, owner));
@@ -365,6 +359,18 @@ pub(crate) fn clients(inner: &str) -> String {
 
 pub(crate) fn domains(owner: &str, inner: &str) -> String {
     format!("<migrate-domains><target-owner>{owner}</target-owner>{inner}</migrate-domains>")
+}
+
+/// A selection of one domain to `owner`, its shared address `old` mapped
+/// to `new`.
+pub(crate) fn mapped_domain(owner: &str, name: &str, (old, new): (&str, &str)) -> String {
+    domains(
+        owner,
+        &format!(
+            "<domain><name>{name}</name>{}</domain>",
+            ip("shared", old, new)
+        ),
+    )
 }
 
 /// Sends `finish`; answers how long until the status said stopped.
