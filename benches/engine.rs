@@ -9,7 +9,11 @@
 //! per second beside the single pipeline's, and the server's RSS (sampled
 //! every 20 ms). Beside the latency from the scheduled time it reports the
 //! part from sending to the answer (the rest is the generator waking late).
-//! `HOSTMIG_BENCH_CLIENT_NICE=N` runs the generator at nice N (as root);
+//! The generator stands in for a client on another machine: as root its
+//! threads run in the real-time class (`HOSTMIG_BENCH_CLIENT=rt`, the
+//! default), so its own late wake-ups on these shared cores do not count
+//! as the server's; `HOSTMIG_BENCH_CLIENT=nice:N` runs it at nice N
+//! instead and `HOSTMIG_BENCH_CLIENT=plain` as it starts.
 //! `HOSTMIG_BENCH_SAMPLES=FILE` writes every sample (seconds since the
 //! start, during 0/1, latency ms, from-sending ms). Run:
 //! `cargo bench --bench engine`.
@@ -39,12 +43,9 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1000);
-    // The load generator's nice value (`HOSTMIG_BENCH_CLIENT_NICE`, as
-    // root): it stands in for a client on another machine, whose own
-    // wake-ups on these two shared cores otherwise count as the server's.
-    let client_nice: Option<i32> = std::env::var("HOSTMIG_BENCH_CLIENT_NICE")
-        .ok()
-        .and_then(|v| v.parse().ok());
+    // How the load generator runs (`HOSTMIG_BENCH_CLIENT`: rt, nice:N or
+    // plain); printed with the figures.
+    let client = Client::from_env();
     let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target");
     let fixture = target.join(format!("bench-fixtures/{}-1", profile.as_str()));
     let work = tempfile::tempdir_in(&target).expect("work dir");
@@ -80,6 +81,7 @@ fn main() {
     let migrating = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicBool::new(false));
     let poller = {
+        let client = client.clone();
         let (ids, migrating, done, url, cert) = (
             ids.clone(),
             migrating.clone(),
@@ -94,10 +96,9 @@ fn main() {
                 .map(|_| {
                     let (ids, migrating, done, url, cert, next) =
                         (ids.clone(), migrating.clone(), done.clone(), url.clone(), cert.clone(), next.clone());
+                    let client = client.clone();
                     std::thread::spawn(move || {
-                        if let Some(nice) = client_nice {
-                            hostmig::priority::set_thread_nice(nice, "the load generator");
-                        }
+                        client.enter();
                         let agent = agent(&cert);
                         let mut samples = Vec::new();
                         while !done.load(Ordering::Relaxed) {
@@ -243,7 +244,7 @@ fn main() {
     during.sort();
     outside.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("hostmig engine benchmark: {MIGRATIONS} client migrations ({domains} domains) from the {} profile, get_status at {rate}/s", profile.as_str());
+    println!("hostmig engine benchmark: {MIGRATIONS} client migrations ({domains} domains) from the {} profile, get_status at {rate}/s by a generator in the {} class", profile.as_str(), client.describe());
     println!("{:<58} {:>12} {:>10}", "measure", "value", "target");
     println!(
         "{:<58} {:>12.2} {:>10}",
@@ -325,13 +326,15 @@ fn main() {
     );
     let json = format!(
         "{{\"benchmark\":\"engine\",\"profile\":\"{}\",\"migrations\":{MIGRATIONS},\"domains\":{domains},\"rate\":{rate},\"admitted_s\":{:.3},\"wall_s\":{:.3},\"failures\":{failures},\
-         \"samples_during\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"max_ms\":{:.3},\"rss_idle_kib\":{rss_idle},\"rss_peak_kib\":{},\"single_mib_s\":{single:.1},\"aggregate_mib_s\":{aggregate:.1},\"bytes\":{bytes},\"solo_bytes\":{solo_bytes}}}\n",
+         \"client\":\"{}\",\"samples_during\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p99_answer_ms\":{:.3},\"max_ms\":{:.3},\"rss_idle_kib\":{rss_idle},\"rss_peak_kib\":{},\"single_mib_s\":{single:.1},\"aggregate_mib_s\":{aggregate:.1},\"bytes\":{bytes},\"solo_bytes\":{solo_bytes}}}\n",
         profile.as_str(),
         admitted.as_secs_f64(),
         wall.as_secs_f64(),
+        client.describe(),
         during.len(),
         ms(quantile(&during, 0.5)),
         ms(quantile(&during, 0.99)),
+        ms(quantile(&answer_during, 0.99)),
         ms(*during.last().expect("samples")),
         peak.load(Ordering::Relaxed)
     );
@@ -365,4 +368,45 @@ fn moved_bytes(state: &std::path::Path, id: &str) -> u64 {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["event"]["report"]["bytes"].as_u64())
         .sum()
+}
+
+/// How the load generator's threads are scheduled.
+#[derive(Clone, Debug)]
+enum Client {
+    Realtime,
+    Nice(i32),
+    Plain,
+}
+
+impl Client {
+    fn from_env() -> Client {
+        let v = std::env::var("HOSTMIG_BENCH_CLIENT").unwrap_or_else(|_| "rt".into());
+        match v.as_str() {
+            "rt" => Client::Realtime,
+            "plain" => Client::Plain,
+            other => match other.strip_prefix("nice:").and_then(|n| n.parse().ok()) {
+                Some(n) => Client::Nice(n),
+                None => panic!("HOSTMIG_BENCH_CLIENT: {other:?} is none of rt, nice:N, plain"),
+            },
+        }
+    }
+
+    fn enter(&self) {
+        match self {
+            Client::Realtime => hostmig::priority::set_thread_class(
+                hostmig::priority::Class::Realtime,
+            )
+            .expect("the generator in SCHED_FIFO (run as root, or HOSTMIG_BENCH_CLIENT=plain)"),
+            Client::Nice(n) => hostmig::priority::set_thread_nice(*n, "the load generator"),
+            Client::Plain => {}
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Client::Realtime => "real-time (SCHED_FIFO 1)".into(),
+            Client::Nice(n) => format!("nice {n}"),
+            Client::Plain => "ordinary".into(),
+        }
+    }
 }

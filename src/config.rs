@@ -47,6 +47,9 @@ pub struct Api {
     pub max_packet_bytes: usize,
     pub max_failed_logins_per_minute: u32,
     pub keys: Vec<ApiKey>,
+    /// HTTP workers in the real-time class within a CPU budget
+    /// (`priority::realtime_worker`).
+    pub realtime: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -218,6 +221,7 @@ pub(super) mod raw {
         pub max_failed_logins_per_minute: Option<u32>,
         #[serde(default)]
         pub keys: Vec<Key>,
+        pub realtime: Option<bool>,
     }
 
     #[derive(Deserialize)]
@@ -566,6 +570,7 @@ fn validate_api(api: raw::Api) -> Checked<Api> {
         max_packet_bytes: max_packet_bytes as usize,
         max_failed_logins_per_minute: max_failed,
         keys,
+        realtime: api.realtime.unwrap_or(true),
     })
 }
 

@@ -115,8 +115,14 @@ pub fn serve(config: Config) -> Result<(), ServeError> {
         // and the migrations' threads, started before, keep theirs.
         crate::priority::set_thread_nice(crate::priority::API_NICE, "the API threads");
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let mut server =
-            HttpServer::new(move || App::new().app_data(data.clone()).configure(http::configure))
+        let realtime = config.api.realtime;
+        let mut server = HttpServer::new(move || {
+            // The factory runs on each worker thread (once per listener).
+            if realtime {
+                crate::priority::realtime_worker();
+            }
+            App::new().app_data(data.clone()).configure(http::configure)
+        })
                 .workers(workers)
                 .disable_signals()
                 .shutdown_timeout(30);

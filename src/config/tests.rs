@@ -35,6 +35,10 @@ fn minimal_file_gets_defaults() {
         ),
         ("admin", 1048576, 5)
     );
+    assert!(c.api.realtime, "HTTP workers real-time by default");
+    let off = Config::parse(&base("realtime = false", "")).expect("valid");
+    assert!(!off.api.realtime);
+    refused(&base("realtime = \"yes\"", ""), "api.realtime", "");
     assert_eq!(c.migrations.max_parallel, 4);
     assert_eq!(c.migrations.retry, crate::retry::RetryPolicy::default());
     assert_eq!(c.migrations.stall, crate::ssh::DEFAULT_STALL);

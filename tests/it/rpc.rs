@@ -624,3 +624,106 @@ fn sha256_hex(s: &str) -> String {
         .map(|b| format!("{b:02x}"))
         .collect()
 }
+
+/// The scheduling policy (`/proc/PID/task/TID/stat`, field 41) of each of
+/// the process's threads.
+fn thread_policies(pid: u32) -> Vec<i32> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("task list");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("stat")).ok())
+        .map(|stat| {
+            // Fields after the command name, which may hold spaces, start
+            // at field 3.
+            let rest = &stat[stat.rfind(')').expect("stat") + 1..];
+            let policy = rest.split_whitespace().nth(41 - 3).expect("policy");
+            policy.parse().expect("number")
+        })
+        .collect()
+}
+
+fn realtime_threads(pid: u32) -> usize {
+    thread_policies(pid)
+        .iter()
+        .filter(|&&p| p == libc::SCHED_FIFO)
+        .count()
+}
+
+#[test]
+fn http_workers_are_realtime_within_a_budget_that_a_flood_exceeds() {
+    let root = unsafe { libc::geteuid() } == 0;
+    let server = Server::start();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let answer = server.post(CHECK);
+    assert!(answer.contains("<check><result>"), "{answer}");
+    if !root {
+        // Not allowed: the workers stay ordinary and say so at debug level.
+        assert_eq!(realtime_threads(server.pid()), 0);
+        assert!(server
+            .log()
+            .contains("the HTTP worker stays in the ordinary class"));
+        return;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while realtime_threads(server.pid()) < workers {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {workers} workers real-time",
+            realtime_threads(server.pid())
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        realtime_threads(server.pid()),
+        workers,
+        "only the HTTP workers"
+    );
+
+    // A closed loop from 4 connections uses far more than a fifth of a
+    // core in each worker: they drop to the ordinary class.
+    let packet = packet("1.6.9.1", &status("no-such-id"));
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let dropped = std::thread::scope(|s| {
+        let flood: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        server.post(&packet);
+                    }
+                })
+            })
+            .collect();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut fewest = workers;
+        while Instant::now() < deadline && fewest > 0 {
+            fewest = fewest.min(realtime_threads(server.pid()));
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        flood.into_iter().for_each(|t| t.join().expect("flood"));
+        fewest < workers
+    });
+    assert!(dropped, "no worker left the real-time class under a flood");
+    assert!(
+        server
+            .log()
+            .contains("HTTP worker's scheduling class class=Ordinary"),
+        "{}",
+        server.log()
+    );
+    // Quiet again: back within a few windows.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while realtime_threads(server.pid()) < workers {
+        assert!(
+            Instant::now() < deadline,
+            "workers did not return to real-time"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let ordinary = Server::start_with(Options {
+        api: "realtime = false".into(),
+        ..Options::default()
+    });
+    ordinary.post(CHECK);
+    assert_eq!(realtime_threads(ordinary.pid()), 0, "realtime = false");
+}
