@@ -14,6 +14,8 @@
 //! default), so its own late wake-ups on these shared cores do not count
 //! as the server's; `HOSTMIG_BENCH_CLIENT=nice:N` runs it at nice N
 //! instead and `HOSTMIG_BENCH_CLIENT=plain` as it starts.
+//! `HOSTMIG_BENCH_API_REALTIME=false` runs the server with `api.realtime =
+//! false` (its HTTP workers in the ordinary class, at nice -5).
 //! `HOSTMIG_BENCH_SAMPLES=FILE` writes every sample (seconds since the
 //! start, during 0/1, latency ms, from-sending ms). Run:
 //! `cargo bench --bench engine`.
@@ -60,9 +62,18 @@ fn main() {
         .block_on(Destination::start(&work.path().join("dst"), 1))
         .expect("destination");
     // All eight run at once (the default max_parallel would queue half).
+    // `HOSTMIG_BENCH_API_REALTIME=false` measures the server with its
+    // HTTP workers in the ordinary class (`api.realtime = false`).
+    let api_realtime =
+        std::env::var("HOSTMIG_BENCH_API_REALTIME").unwrap_or_else(|_| "true".into());
+    assert!(
+        ["true", "false"].contains(&api_realtime.as_str()),
+        "HOSTMIG_BENCH_API_REALTIME: {api_realtime:?} is neither true nor false"
+    );
     let config = format!(
         "{}\n[migrations]\nmax_parallel = {MIGRATIONS}\n",
         dest.hostmig_config(&common::hash_password(PASSWORD), Some(&source))
+            .replacen("[api]\n", &format!("[api]\nrealtime = {api_realtime}\n"), 1)
     );
     let server = Server::start(&config, work.path(), &dest.state);
     let pid = server.pid();
@@ -244,7 +255,7 @@ fn main() {
     during.sort();
     outside.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    println!("hostmig engine benchmark: {MIGRATIONS} client migrations ({domains} domains) from the {} profile, get_status at {rate}/s by a generator in the {} class", profile.as_str(), client.describe());
+    println!("hostmig engine benchmark: {MIGRATIONS} client migrations ({domains} domains) from the {} profile, get_status at {rate}/s by a generator in the {} class, the server's api.realtime = {api_realtime}", profile.as_str(), client.describe());
     println!("{:<58} {:>12} {:>10}", "measure", "value", "target");
     println!(
         "{:<58} {:>12.2} {:>10}",
@@ -326,7 +337,7 @@ fn main() {
     );
     let json = format!(
         "{{\"benchmark\":\"engine\",\"profile\":\"{}\",\"migrations\":{MIGRATIONS},\"domains\":{domains},\"rate\":{rate},\"admitted_s\":{:.3},\"wall_s\":{:.3},\"failures\":{failures},\
-         \"client\":\"{}\",\"samples_during\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p99_answer_ms\":{:.3},\"max_ms\":{:.3},\"rss_idle_kib\":{rss_idle},\"rss_peak_kib\":{},\"single_mib_s\":{single:.1},\"aggregate_mib_s\":{aggregate:.1},\"bytes\":{bytes},\"solo_bytes\":{solo_bytes}}}\n",
+         \"client\":\"{}\",\"api_realtime\":{api_realtime},\"samples_during\":{},\"p50_ms\":{:.3},\"p99_ms\":{:.3},\"p99_answer_ms\":{:.3},\"max_ms\":{:.3},\"rss_idle_kib\":{rss_idle},\"rss_peak_kib\":{},\"single_mib_s\":{single:.1},\"aggregate_mib_s\":{aggregate:.1},\"bytes\":{bytes},\"solo_bytes\":{solo_bytes}}}\n",
         profile.as_str(),
         admitted.as_secs_f64(),
         wall.as_secs_f64(),

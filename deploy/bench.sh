@@ -19,8 +19,9 @@ text="$out/table.txt"
 run() {
   local name=$1; shift
   echo "== $name" | tee -a "$text"
-  # The run's report without build lines and per-migration timelines.
-  "$@" 2>&1 | tee "$out/$name.log" | grep -v -E '^ +migration |^ *(Compiling|Finished|Running|Blocking|Downloaded|Updating) ' | tee -a "$text"
+  # The run's report without build lines, per-migration timelines and the
+  # sandbox sshd's debug lines that reach the peers' stderr.
+  "$@" 2>&1 | tee "$out/$name.log" | grep -v -E '^ +migration |^debug1: |^ *(Compiling|Finished|Running|Blocking|Downloaded|Updating) ' | tee -a "$text"
   echo >>"$text"
 }
 # Content and databases on each link (HOSTMIG_BENCH_LINKS, default all

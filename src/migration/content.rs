@@ -128,9 +128,21 @@ impl SessionPool {
     }
 
     /// The source's compressors (and, when `measure`, its link's and
-    /// zstd's rates), asked on one session of the pool. Blocking.
-    pub fn probe_link(&self, measure: bool) -> Result<crate::transfer::link::LinkFacts, String> {
-        let sessions = self.take(1, false).map_err(|e| e.to_string())?;
+    /// zstd's rates), asked on one session of the pool. With `warm`, the
+    /// sessions a tree takes are logged in together first (at once, as a
+    /// tree would) and left idle for the first tree. Blocking.
+    pub fn probe_link(
+        &self,
+        measure: bool,
+        warm: bool,
+    ) -> Result<crate::transfer::link::LinkFacts, String> {
+        let wanted = if warm { COPY_STREAMS + 1 } else { 1 };
+        // A source that refuses the extra logins still gets its probe.
+        let sessions = match self.take(wanted, false) {
+            Ok(s) => s,
+            Err(_) if wanted > 1 => self.take(1, false).map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
+        };
         let facts = crate::transfer::link::probe(&sessions[0], measure);
         if facts.is_ok() {
             self.put(sessions);

@@ -265,7 +265,13 @@ pub async fn prepare(
         credential,
     };
     let (client_logins, domain_names) = selected_names(&req.selection);
-    let (access, clients, domains, db_sizes) = read_source(
+    let SourceRead {
+        access,
+        clients,
+        domains,
+        db_sizes,
+        session,
+    } = read_source(
         &config,
         &req.host,
         login.clone(),
@@ -319,7 +325,7 @@ pub async fn prepare(
         return Ok(prepared);
     }
     let (needs, ahead) =
-        super::space::check(&prepared, &config, &db_dirs, &db_sizes, admitted).await?;
+        super::space::check(&prepared, &config, session, &db_dirs, &db_sizes, admitted).await?;
     Ok(Prepared {
         needs,
         ahead,
@@ -477,13 +483,15 @@ async fn check_trees(
 }
 
 /// Logs into the source and discovers its layout; with `tunnel`, also
-/// opens the tunnel to its panel database.
+/// opens the tunnel to its panel database. Answers the logged-in session
+/// too, for the later commands of the validation (each SSH login costs
+/// the source a process and the link round trips).
 async fn connect_source(
     config: &Config,
     host: &str,
     login: Login,
     tunnel: bool,
-) -> Result<(SourceAccess, Option<Tunnel>), Refusal> {
+) -> Result<(SourceAccess, Session, Option<Tunnel>), Refusal> {
     let opts = Options::from(config);
     let key = crate::caps::host_key(host);
     let overrides = config
@@ -495,13 +503,12 @@ async fn connect_source(
         let session = Session::connect(&login, &opts).map_err(source_failed)?;
         let access = discover(&session, overrides.as_ref())
             .map_err(|e| source_failed(format!("panel data unreadable: {e}")))?;
-        drop(session);
         if !tunnel {
-            return Ok((access, None));
+            return Ok((access, session, None));
         }
         let tunnel = Tunnel::open(login, opts, &access.panel_db.host, access.panel_db.port)
             .map_err(source_failed)?;
-        Ok((access, Some(tunnel)))
+        Ok((access, session, Some(tunnel)))
     })
     .await
     .map_err(|e| source_failed(format!("the SSH worker failed: {e}")))?
@@ -517,7 +524,7 @@ async fn read_source(
     domain_names: Vec<String>,
 ) -> Result<SourceRead, Refusal> {
     // SSH: log in, discover, open the tunnel to the panel database.
-    let (access, tunnel) = connect_source(config, host, login, true).await?;
+    let (access, session, tunnel) = connect_source(config, host, login, true).await?;
     let Some(tunnel) = tunnel else {
         return Err(source_failed(
             "the tunnel to the source's panel database did not open",
@@ -550,17 +557,25 @@ async fn read_source(
         .map_err(|e| source_failed(format!("the databases' sizes are unreadable: {e}")))?;
     let _ = src.disconnect().await;
     drop(tunnel);
-    Ok((access, clients, domains, db_sizes))
+    Ok(SourceRead {
+        access,
+        clients,
+        domains,
+        db_sizes,
+        session,
+    })
 }
 
 /// What `start` reads of the source: where things are, the selected
-/// records, and the sizes of their databases.
-type SourceRead = (
-    SourceAccess,
-    Vec<ClientRecord>,
-    Vec<DomainRecord>,
-    BTreeMap<String, u64>,
-);
+/// records, and the sizes of their databases; and the session it logged
+/// in with (the disk guard measures the trees on it).
+struct SourceRead {
+    access: SourceAccess,
+    clients: Vec<ClientRecord>,
+    domains: Vec<DomainRecord>,
+    db_sizes: BTreeMap<String, u64>,
+    session: Session,
+}
 
 /// What `resync` needs of an ended migration.
 #[derive(Clone)]
@@ -618,10 +633,10 @@ pub async fn prepare_resync(
         .await
         .map_err(journal_failed)?;
     let (access, records) = if deployed.is_empty() {
-        let (access, _) = connect_source(&config, &source.host, login.clone(), false).await?;
+        let (access, _, _) = connect_source(&config, &source.host, login.clone(), false).await?;
         (access, Vec::new())
     } else {
-        let (access, _, records, _) = read_source(
+        let read = read_source(
             &config,
             &source.host,
             login.clone(),
@@ -629,7 +644,7 @@ pub async fn prepare_resync(
             domains.clone(),
         )
         .await?;
-        (access, records)
+        (read.access, read.domains)
     };
     let (databases, resync_notes) =
         plan::resync_databases(&deployed, &source_facts(&[], &records), &dest.db_servers);

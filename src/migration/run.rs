@@ -408,8 +408,8 @@ impl Env {
 async fn execute(env: &Env) -> Vec<StatusError> {
     let prepared = &env.prepared;
     let mut completed = 1;
-    choose_compression(env).await;
     if prepared.resync {
+        choose_compression(env).await;
         return super::resync::resync(env).await;
     }
     let Some(dest) = env.config.destination.as_ref() else {
@@ -422,7 +422,10 @@ async fn execute(env: &Env) -> Vec<StatusError> {
             "destination.panel_db is not configured",
         )];
     };
-    let mut writer = match Writer::open(url).await {
+    // The source's compressors and link are probed while the destination's
+    // panel database is opened: nothing is copied before both are done.
+    let (opened, ()) = futures_util::future::join(Writer::open(url), choose_compression(env)).await;
+    let mut writer = match opened {
         Ok(w) => w,
         Err(e) => return vec![StatusError::general(e.to_string())],
     };
@@ -582,9 +585,20 @@ async fn choose_compression(env: &Env) {
     let measure = m.content_compression == ContentCompression::Auto
         || m.db_compression == DbCompression::Auto;
     let wanted = m.content_compression != ContentCompression::Off || measure;
+    let prepared = &env.prepared;
+    let copies_content = if prepared.resync {
+        !prepared.resync_trees.is_empty()
+    } else {
+        prepared
+            .domains
+            .iter()
+            .any(|d| !trees_of(d, prepared.scope).is_empty())
+    };
     let facts = if wanted {
         let pool = env.pool.clone();
-        match actix_web::rt::task::spawn_blocking(move || pool.probe_link(measure)).await {
+        match actix_web::rt::task::spawn_blocking(move || pool.probe_link(measure, copies_content))
+            .await
+        {
             Ok(Ok(facts)) => facts,
             Ok(Err(e)) => {
                 tracing::info!(migration_id = env.id, error = %e, "the source's compressors could not be asked; copying uncompressed");

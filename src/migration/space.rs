@@ -71,7 +71,7 @@ pub fn source_sizes(session: &Session, dirs: &[PathBuf]) -> Result<Vec<u64>, Str
 }
 
 /// Measures what `prepared` will write (content by `du` on the source,
-/// databases by `db_sizes` where the destination server's data directory
+/// through `session`, the validation's own; databases by `db_sizes` where the destination server's data directory
 /// is on this machine) and refuses it when a file system lacks the room:
 /// free bytes less the reserve and less what the `admitted` migrations
 /// still need there. Answers the needs, for the Supervisor to count while
@@ -82,6 +82,7 @@ pub fn source_sizes(session: &Session, dirs: &[PathBuf]) -> Result<Vec<u64>, Str
 pub async fn check(
     prepared: &Prepared,
     config: &crate::config::Config,
+    session: Session,
     db_dirs: &BTreeMap<usize, PathBuf>,
     db_sizes: &BTreeMap<String, u64>,
     admitted: Vec<Need>,
@@ -126,9 +127,15 @@ pub async fn check(
         config.migrations.disk_reserve_percent,
     );
     actix_web::rt::task::spawn_blocking(move || {
-        let measured = Session::connect(&login, &opts)
-            .map_err(|e| e.to_string())
-            .and_then(|session| source_sizes(&session, &remote));
+        // The session may have been closed by the source meanwhile: then
+        // once more on a new one.
+        let measured = source_sizes(&session, &remote).or_else(|first| {
+            drop(session);
+            tracing::debug!(source = %host, error = %first, "measuring the content again on a new session");
+            Session::connect(&login, &opts)
+                .map_err(|e| e.to_string())
+                .and_then(|again| source_sizes(&again, &remote))
+        });
         // A source that cannot be measured is not refused for it: its
         // content is left out of the guard, and the log says so.
         let sizes = measured.unwrap_or_else(|e| {
