@@ -71,8 +71,9 @@ pub fn source_sizes(session: &Session, dirs: &[PathBuf]) -> Result<Vec<u64>, Str
 }
 
 /// Measures what `prepared` will write (content by `du` on the source,
-/// through `session`, the validation's own; databases by `db_sizes` where the destination server's data directory
-/// is on this machine) and refuses it when a file system lacks the room:
+/// through `session`, the validation's own; databases by `db_sizes`
+/// where the destination server's data directory is on this machine)
+/// and refuses it when a file system lacks the room:
 /// free bytes less the reserve and less what the `admitted` migrations
 /// still need there. Answers the needs, for the Supervisor to count while
 /// the migration is admitted, and the sizes known ahead of each tree and
