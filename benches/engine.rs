@@ -70,10 +70,14 @@ fn main() {
         ["true", "false"].contains(&api_realtime.as_str()),
         "HOSTMIG_BENCH_API_REALTIME: {api_realtime:?} is neither true nor false"
     );
+    let base = dest.hostmig_config(&common::hash_password(PASSWORD), Some(&source));
+    assert!(
+        base.contains("[api]\n"),
+        "the sandbox's config has no [api] table"
+    );
     let config = format!(
         "{}\n[migrations]\nmax_parallel = {MIGRATIONS}\n",
-        dest.hostmig_config(&common::hash_password(PASSWORD), Some(&source))
-            .replacen("[api]\n", &format!("[api]\nrealtime = {api_realtime}\n"), 1)
+        base.replacen("[api]\n", &format!("[api]\nrealtime = {api_realtime}\n"), 1)
     );
     let server = Server::start(&config, work.path(), &dest.state);
     let pid = server.pid();

@@ -28,8 +28,10 @@ pub const REALTIME_WINDOW: Duration = Duration::from_millis(100);
 /// stay real-time (20 %: `get_status` at 1,000 packets/s costs about 5 %).
 pub const REALTIME_BUDGET: Duration = Duration::from_millis(20);
 
-/// How often the budget is checked (the window is this many ticks).
+/// How often the budget is checked ...
 const TICK: Duration = Duration::from_millis(10);
+/// ... so that the window is this many ticks.
+const WINDOW_TICKS: usize = (REALTIME_WINDOW.as_millis() / TICK.as_millis()) as usize;
 
 /// Sets the calling thread's nice value (threads it starts later inherit
 /// it). A refusal is logged at debug level and otherwise ignored: the
@@ -98,16 +100,14 @@ pub struct Budget {
 impl Budget {
     /// A budget for a thread now in `class`, whose CPU time is `now`.
     pub fn new(class: Class, now: Duration) -> Budget {
-        let ticks = (REALTIME_WINDOW.as_millis() / TICK.as_millis()) as usize;
-        let mut readings = std::collections::VecDeque::with_capacity(ticks + 1);
+        let mut readings = std::collections::VecDeque::with_capacity(WINDOW_TICKS + 1);
         readings.push_back(now);
         Budget { readings, class }
     }
 
     /// Takes one tick's reading; gives the class to move to if it changes.
     pub fn tick(&mut self, now: Duration) -> Option<Class> {
-        let ticks = (REALTIME_WINDOW.as_millis() / TICK.as_millis()) as usize;
-        if self.readings.len() > ticks {
+        if self.readings.len() > WINDOW_TICKS {
             self.readings.pop_front();
         }
         let oldest = *self.readings.front().unwrap_or(&now);

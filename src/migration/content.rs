@@ -140,7 +140,10 @@ impl SessionPool {
         // A source that refuses the extra logins still gets its probe.
         let sessions = match self.take(wanted, false) {
             Ok(s) => s,
-            Err(_) if wanted > 1 => self.take(1, false).map_err(|e| e.to_string())?,
+            Err(e) if wanted > 1 => {
+                tracing::debug!(error = %e, "the first tree's sessions could not all log in; probing on one");
+                self.take(1, false).map_err(|e| e.to_string())?
+            }
             Err(e) => return Err(e.to_string()),
         };
         let facts = crate::transfer::link::probe(&sessions[0], measure);

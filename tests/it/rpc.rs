@@ -656,7 +656,7 @@ fn http_workers_are_realtime_within_a_budget_that_a_flood_exceeds() {
     let answer = server.post(CHECK);
     assert!(answer.contains("<check><result>"), "{answer}");
     if !root {
-        // Not allowed: the workers stay ordinary and say so at debug level.
+        // Not allowed: the workers stay ordinary and say so in the log.
         assert_eq!(realtime_threads(server.pid()), 0);
         assert!(server
             .log()
